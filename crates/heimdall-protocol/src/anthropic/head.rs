@@ -1,0 +1,187 @@
+//! The cheap look at an Anthropic request that routing needs: `model`, `stream`, and the
+//! presence and types of the required fields. Everything else stays unparsed bytes, so the
+//! pass-through path forwards the client's body untouched.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+/// Which endpoint the body was sent to; they differ in required fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Messages,
+    CountTokens,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestHead<'a> {
+    pub model: Cow<'a, str>,
+    pub stream: bool,
+}
+
+/// A client mistake in the request body; `message` names the field, as Anthropic does.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct HeadError {
+    pub message: String,
+}
+
+#[derive(Deserialize)]
+struct Peek<'a> {
+    #[serde(borrow)]
+    model: Option<Cow<'a, str>>,
+    max_tokens: Option<u64>,
+    #[serde(borrow)]
+    messages: Option<&'a RawValue>,
+    stream: Option<bool>,
+}
+
+impl<'a> RequestHead<'a> {
+    /// Checks that the body is a JSON object with the fields `endpoint` requires, with the
+    /// right types, and returns what routing needs.
+    pub fn parse(body: &'a [u8], endpoint: Endpoint) -> Result<Self, HeadError> {
+        // A derived struct also accepts a JSON array; Anthropic wants an object.
+        if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+            return Err(HeadError {
+                message: "Request body must be a JSON object".into(),
+            });
+        }
+        let de = &mut serde_json::Deserializer::from_slice(body);
+        let peek: Peek<'a> = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let message = if inner.is_syntax() || inner.is_eof() {
+                format!("Request body is not valid JSON: {inner}")
+            } else if path == "." {
+                format!("Request body must be a JSON object: {inner}")
+            } else {
+                format!("{path}: {}", strip_position(&inner.to_string()))
+            };
+            HeadError { message }
+        })?;
+        let model = peek.model.ok_or_else(|| required("model"))?;
+        if model.trim().is_empty() {
+            return Err(HeadError {
+                message: "model: String should have at least 1 character".into(),
+            });
+        }
+        let messages = peek.messages.ok_or_else(|| required("messages"))?;
+        if !messages.get().trim_start().starts_with('[') {
+            return Err(HeadError {
+                message: "messages: Input should be a valid list".into(),
+            });
+        }
+        if endpoint == Endpoint::Messages && peek.max_tokens.is_none() {
+            return Err(required("max_tokens"));
+        }
+        Ok(Self {
+            model,
+            stream: peek.stream.unwrap_or(false),
+        })
+    }
+}
+
+fn required(field: &str) -> HeadError {
+    HeadError {
+        message: format!("{field}: Field required"),
+    }
+}
+
+/// serde_json appends " at line 1 column 42"; the path already says where.
+fn strip_position(msg: &str) -> &str {
+    msg.rfind(" at line ").map_or(msg, |i| &msg[..i])
+}
+
+/// Returns `body` with its top-level `model` replaced by `model`, every other member kept
+/// byte for byte and in order. Used only when the client's model carried a provider prefix.
+pub fn replace_model(body: &[u8], model: &str) -> Result<Vec<u8>, HeadError> {
+    let members = serde_json::from_slice::<Members<'_>>(body).map_err(|e| HeadError {
+        message: format!("Request body is not valid JSON: {e}"),
+    })?;
+    let mut out = Vec::with_capacity(body.len() + model.len());
+    out.push(b'{');
+    for (i, (key, value)) in members.0.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        // Keys are re-encoded (they may have had escapes); values are copied raw.
+        out.extend_from_slice(&serde_json::to_vec(key.as_ref()).unwrap_or_default());
+        out.push(b':');
+        if key == "model" {
+            out.extend_from_slice(&serde_json::to_vec(model).unwrap_or_default());
+        } else {
+            out.extend_from_slice(value.get().as_bytes());
+        }
+    }
+    out.push(b'}');
+    Ok(out)
+}
+
+/// The members of a JSON object in document order, values left raw.
+struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Members<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    out.push((key, map.next_value::<&'de RawValue>()?));
+                }
+                Ok(Members(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(body: &str, ep: Endpoint) -> String {
+        RequestHead::parse(body.as_bytes(), ep).unwrap_err().message
+    }
+
+    #[test]
+    fn reads_model_and_stream() {
+        let h = RequestHead::parse(
+            br#"{"model":"openai/gpt-4o-mini","max_tokens":5,"messages":[],"stream":true,"x":{"y":1}}"#,
+            Endpoint::Messages,
+        )
+        .unwrap();
+        assert_eq!(h.model, "openai/gpt-4o-mini");
+        assert!(h.stream);
+    }
+
+    #[test]
+    fn names_the_bad_field() {
+        assert_eq!(err(r#"{"max_tokens":1,"messages":[]}"#, Endpoint::Messages), "model: Field required");
+        assert_eq!(err(r#"{"model":"m","messages":[]}"#, Endpoint::Messages), "max_tokens: Field required");
+        assert_eq!(err(r#"{"model":"m","max_tokens":1}"#, Endpoint::Messages), "messages: Field required");
+        assert!(err(r#"{"model":"m","max_tokens":"ten","messages":[]}"#, Endpoint::Messages).starts_with("max_tokens: invalid type"));
+        assert!(err(r#"{"model":1,"max_tokens":1,"messages":[]}"#, Endpoint::Messages).starts_with("model: invalid type"));
+        assert_eq!(err(r#"{"model":"m","max_tokens":1,"messages":{}}"#, Endpoint::Messages), "messages: Input should be a valid list");
+        assert!(err(r#"{"model":"#, Endpoint::Messages).starts_with("Request body is not valid JSON"));
+        assert!(err(r#"[1]"#, Endpoint::Messages).starts_with("Request body must be a JSON object"));
+        assert!(RequestHead::parse(br#"{"model":"m","messages":[]}"#, Endpoint::CountTokens).is_ok());
+    }
+
+    #[test]
+    fn replaces_only_the_model() {
+        let body = br#"{ "model" : "anthropic/claude-x", "messages":[{"role":"user","content":"hi \u00e9"}],"max_tokens":5}"#;
+        let out = replace_model(body, "claude-x").unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"model":"claude-x","messages":[{"role":"user","content":"hi \u00e9"}],"max_tokens":5}"#
+        );
+    }
+}

@@ -1,0 +1,222 @@
+//! The Anthropic error vocabulary: `error.type` values, their HTTP statuses, and error bodies.
+//!
+//! Every error Heimdall returns on the `/anthropic` surface uses this shape, whichever upstream
+//! failed, so clients can switch on `error.type` exactly as they do against Anthropic.
+
+use serde::{Deserialize, Serialize};
+
+/// Anthropic's documented `error.type` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorType {
+    InvalidRequestError,
+    AuthenticationError,
+    BillingError,
+    PermissionError,
+    NotFoundError,
+    ConflictError,
+    RequestTooLarge,
+    RateLimitError,
+    ApiError,
+    TimeoutError,
+    OverloadedError,
+}
+
+impl ErrorType {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequestError => "invalid_request_error",
+            Self::AuthenticationError => "authentication_error",
+            Self::BillingError => "billing_error",
+            Self::PermissionError => "permission_error",
+            Self::NotFoundError => "not_found_error",
+            Self::ConflictError => "conflict_error",
+            Self::RequestTooLarge => "request_too_large",
+            Self::RateLimitError => "rate_limit_error",
+            Self::ApiError => "api_error",
+            Self::TimeoutError => "timeout_error",
+            Self::OverloadedError => "overloaded_error",
+        }
+    }
+
+    /// The HTTP status Anthropic answers with for this type.
+    pub const fn status(self) -> u16 {
+        match self {
+            Self::InvalidRequestError => 400,
+            Self::AuthenticationError => 401,
+            Self::BillingError => 402,
+            Self::PermissionError => 403,
+            Self::NotFoundError => 404,
+            Self::ConflictError => 409,
+            Self::RequestTooLarge => 413,
+            Self::RateLimitError => 429,
+            Self::ApiError => 500,
+            Self::TimeoutError => 504,
+            Self::OverloadedError => 529,
+        }
+    }
+
+    /// The type an upstream status maps to (protocols.md §3). Unknown 4xx map to
+    /// `invalid_request_error`, not to a 5xx, so clients do not retry a deterministic failure.
+    pub const fn from_status(status: u16) -> Self {
+        match status {
+            401 => Self::AuthenticationError,
+            402 => Self::BillingError,
+            403 => Self::PermissionError,
+            404 => Self::NotFoundError,
+            409 => Self::ConflictError,
+            413 => Self::RequestTooLarge,
+            429 => Self::RateLimitError,
+            502 | 503 | 529 => Self::OverloadedError,
+            504 => Self::TimeoutError,
+            500..=599 => Self::ApiError,
+            _ => Self::InvalidRequestError,
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "invalid_request_error" => Self::InvalidRequestError,
+            "authentication_error" => Self::AuthenticationError,
+            "billing_error" => Self::BillingError,
+            "permission_error" => Self::PermissionError,
+            "not_found_error" => Self::NotFoundError,
+            "conflict_error" => Self::ConflictError,
+            "request_too_large" => Self::RequestTooLarge,
+            "rate_limit_error" => Self::RateLimitError,
+            "api_error" => Self::ApiError,
+            "timeout_error" => Self::TimeoutError,
+            "overloaded_error" => Self::OverloadedError,
+            _ => return None,
+        })
+    }
+}
+
+/// `{"type":"error","error":{"type":…,"message":…},"request_id":…}`: the body of every
+/// non-2xx answer and the `data` of an SSE `error` event.
+pub fn anthropic_error_body(kind: ErrorType, message: &str, request_id: Option<&str>) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Body<'a> {
+        r#type: &'static str,
+        error: Inner<'a>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        request_id: Option<&'a str>,
+    }
+    #[derive(Serialize)]
+    struct Inner<'a> {
+        r#type: &'static str,
+        message: &'a str,
+    }
+    let body = Body {
+        r#type: "error",
+        error: Inner {
+            r#type: kind.as_str(),
+            message,
+        },
+        request_id,
+    };
+    // Serializing plain strings into a Vec cannot fail.
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
+/// What an upstream said in its error body, in whichever dialect it speaks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamError {
+    /// The upstream's own type string (`rate_limit_error`, `insufficient_quota`, …), if any.
+    pub upstream_type: Option<String>,
+    pub message: String,
+}
+
+/// Reads an error body from Anthropic (`{"type":"error","error":{…}}`), OpenAI
+/// (`{"error":{"message","type","code"}}`), or a bare `{"error":"…"}` / `{"message":"…"}`.
+/// Returns `None` when the body is not JSON or carries no message.
+pub fn parse_upstream_error(body: &[u8]) -> Option<UpstreamError> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let err = value.get("error").unwrap_or(&value);
+    if let Some(s) = err.as_str() {
+        return Some(UpstreamError {
+            upstream_type: None,
+            message: s.to_owned(),
+        });
+    }
+    let message = err.get("message")?.as_str()?.to_owned();
+    let upstream_type = err
+        .get("type")
+        .and_then(|t| t.as_str())
+        .or_else(|| err.get("code").and_then(|c| c.as_str()))
+        .map(str::to_owned);
+    Some(UpstreamError {
+        upstream_type,
+        message,
+    })
+}
+
+/// Chooses the Anthropic type for an upstream failure: a documented Anthropic type from the
+/// body wins when it agrees with the status class; otherwise the status decides.
+pub fn classify_upstream(status: u16, upstream_type: Option<&str>) -> ErrorType {
+    let by_status = ErrorType::from_status(status);
+    match upstream_type.and_then(ErrorType::parse) {
+        Some(t) if (t.status() >= 500) == (status >= 500) => t,
+        _ => by_status,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_round_trip_for_documented_types() {
+        for t in [
+            ErrorType::InvalidRequestError,
+            ErrorType::AuthenticationError,
+            ErrorType::BillingError,
+            ErrorType::PermissionError,
+            ErrorType::NotFoundError,
+            ErrorType::ConflictError,
+            ErrorType::RequestTooLarge,
+            ErrorType::RateLimitError,
+            ErrorType::ApiError,
+            ErrorType::TimeoutError,
+            ErrorType::OverloadedError,
+        ] {
+            assert_eq!(ErrorType::from_status(t.status()), t);
+            assert_eq!(ErrorType::parse(t.as_str()), Some(t));
+        }
+        assert_eq!(ErrorType::from_status(422), ErrorType::InvalidRequestError);
+        assert_eq!(ErrorType::from_status(503), ErrorType::OverloadedError);
+    }
+
+    #[test]
+    fn body_shape() {
+        let body = anthropic_error_body(ErrorType::NotFoundError, "no \"x\"", Some("req_1"));
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type":"error","error":{"type":"not_found_error","message":"no \"x\""},"request_id":"req_1"})
+        );
+    }
+
+    #[test]
+    fn parses_both_dialects() {
+        let a = parse_upstream_error(
+            br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+        )
+        .unwrap();
+        assert_eq!(a.upstream_type.as_deref(), Some("overloaded_error"));
+        let o = parse_upstream_error(
+            br#"{"error":{"message":"Rate limit","type":"requests","code":"rate_limit_exceeded"}}"#,
+        )
+        .unwrap();
+        assert_eq!(o.message, "Rate limit");
+        assert!(parse_upstream_error(b"<html>").is_none());
+        assert_eq!(
+            classify_upstream(500, Some("rate_limit_error")),
+            ErrorType::ApiError
+        );
+        assert_eq!(
+            classify_upstream(529, Some("overloaded_error")),
+            ErrorType::OverloadedError
+        );
+    }
+}
