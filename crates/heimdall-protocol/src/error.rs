@@ -151,12 +151,14 @@ pub fn parse_upstream_error(body: &[u8]) -> Option<UpstreamError> {
     })
 }
 
-/// Chooses the Anthropic type for an upstream failure: a documented Anthropic type from the
-/// body wins when it agrees with the status class; otherwise the status decides.
+/// Chooses the Anthropic type for an upstream failure. The status decides, except that a
+/// documented Anthropic type in the body is kept when it names this very status, or when the
+/// status has no type of its own (503, 422, …) and the body's type is of the same class.
 pub fn classify_upstream(status: u16, upstream_type: Option<&str>) -> ErrorType {
     let by_status = ErrorType::from_status(status);
     match upstream_type.and_then(ErrorType::parse) {
-        Some(t) if (t.status() >= 500) == (status >= 500) => t,
+        Some(t) if t.status() == status => t,
+        Some(t) if by_status.status() != status && (t.status() >= 500) == (status >= 500) => t,
         _ => by_status,
     }
 }
@@ -217,6 +219,14 @@ mod tests {
         assert_eq!(
             classify_upstream(529, Some("overloaded_error")),
             ErrorType::OverloadedError
+        );
+        assert_eq!(
+            classify_upstream(401, Some("invalid_request_error")),
+            ErrorType::AuthenticationError
+        );
+        assert_eq!(
+            classify_upstream(503, Some("api_error")),
+            ErrorType::ApiError
         );
     }
 }

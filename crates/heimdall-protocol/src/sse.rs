@@ -196,9 +196,16 @@ mod tests {
             let mut got = drain(&mut f);
             f.push(&wire[split..]);
             got.extend(drain(&mut f));
-            let names: Vec<_> = got.iter().map(|e| e.event_name().map(str::to_owned)).collect();
+            let names: Vec<_> = got
+                .iter()
+                .map(|e| e.event_name().map(str::to_owned))
+                .collect();
             // The comment-only event parses as an event with neither name nor data.
-            assert_eq!(names, vec![Some("ping".into()), None, None, Some("x".into())], "split {split}");
+            assert_eq!(
+                names,
+                vec![Some("ping".into()), None, None, Some("x".into())],
+                "split {split}"
+            );
             assert_eq!(&got[0].data[..], b"{\"type\":\"ping\"}");
             assert_eq!(&got[2].data[..], b"a\nb");
             assert_eq!(&got[3].data[..], b"y");

@@ -151,7 +151,10 @@ mod tests {
 
     #[test]
     fn reads_message_usage() {
-        let u = Usage::from_anthropic_message(br#"{"id":"m","usage":{"input_tokens":4,"output_tokens":2}}"#).unwrap();
+        let u = Usage::from_anthropic_message(
+            br#"{"id":"m","usage":{"input_tokens":4,"output_tokens":2}}"#,
+        )
+        .unwrap();
         assert_eq!((u.input_tokens, u.output_tokens), (4, 2));
     }
 }

@@ -1,1 +1,11 @@
-//! heimdall-server
+//! The HTTP edge: routes, request ids, body limits, and the mapping of gateway results to
+//! Anthropic-shaped HTTP responses.
+//!
+//! **Architecture invariant:** this is the only crate that knows axum/hyper and client-facing
+//! status codes and error bodies. It holds no routing or provider logic.
+
+pub mod cli;
+mod routes;
+pub mod run;
+
+pub use routes::router;

@@ -1,1 +1,33 @@
-//! heimdall-testkit
+//! heimdall-testkit: the mock LLM upstream (`heimdall-mock`) and helpers that boot the gateway
+//! binary for black-box tests.
+//!
+//! - [`mock`]: [`MockServer`] speaks the OpenAI Chat Completions and Anthropic Messages
+//!   dialects, scripted by `[[mock:...]]` directives in the last user message.
+//! - [`gateway`]: [`GatewayProcess`] spawns the `heimdall` binary on an ephemeral port.
+//! - [`http_client`]: a reqwest client usable despite the workspace's `rustls-no-provider`.
+
+pub mod gateway;
+pub mod mock;
+
+pub use gateway::GatewayProcess;
+pub use mock::{MockOptions, MockServer, RecordedRequest};
+
+/// Installs the process-wide rustls crypto provider (ring) if none is installed yet.
+///
+/// The workspace builds reqwest with `rustls-no-provider`, so building a `reqwest::Client`
+/// panics until a provider is installed. Idempotent and cheap; call it before building clients.
+pub fn install_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Losing a race with another installer is fine: some provider is installed either way.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
+/// A plain `reqwest::Client` for tests (installs the crypto provider first). No proxy.
+pub fn http_client() -> reqwest::Client {
+    install_crypto_provider();
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}

@@ -164,15 +164,48 @@ mod tests {
 
     #[test]
     fn names_the_bad_field() {
-        assert_eq!(err(r#"{"max_tokens":1,"messages":[]}"#, Endpoint::Messages), "model: Field required");
-        assert_eq!(err(r#"{"model":"m","messages":[]}"#, Endpoint::Messages), "max_tokens: Field required");
-        assert_eq!(err(r#"{"model":"m","max_tokens":1}"#, Endpoint::Messages), "messages: Field required");
-        assert!(err(r#"{"model":"m","max_tokens":"ten","messages":[]}"#, Endpoint::Messages).starts_with("max_tokens: invalid type"));
-        assert!(err(r#"{"model":1,"max_tokens":1,"messages":[]}"#, Endpoint::Messages).starts_with("model: invalid type"));
-        assert_eq!(err(r#"{"model":"m","max_tokens":1,"messages":{}}"#, Endpoint::Messages), "messages: Input should be a valid list");
-        assert!(err(r#"{"model":"#, Endpoint::Messages).starts_with("Request body is not valid JSON"));
-        assert!(err(r#"[1]"#, Endpoint::Messages).starts_with("Request body must be a JSON object"));
-        assert!(RequestHead::parse(br#"{"model":"m","messages":[]}"#, Endpoint::CountTokens).is_ok());
+        assert_eq!(
+            err(r#"{"max_tokens":1,"messages":[]}"#, Endpoint::Messages),
+            "model: Field required"
+        );
+        assert_eq!(
+            err(r#"{"model":"m","messages":[]}"#, Endpoint::Messages),
+            "max_tokens: Field required"
+        );
+        assert_eq!(
+            err(r#"{"model":"m","max_tokens":1}"#, Endpoint::Messages),
+            "messages: Field required"
+        );
+        assert!(
+            err(
+                r#"{"model":"m","max_tokens":"ten","messages":[]}"#,
+                Endpoint::Messages
+            )
+            .starts_with("max_tokens: invalid type")
+        );
+        assert!(
+            err(
+                r#"{"model":1,"max_tokens":1,"messages":[]}"#,
+                Endpoint::Messages
+            )
+            .starts_with("model: invalid type")
+        );
+        assert_eq!(
+            err(
+                r#"{"model":"m","max_tokens":1,"messages":{}}"#,
+                Endpoint::Messages
+            ),
+            "messages: Input should be a valid list"
+        );
+        assert!(
+            err(r#"{"model":"#, Endpoint::Messages).starts_with("Request body is not valid JSON")
+        );
+        assert!(
+            err(r#"[1]"#, Endpoint::Messages).starts_with("Request body must be a JSON object")
+        );
+        assert!(
+            RequestHead::parse(br#"{"model":"m","messages":[]}"#, Endpoint::CountTokens).is_ok()
+        );
     }
 
     #[test]

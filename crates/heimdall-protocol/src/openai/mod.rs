@@ -1,1 +1,5 @@
 //! The OpenAI Chat Completions dialect.
+
+pub mod chat;
+
+pub use chat::*;

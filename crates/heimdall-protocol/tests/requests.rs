@@ -1,0 +1,149 @@
+//! Request goldens: `fixtures/requests/NAME.anthropic.json` → `NAME.openai.json` (compared as
+//! JSON values), or → `NAME.error.txt` (the exact client-facing message).
+
+mod common;
+
+use heimdall_protocol::anthropic::{CountTokensRequest, MessagesRequest};
+use heimdall_protocol::translate::TranslateError;
+use heimdall_protocol::translate::openai_chat::{count_text, request_body};
+use serde_json::{Value, json};
+
+const UPSTREAM_MODEL: &str = "gpt-5";
+
+fn translate(body: &[u8]) -> Result<Value, TranslateError> {
+    let req = MessagesRequest::from_slice(body)?;
+    let out = request_body(&req, UPSTREAM_MODEL)?;
+    Ok(serde_json::from_slice(&out).unwrap())
+}
+
+#[test]
+fn request_goldens() {
+    for (stem, input) in common::inputs("requests", ".anthropic.json") {
+        let body = std::fs::read(&input).unwrap();
+        let (expected, is_error) = common::expected_path("requests", &stem, ".openai.json");
+        match (translate(&body), is_error) {
+            (Ok(v), false) => common::check_json(&expected, &v),
+            (Err(e), true) => common::check_text(&expected, &format!("{}\n", e.message())),
+            (Ok(v), true) => panic!("{stem}: expected an error, got {v}"),
+            (Err(e), false) => panic!("{stem}: {e}"),
+        }
+    }
+}
+
+fn with(extra: Value) -> Value {
+    let mut base = json!({
+        "model": "openai/gpt-5",
+        "max_tokens": 100,
+        "messages": [{"role": "user", "content": "hi"}],
+        "tools": [{"name": "get_weather", "input_schema": {"type": "object"}}],
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        base[k] = v.clone();
+    }
+    base
+}
+
+fn translate_value(req: Value) -> Value {
+    translate(&serde_json::to_vec(&req).unwrap()).unwrap()
+}
+
+#[test]
+fn each_tool_choice() {
+    let cases = [
+        (json!({"type": "auto"}), json!("auto"), None),
+        (json!({"type": "any"}), json!("required"), None),
+        (json!({"type": "none"}), json!("none"), None),
+        (
+            json!({"type": "tool", "name": "get_weather"}),
+            json!({"type": "function", "function": {"name": "get_weather"}}),
+            None,
+        ),
+        (
+            json!({"type": "any", "disable_parallel_tool_use": true}),
+            json!("required"),
+            Some(false),
+        ),
+        (
+            json!({"type": "auto", "disable_parallel_tool_use": false}),
+            json!("auto"),
+            None,
+        ),
+    ];
+    for (choice, want, parallel) in cases {
+        let out = translate_value(with(json!({"tool_choice": choice})));
+        assert_eq!(out["tool_choice"], want, "{choice}");
+        assert_eq!(
+            out.get("parallel_tool_calls").and_then(Value::as_bool),
+            parallel,
+            "{choice}"
+        );
+    }
+    // Without tools OpenAI rejects tool_choice and parallel_tool_calls, so neither is sent.
+    let out = translate_value(with(json!({
+        "tools": [],
+        "tool_choice": {"type": "any", "disable_parallel_tool_use": true}
+    })));
+    for key in ["tools", "tool_choice", "parallel_tool_calls"] {
+        assert!(out.get(key).is_none(), "{key} in {out}");
+    }
+}
+
+#[test]
+fn thinking_maps_to_reasoning_effort() {
+    let cases = [
+        (
+            json!({"type": "enabled", "budget_tokens": 1024}),
+            Some("low"),
+        ),
+        (
+            json!({"type": "enabled", "budget_tokens": 1025}),
+            Some("medium"),
+        ),
+        (
+            json!({"type": "enabled", "budget_tokens": 8192}),
+            Some("medium"),
+        ),
+        (
+            json!({"type": "enabled", "budget_tokens": 8193}),
+            Some("high"),
+        ),
+        (json!({"type": "adaptive"}), Some("medium")),
+        (json!({"type": "disabled"}), None),
+        (json!({"type": "between_tools", "display": "omitted"}), None),
+    ];
+    for (thinking, want) in cases {
+        let out = translate_value(with(json!({"thinking": thinking})));
+        assert_eq!(
+            out.get("reasoning_effort").and_then(Value::as_str),
+            want,
+            "{thinking}"
+        );
+    }
+    // An explicit effort wins over the budget.
+    let out = translate_value(with(json!({
+        "thinking": {"type": "enabled", "budget_tokens": 2000},
+        "output_config": {"effort": "high"}
+    })));
+    assert_eq!(out["reasoning_effort"], "high");
+}
+
+#[test]
+fn count_text_covers_everything_sent() {
+    let req = CountTokensRequest::from_slice(
+        br#"{"model":"m","system":[{"type":"text","text":"SYS"}],
+        "tools":[{"name":"TOOLNAME","description":"TOOLDESC","input_schema":{"type":"object","title":"SCHEMA"}}],
+        "messages":[
+          {"role":"user","content":"USER"},
+          {"role":"assistant","content":[{"type":"thinking","thinking":"HIDDEN","signature":"s"},{"type":"tool_use","id":"toolu_1","name":"CALLED","input":{"q":"INPUT"}}]},
+          {"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_1","content":[{"type":"text","text":"RESULT"}]},
+                                    {"type":"document","source":{"type":"text","media_type":"text/plain","data":"DOC"}}]}]}"#,
+    )
+    .unwrap();
+    let text = count_text(&req);
+    for needle in [
+        "SYS", "TOOLNAME", "TOOLDESC", "SCHEMA", "USER", "CALLED", "INPUT", "RESULT", "DOC",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from {text:?}");
+    }
+    assert!(!text.contains("HIDDEN"), "thinking is not sent upstream");
+}

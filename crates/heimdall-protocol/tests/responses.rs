@@ -1,0 +1,44 @@
+//! Response goldens: `fixtures/responses/NAME.openai.json` (an upstream 200 body) →
+//! `NAME.anthropic.json`, or → `NAME.error.txt`.
+
+mod common;
+
+use heimdall_protocol::translate::openai_chat::response_body;
+use heimdall_protocol::usage::Usage;
+use serde_json::Value;
+
+#[test]
+fn response_goldens() {
+    for (stem, input) in common::inputs("responses", ".openai.json") {
+        let body = std::fs::read(&input).unwrap();
+        let (expected, is_error) = common::expected_path("responses", &stem, ".anthropic.json");
+        match (response_body(&body, &common::ctx()), is_error) {
+            (Ok((bytes, usage)), false) => {
+                let v: Value = serde_json::from_slice(&bytes).unwrap();
+                // The accounted usage is the one the client sees.
+                let u = &v["usage"];
+                assert_eq!(
+                    usage,
+                    Usage {
+                        input_tokens: u["input_tokens"].as_u64().unwrap(),
+                        output_tokens: u["output_tokens"].as_u64().unwrap(),
+                        cache_read_input_tokens: u["cache_read_input_tokens"].as_u64().unwrap(),
+                        cache_creation_input_tokens: u["cache_creation_input_tokens"]
+                            .as_u64()
+                            .unwrap(),
+                    },
+                    "{stem}"
+                );
+                common::check_json(&expected, &v);
+            }
+            (Err(e), true) => common::check_text(&expected, &format!("{}\n", e.message())),
+            (Ok((bytes, _)), true) => {
+                panic!(
+                    "{stem}: expected an error, got {}",
+                    String::from_utf8_lossy(&bytes)
+                )
+            }
+            (Err(e), false) => panic!("{stem}: {e}"),
+        }
+    }
+}

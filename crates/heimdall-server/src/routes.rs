@@ -1,0 +1,183 @@
+//! The `/anthropic` surface and `/health`.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use heimdall_core::{ClientRequest, Gateway, GatewayError, ModelsQuery, Reply};
+use heimdall_protocol::error::{ErrorType, anthropic_error_body};
+
+/// The request id of the current request, set by [`request_id`] before any handler runs.
+#[derive(Clone)]
+struct RequestId(String);
+
+pub fn router(gateway: Arc<Gateway>) -> Router {
+    let anthropic = Router::new()
+        .route("/v1/messages", post(messages))
+        .route("/v1/messages/count_tokens", post(count_tokens))
+        .route("/v1/models", get(list_models))
+        .route("/v1/models/{*id}", get(get_model))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed);
+    Router::new()
+        .nest("/anthropic", anthropic)
+        .route("/health", get(health))
+        .fallback(not_found)
+        // Bodies are read by `read_body` against the configured limit, answering 413 in
+        // Anthropic's shape; axum's own limit would answer in plain text.
+        .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn(request_id))
+        .with_state(gateway)
+}
+
+/// Gives every request an id and every response a `request-id` header.
+async fn request_id(mut req: Request, next: Next) -> Response {
+    let id = Gateway::new_request_id();
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let mut res = next.run(req).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert("request-id", v);
+    }
+    res
+}
+
+fn error_response(err: &GatewayError, request_id: &str) -> Response {
+    let status = StatusCode::from_u16(err.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = anthropic_error_body(err.kind, &err.message, Some(request_id));
+    let mut res = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+    if let Some(ra) = &err.retry_after {
+        res.headers_mut().insert(header::RETRY_AFTER, ra.clone());
+    }
+    res
+}
+
+fn json_response(body: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// Reads the whole body, refusing more than the configured limit with a 413.
+async fn read_body(gateway: &Gateway, body: Body) -> Result<Bytes, GatewayError> {
+    let limit = gateway.max_request_body_bytes();
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let too_large = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            GatewayError::new(
+                ErrorType::RequestTooLarge,
+                format!("request body exceeds the {limit}-byte limit"),
+            )
+        } else {
+            GatewayError::invalid_request(format!("could not read the request body: {e}"))
+        }
+    })
+}
+
+fn client_request(headers: &HeaderMap, body: Bytes, request_id: &RequestId) -> ClientRequest {
+    ClientRequest {
+        body,
+        anthropic_version: headers.get("anthropic-version").cloned(),
+        request_id: request_id.0.clone(),
+    }
+}
+
+async fn messages(
+    State(gateway): State<Arc<Gateway>>,
+    axum::Extension(rid): axum::Extension<RequestId>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let result = async {
+        let body = read_body(&gateway, body).await?;
+        gateway.messages(client_request(&headers, body, &rid)).await
+    }
+    .await;
+    match result {
+        Ok(Reply::Json(bytes)) => json_response(bytes),
+        Ok(Reply::Stream(stream)) => (
+            [
+                (header::CONTENT_TYPE, "text/event-stream; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            Body::from_stream(stream),
+        )
+            .into_response(),
+        Err(e) => error_response(&e, &rid.0),
+    }
+}
+
+async fn count_tokens(
+    State(gateway): State<Arc<Gateway>>,
+    axum::Extension(rid): axum::Extension<RequestId>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let result = async {
+        let body = read_body(&gateway, body).await?;
+        gateway
+            .count_tokens(client_request(&headers, body, &rid))
+            .await
+    }
+    .await;
+    match result {
+        Ok(bytes) => json_response(bytes),
+        Err(e) => error_response(&e, &rid.0),
+    }
+}
+
+async fn list_models(
+    State(gateway): State<Arc<Gateway>>,
+    axum::Extension(rid): axum::Extension<RequestId>,
+    query: Result<Query<ModelsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let result = match query {
+        Ok(Query(q)) => gateway.list_models(&q).await,
+        Err(e) => Err(GatewayError::invalid_request(e.body_text())),
+    };
+    match result {
+        Ok(bytes) => json_response(bytes),
+        Err(e) => error_response(&e, &rid.0),
+    }
+}
+
+async fn get_model(
+    State(gateway): State<Arc<Gateway>>,
+    axum::Extension(rid): axum::Extension<RequestId>,
+    Path(id): Path<String>,
+) -> Response {
+    match gateway.get_model(&id).await {
+        Ok(bytes) => json_response(bytes),
+        Err(e) => error_response(&e, &rid.0),
+    }
+}
+
+async fn health() -> Response {
+    json_response(Bytes::from_static(br#"{"status":"ok"}"#))
+}
+
+async fn not_found(axum::Extension(rid): axum::Extension<RequestId>, req: Request) -> Response {
+    let err = GatewayError::not_found(format!(
+        "no route for {} {}",
+        req.method(),
+        req.uri().path()
+    ));
+    error_response(&err, &rid.0)
+}
+
+async fn method_not_allowed(
+    axum::Extension(rid): axum::Extension<RequestId>,
+    req: Request,
+) -> Response {
+    let mut err = GatewayError::invalid_request(format!(
+        "method {} is not allowed on {}",
+        req.method(),
+        req.uri().path()
+    ));
+    err.status = 405;
+    error_response(&err, &rid.0)
+}

@@ -1,0 +1,357 @@
+//! Parser for the `[[mock:...]]` directives that script the mock's behaviour.
+//!
+//! Clients of the gateway can only control message content, so tests script the mock upstream
+//! through directives embedded in the text of the last user message. The parser returns the
+//! directives and the text with every directive removed (and trimmed).
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+const OPEN: &str = "[[mock:";
+const CLOSE: &str = "]]";
+
+/// One scripted tool call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolDirective {
+    pub name: String,
+    pub input: Value,
+    /// `tool_whole`: the OpenAI stream sends the call in a single fragment.
+    pub whole: bool,
+}
+
+/// A scripted HTTP error (`error`, or the failing phase of `fail_first`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ErrorDirective {
+    pub status: u16,
+    pub retry_after: Option<u64>,
+    pub error_type: Option<String>,
+}
+
+/// `fail_first N STATUS KEY`: the first N requests with this KEY fail.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailFirst {
+    pub count: u64,
+    pub key: String,
+    pub error: ErrorDirective,
+}
+
+/// Everything the directives of one message asked for.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Directives {
+    pub tools: Vec<ToolDirective>,
+    pub error: Option<ErrorDirective>,
+    pub fail_first: Option<FailFirst>,
+    pub delay: Option<Duration>,
+    pub cut: bool,
+    pub stall: Option<Duration>,
+    pub stream_error: bool,
+    pub finish: Option<String>,
+    pub reasoning: Option<String>,
+    pub cached: Option<u64>,
+    pub text: Option<String>,
+    pub words: Option<usize>,
+}
+
+/// A malformed directive; the mock answers it with HTTP 400 so typos in tests are loud.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DirectiveError(pub String);
+
+impl std::fmt::Display for DirectiveError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "bad mock directive: {}", self.0)
+    }
+}
+
+impl std::error::Error for DirectiveError {}
+
+/// Parses all directives in `text`. Returns them and the text with the directives removed,
+/// trimmed.
+pub fn parse(text: &str) -> Result<(Directives, String), DirectiveError> {
+    let mut out = Directives::default();
+    if !text.contains(OPEN) {
+        return Ok((out, text.trim().to_owned()));
+    }
+    let mut rest_text = String::with_capacity(text.len());
+    let mut cursor = 0;
+    while let Some(rel) = text[cursor..].find(OPEN) {
+        let start = cursor + rel;
+        rest_text.push_str(&text[cursor..start]);
+        let body_start = start + OPEN.len();
+        let consumed = parse_one(&text[body_start..], &mut out)?;
+        cursor = body_start + consumed;
+    }
+    rest_text.push_str(&text[cursor..]);
+    Ok((out, rest_text.trim().to_owned()))
+}
+
+/// Parses one directive body (the text after `[[mock:`). Returns the number of bytes consumed,
+/// including the closing `]]`.
+fn parse_one(s: &str, out: &mut Directives) -> Result<usize, DirectiveError> {
+    let kind_len = s
+        .find(|c: char| c.is_whitespace() || c == ']')
+        .unwrap_or(s.len());
+    let kind = &s[..kind_len];
+    if kind == "tool" || kind == "tool_whole" {
+        return parse_tool(s, kind_len, kind == "tool_whole", out);
+    }
+    let close = s[kind_len..]
+        .find(CLOSE)
+        .ok_or_else(|| DirectiveError(format!("`{kind}` is missing its closing ]]")))?;
+    let args_str = s[kind_len..kind_len + close].trim();
+    let consumed = kind_len + close + CLOSE.len();
+    let args: Vec<&str> = args_str.split_whitespace().collect();
+    match kind {
+        "error" => {
+            let (positional, opts) = split_opts(&args);
+            let [status] = positional.as_slice() else {
+                return Err(DirectiveError(
+                    "usage: error STATUS [retry_after=N] [type=T]".into(),
+                ));
+            };
+            out.error = Some(error_directive(status, &opts)?);
+        }
+        "fail_first" => {
+            let (positional, opts) = split_opts(&args);
+            let [count, status, key] = positional.as_slice() else {
+                return Err(DirectiveError(
+                    "usage: fail_first N STATUS KEY [retry_after=N] [type=T]".into(),
+                ));
+            };
+            out.fail_first = Some(FailFirst {
+                count: number(count, "fail_first N")?,
+                key: (*key).to_owned(),
+                error: error_directive(status, &opts)?,
+            });
+        }
+        "delay" => out.delay = Some(Duration::from_millis(single_number(&args, "delay MS")?)),
+        "stall" => out.stall = Some(Duration::from_millis(single_number(&args, "stall MS")?)),
+        "cached" => out.cached = Some(single_number(&args, "cached N")?),
+        "words" => {
+            let n = single_number(&args, "words N")?;
+            out.words = Some(usize::try_from(n).map_err(|_| DirectiveError("words N".into()))?);
+        }
+        "cut" | "stream_error" => {
+            if !args.is_empty() {
+                return Err(DirectiveError(format!("`{kind}` takes no arguments")));
+            }
+            if kind == "cut" {
+                out.cut = true;
+            } else {
+                out.stream_error = true;
+            }
+        }
+        "finish" => {
+            let [reason] = args.as_slice() else {
+                return Err(DirectiveError("usage: finish REASON".into()));
+            };
+            out.finish = Some((*reason).to_owned());
+        }
+        "reasoning" => out.reasoning = Some(non_empty(args_str, "reasoning TEXT")?),
+        "text" => out.text = Some(non_empty(args_str, "text TEXT")?),
+        other => return Err(DirectiveError(format!("unknown directive `{other}`"))),
+    }
+    Ok(consumed)
+}
+
+fn parse_tool(
+    s: &str,
+    kind_len: usize,
+    whole: bool,
+    out: &mut Directives,
+) -> Result<usize, DirectiveError> {
+    let usage = || DirectiveError("usage: tool NAME [{json object}]".into());
+    let after_kind = &s[kind_len..];
+    let name_start = kind_len + (after_kind.len() - after_kind.trim_start().len());
+    let name_rest = &s[name_start..];
+    let name_len = name_rest
+        .find(|c: char| c.is_whitespace() || c == ']' || c == '{')
+        .unwrap_or(name_rest.len());
+    if name_len == 0 {
+        return Err(usage());
+    }
+    let name = &name_rest[..name_len];
+    let mut pos = name_start + name_len;
+    let rest = &s[pos..];
+    pos += rest.len() - rest.trim_start().len();
+    let input = if s[pos..].starts_with(CLOSE) {
+        Value::Object(serde_json::Map::new())
+    } else {
+        let mut stream = serde_json::Deserializer::from_str(&s[pos..]).into_iter::<Value>();
+        let value = match stream.next() {
+            Some(Ok(v)) => v,
+            Some(Err(e)) => return Err(DirectiveError(format!("tool {name}: bad JSON: {e}"))),
+            None => return Err(usage()),
+        };
+        if !value.is_object() {
+            return Err(DirectiveError(format!(
+                "tool {name}: input must be a JSON object"
+            )));
+        }
+        pos += stream.byte_offset();
+        let rest = &s[pos..];
+        pos += rest.len() - rest.trim_start().len();
+        value
+    };
+    if !s[pos..].starts_with(CLOSE) {
+        return Err(DirectiveError(format!(
+            "tool {name}: expected ]] after the input"
+        )));
+    }
+    out.tools.push(ToolDirective {
+        name: name.to_owned(),
+        input,
+        whole,
+    });
+    Ok(pos + CLOSE.len())
+}
+
+fn split_opts<'a>(args: &[&'a str]) -> (Vec<&'a str>, Vec<(&'a str, &'a str)>) {
+    let mut positional = Vec::new();
+    let mut opts = Vec::new();
+    for arg in args {
+        match arg.split_once('=') {
+            Some((k, v)) => opts.push((k, v)),
+            None => positional.push(*arg),
+        }
+    }
+    (positional, opts)
+}
+
+fn error_directive(status: &str, opts: &[(&str, &str)]) -> Result<ErrorDirective, DirectiveError> {
+    let status = number(status, "STATUS")?;
+    let status = u16::try_from(status)
+        .ok()
+        .filter(|s| (400..=599).contains(s))
+        .ok_or_else(|| DirectiveError(format!("status {status} must be 400..=599")))?;
+    let mut error = ErrorDirective {
+        status,
+        retry_after: None,
+        error_type: None,
+    };
+    for (k, v) in opts {
+        match *k {
+            "retry_after" => error.retry_after = Some(number(v, "retry_after=N")?),
+            "type" => error.error_type = Some((*v).to_owned()),
+            other => return Err(DirectiveError(format!("unknown option `{other}`"))),
+        }
+    }
+    Ok(error)
+}
+
+fn number(s: &str, what: &str) -> Result<u64, DirectiveError> {
+    s.parse()
+        .map_err(|_| DirectiveError(format!("{what}: `{s}` is not a number")))
+}
+
+fn single_number(args: &[&str], usage: &str) -> Result<u64, DirectiveError> {
+    match args {
+        [n] => number(n, usage),
+        _ => Err(DirectiveError(format!("usage: {usage}"))),
+    }
+}
+
+fn non_empty(s: &str, usage: &str) -> Result<String, DirectiveError> {
+    if s.is_empty() {
+        Err(DirectiveError(format!("usage: {usage}")))
+    } else {
+        Ok(s.to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn plain_text_has_no_directives() {
+        let (d, text) = parse("  hello world \n").unwrap();
+        assert_eq!(d, Directives::default());
+        assert_eq!(text, "hello world");
+    }
+
+    #[test]
+    fn directives_are_removed_and_text_trimmed() {
+        let (d, text) =
+            parse("[[mock:delay 250]] hello [[mock:cut]] world [[mock:stall 10]]").unwrap();
+        assert_eq!(d.delay, Some(Duration::from_millis(250)));
+        assert!(d.cut);
+        assert_eq!(d.stall, Some(Duration::from_millis(10)));
+        assert_eq!(text, "hello  world");
+    }
+
+    #[test]
+    fn tool_directives_in_order_with_nested_brackets() {
+        let (d, text) = parse(
+            r#"go [[mock:tool get_weather {"city":"Paris","xs":[[1],[2]]}]][[mock:tool_whole  now ]] [[mock:tool t2{"a":"]]"} ]]"#,
+        )
+        .unwrap();
+        assert_eq!(text, "go");
+        assert_eq!(d.tools.len(), 3);
+        assert_eq!(d.tools[0].name, "get_weather");
+        assert_eq!(d.tools[0].input, json!({"city":"Paris","xs":[[1],[2]]}));
+        assert!(!d.tools[0].whole);
+        assert_eq!(d.tools[1].name, "now");
+        assert_eq!(d.tools[1].input, json!({}));
+        assert!(d.tools[1].whole);
+        assert_eq!(d.tools[2].name, "t2");
+        assert_eq!(d.tools[2].input, json!({"a":"]]"}));
+    }
+
+    #[test]
+    fn errors_and_fail_first() {
+        let (d, _) = parse("[[mock:error 429 retry_after=3 type=rate_limit_error]]").unwrap();
+        assert_eq!(
+            d.error,
+            Some(ErrorDirective {
+                status: 429,
+                retry_after: Some(3),
+                error_type: Some("rate_limit_error".into())
+            })
+        );
+        let (d, _) = parse("x [[mock:fail_first 2 529 k-1]]").unwrap();
+        let ff = d.fail_first.unwrap();
+        assert_eq!(ff.count, 2);
+        assert_eq!(ff.key, "k-1");
+        assert_eq!(ff.error.status, 529);
+        assert_eq!(ff.error.retry_after, None);
+    }
+
+    #[test]
+    fn text_valued_directives() {
+        let (d, text) = parse(
+            "[[mock:reasoning Let me think: a [b] c]] q [[mock:finish length]] [[mock:cached 5]] [[mock:stream_error]] [[mock:text exact reply]] [[mock:words 7]]",
+        )
+        .unwrap();
+        assert_eq!(d.reasoning.as_deref(), Some("Let me think: a [b] c"));
+        assert_eq!(d.finish.as_deref(), Some("length"));
+        assert_eq!(d.cached, Some(5));
+        assert!(d.stream_error);
+        assert_eq!(d.text.as_deref(), Some("exact reply"));
+        assert_eq!(d.words, Some(7));
+        assert_eq!(text, "q");
+    }
+
+    #[test]
+    fn malformed_directives_are_errors() {
+        for bad in [
+            "[[mock:nope]]",
+            "[[mock:delay]]",
+            "[[mock:delay abc]]",
+            "[[mock:error 200]]",
+            "[[mock:error 500 colour=red]]",
+            "[[mock:fail_first 1 500]]",
+            "[[mock:tool]]",
+            "[[mock:tool f {bad json}]]",
+            "[[mock:tool f [1]]]",
+            "[[mock:tool f {} extra]]",
+            "[[mock:cut now]]",
+            "[[mock:delay 5",
+            "[[mock:finish]]",
+            "[[mock:reasoning ]]",
+        ] {
+            assert!(parse(bad).is_err(), "{bad} should not parse");
+        }
+    }
+}

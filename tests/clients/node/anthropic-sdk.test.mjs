@@ -1,0 +1,348 @@
+// @anthropic-ai/sdk (official TypeScript SDK) against Heimdall, for an Anthropic
+// pass-through model and a translated OpenAI model.
+import { after, before, beforeEach, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Anthropic from '@anthropic-ai/sdk';
+import {
+  ANTHROPIC_MODEL,
+  CLIENT_KEY,
+  MOCK_ANTHROPIC_KEY,
+  MOCK_OPENAI_KEY,
+  MODELS,
+  OPENAI_MODEL,
+  TINY_PNG_BASE64,
+  startStack,
+  withTimeout,
+} from './harness.mjs';
+
+const require = createRequire(import.meta.url);
+const here = path.dirname(fileURLToPath(import.meta.url));
+const SDK_VERSION = JSON.parse(readFileSync(path.join(here, 'node_modules/@anthropic-ai/sdk/package.json'), 'utf8')).version;
+const EXPECTED_SDK_VERSION = require('./package.json').dependencies['@anthropic-ai/sdk'];
+
+const WEATHER_TOOL = {
+  name: 'get_weather',
+  description: 'Get the weather forecast for a city.',
+  input_schema: {
+    type: 'object',
+    properties: { city: { type: 'string' }, days: { type: 'integer' } },
+    required: ['city'],
+  },
+};
+const TIME_TOOL = {
+  name: 'get_time',
+  description: 'Get the local time in a timezone.',
+  input_schema: { type: 'object', properties: { tz: { type: 'string' } }, required: ['tz'] },
+};
+
+const user = (content) => [{ role: 'user', content }];
+const textOf = (msg) => msg.content.filter((b) => b.type === 'text').map((b) => b.text).join('');
+const toolUses = (msg) => msg.content.filter((b) => b.type === 'tool_use');
+const assistantTurn = (msg) => ({
+  role: 'assistant',
+  content: msg.content
+    .filter((b) => b.type === 'text' || b.type === 'tool_use')
+    .map((b) => (b.type === 'text' ? { type: 'text', text: b.text } : { type: 'tool_use', id: b.id, name: b.name, input: b.input })),
+});
+const assertUsage = (msg) => {
+  assert.ok(msg.usage.input_tokens > 0, `input_tokens: ${JSON.stringify(msg.usage)}`);
+  assert.ok(msg.usage.output_tokens > 0, `output_tokens: ${JSON.stringify(msg.usage)}`);
+};
+
+let stack;
+let client;
+
+before(async () => {
+  stack = await startStack('anthropic-sdk');
+  client = new Anthropic({ baseURL: stack.baseURL, apiKey: CLIENT_KEY, maxRetries: 0, timeout: 30_000 });
+});
+after(async () => {
+  await stack?.stop();
+});
+beforeEach(async () => {
+  await stack.clearMockRequests();
+});
+
+test('SDK version and wire style (2026-10-21 + Bearer)', async () => {
+  assert.equal(SDK_VERSION, EXPECTED_SDK_VERSION);
+  let sent;
+  const spy = new Anthropic({
+    baseURL: stack.baseURL,
+    apiKey: CLIENT_KEY,
+    maxRetries: 0,
+    fetch: async (url, init) => {
+      sent = { url: String(url), headers: new Headers(init.headers) };
+      return fetch(url, init);
+    },
+  });
+  const msg = await spy.messages.create({ model: ANTHROPIC_MODEL, max_tokens: 32, messages: user('style check') });
+  assert.equal(textOf(msg), 'style check');
+  assert.equal(new URL(sent.url).pathname, '/anthropic/v1/messages');
+  assert.equal(sent.headers.get('anthropic-version'), '2026-10-21');
+  assert.equal(sent.headers.get('authorization'), `Bearer ${CLIENT_KEY}`);
+});
+
+test('models list (auto-pagination) contains both providers', async () => {
+  const ids = [];
+  for await (const m of client.models.list({ limit: 1 })) ids.push(m.id);
+  assert.ok(ids.includes(OPENAI_MODEL), JSON.stringify(ids));
+  assert.ok(ids.includes(ANTHROPIC_MODEL), JSON.stringify(ids));
+  assert.equal(new Set(ids).size, ids.length, 'duplicate ids');
+});
+
+for (const model of MODELS) {
+  describe(model, () => {
+    test('plain text (non-streaming) + request id', async () => {
+      const { data: msg, request_id } = await client.messages
+        .create({ model, max_tokens: 64, messages: user('hello heimdall') })
+        .withResponse();
+      assert.equal(msg.type, 'message');
+      assert.equal(msg.role, 'assistant');
+      assert.match(msg.id, /^msg_/);
+      assert.equal(textOf(msg), 'hello heimdall');
+      assert.equal(msg.stop_reason, 'end_turn');
+      assertUsage(msg);
+      assert.ok(request_id, 'request-id header missing');
+      assert.equal(msg._request_id, request_id);
+    });
+
+    test('client key is not forwarded upstream', async () => {
+      await client.messages.create({ model, max_tokens: 32, messages: user('key check') });
+      const calls = await stack.mockRequests();
+      assert.ok(calls.length > 0, 'no upstream request');
+      const call = calls.at(-1);
+      assert.ok(!JSON.stringify(call.headers).includes(CLIENT_KEY), JSON.stringify(call.headers));
+      if (model === ANTHROPIC_MODEL) {
+        assert.equal(call.path.split('?')[0], '/v1/messages');
+        assert.ok(
+          call.headers['x-api-key'] === MOCK_ANTHROPIC_KEY || call.headers.authorization === `Bearer ${MOCK_ANTHROPIC_KEY}`,
+          JSON.stringify(call.headers),
+        );
+      } else {
+        assert.equal(call.path.split('?')[0], '/v1/chat/completions');
+        assert.equal(call.headers.authorization, `Bearer ${MOCK_OPENAI_KEY}`);
+        assert.equal(call.body.model, 'gpt-4o-mini');
+      }
+    });
+
+    test('streaming text via .stream() / finalMessage()', async () => {
+      const stream = client.messages.stream({ model, max_tokens: 64, messages: user('stream me please, in pieces') });
+      const deltas = [];
+      stream.on('text', (t) => deltas.push(t));
+      const final = await withTimeout(stream.finalMessage(), 20_000, 'stream');
+      assert.equal(deltas.join(''), 'stream me please, in pieces');
+      assert.ok(deltas.length >= 2, `expected several deltas: ${JSON.stringify(deltas)}`);
+      assert.equal(textOf(final), 'stream me please, in pieces');
+      assert.equal(final.stop_reason, 'end_turn');
+      assertUsage(final);
+      assert.ok(stream.request_id, 'request-id missing on stream');
+    });
+
+    test('raw stream event grammar', async () => {
+      const stream = await client.messages.create({ model, max_tokens: 64, stream: true, messages: user('grammar check') });
+      const events = [];
+      for await (const ev of stream) events.push(ev);
+      const types = events.map((e) => e.type);
+      assert.equal(types[0], 'message_start');
+      assert.equal(types.at(-1), 'message_stop');
+      const starts = events.filter((e) => e.type === 'content_block_start').map((e) => e.index);
+      assert.deepEqual(starts, [...starts.keys()]);
+      const delta = events.find((e) => e.type === 'message_delta');
+      assert.equal(delta.delta.stop_reason, 'end_turn');
+      assert.ok(delta.usage.output_tokens > 0);
+    });
+
+    test('stop reason max_tokens when streaming', async () => {
+      const final = await withTimeout(
+        client.messages.stream({ model, max_tokens: 64, messages: user('[[mock:finish length]] cut') }).finalMessage(),
+        20_000,
+      );
+      assert.equal(final.stop_reason, 'max_tokens');
+      assertUsage(final);
+    });
+
+    test('streamed tool call: input parsed exactly', async () => {
+      const stream = client.messages.stream({
+        model,
+        max_tokens: 256,
+        tools: [WEATHER_TOOL],
+        messages: user('Weather? [[mock:tool get_weather {"city":"Paris","days":3}]]'),
+      });
+      const jsonDeltas = [];
+      stream.on('inputJson', (partial) => jsonDeltas.push(partial));
+      const final = await withTimeout(stream.finalMessage(), 20_000);
+      const calls = toolUses(final);
+      assert.equal(calls.length, 1, JSON.stringify(final.content));
+      assert.equal(calls[0].name, 'get_weather');
+      assert.deepEqual(calls[0].input, { city: 'Paris', days: 3 });
+      assert.ok(calls[0].id);
+      assert.equal(final.stop_reason, 'tool_use');
+      assert.ok(jsonDeltas.length >= 1);
+      assertUsage(final);
+    });
+
+    test('two parallel streamed tool calls', async () => {
+      const final = await withTimeout(
+        client.messages
+          .stream({
+            model,
+            max_tokens: 256,
+            tools: [WEATHER_TOOL, TIME_TOOL],
+            messages: user('[[mock:tool get_weather {"city":"Paris","days":3}]] [[mock:tool get_time {"tz":"Europe/Paris"}]]'),
+          })
+          .finalMessage(),
+        20_000,
+      );
+      const calls = toolUses(final);
+      assert.deepEqual(
+        calls.map((c) => [c.name, c.input]),
+        [
+          ['get_weather', { city: 'Paris', days: 3 }],
+          ['get_time', { tz: 'Europe/Paris' }],
+        ],
+      );
+      assert.notEqual(calls[0].id, calls[1].id);
+      assert.equal(final.stop_reason, 'tool_use');
+    });
+
+    test('tool call sent as one whole fragment', async () => {
+      const final = await withTimeout(
+        client.messages
+          .stream({ model, max_tokens: 256, tools: [WEATHER_TOOL], messages: user('[[mock:tool_whole get_weather {"city":"Oslo","days":1}]]') })
+          .finalMessage(),
+        20_000,
+      );
+      assert.deepEqual(toolUses(final).map((c) => c.input), [{ city: 'Oslo', days: 1 }]);
+    });
+
+    const roundTrip = async (prompt, tools, results) => {
+      const first = await client.messages.create({ model, max_tokens: 256, tools, messages: user(prompt) });
+      assert.equal(first.stop_reason, 'tool_use');
+      const calls = toolUses(first);
+      return [
+        ...user(prompt),
+        assistantTurn(first),
+        { role: 'user', content: results.map((r, i) => ({ type: 'tool_result', tool_use_id: calls[i].id, ...r })) },
+      ];
+    };
+
+    test('tool result round trip (streamed answer)', async () => {
+      const messages = await roundTrip('[[mock:tool get_weather {"city":"Paris","days":3}]]', [WEATHER_TOOL], [{ content: 'sunny, 21C' }]);
+      const final = await withTimeout(client.messages.stream({ model, max_tokens: 256, tools: [WEATHER_TOOL], messages }).finalMessage(), 20_000);
+      assert.equal(textOf(final), 'tool said: sunny, 21C');
+      assert.equal(final.stop_reason, 'end_turn');
+    });
+
+    test('parallel tool results round trip', async () => {
+      const messages = await roundTrip(
+        '[[mock:tool get_weather {"city":"Paris"}]] [[mock:tool get_time {"tz":"UTC"}]]',
+        [WEATHER_TOOL, TIME_TOOL],
+        [{ content: 'rainy' }, { content: [{ type: 'text', text: '12:00' }] }],
+      );
+      const msg = await client.messages.create({ model, max_tokens: 256, tools: [WEATHER_TOOL, TIME_TOOL], messages });
+      assert.equal(textOf(msg), 'tool said: rainy | 12:00');
+    });
+
+    test('tool result with is_error', async () => {
+      const messages = await roundTrip('[[mock:tool get_weather {"city":"Atlantis"}]]', [WEATHER_TOOL], [
+        { content: 'city not found', is_error: true },
+      ]);
+      const msg = await client.messages.create({ model, max_tokens: 256, tools: [WEATHER_TOOL], messages });
+      assert.equal(textOf(msg), 'tool said: [tool error] city not found');
+    });
+
+    test('base64 image reaches the upstream', async () => {
+      const msg = await client.messages.create({
+        model,
+        max_tokens: 64,
+        messages: user([
+          { type: 'image', source: { type: 'base64', media_type: 'image/png', data: TINY_PNG_BASE64 } },
+          { type: 'text', text: 'what is this' },
+        ]),
+      });
+      const text = textOf(msg);
+      assert.ok(text.startsWith('what is this [image: '), text);
+      assert.ok(text.includes('image/png'), text);
+    });
+
+    const errorCases = [
+      [429, Anthropic.RateLimitError, 'rate_limit_error'],
+      [401, Anthropic.AuthenticationError, 'authentication_error'],
+      [400, Anthropic.BadRequestError, 'invalid_request_error'],
+      [500, Anthropic.InternalServerError, 'api_error'],
+      [529, Anthropic.OverloadedError, 'overloaded_error'],
+    ];
+    for (const [status, ErrClass, errorType] of errorCases) {
+      test(`upstream ${status} -> ${ErrClass.name}`, async () => {
+        const err = await client.messages
+          .create({ model, max_tokens: 32, messages: user(`[[mock:error ${status} retry_after=7]]`) })
+          .then(
+            () => assert.fail('expected an error'),
+            (e) => e,
+          );
+        assert.ok(err instanceof ErrClass, `${err?.constructor?.name}: ${err?.message}`);
+        assert.equal(err.status, status);
+        assert.equal(err.error?.type, 'error', JSON.stringify(err.error));
+        assert.equal(err.error?.error?.type, errorType);
+        assert.equal(err.type, errorType);
+        assert.ok(err.requestID, 'request-id header missing on error');
+        if (status === 429) assert.equal(err.headers.get('retry-after'), '7');
+      });
+    }
+
+    test('upstream 429 when opening a stream', async () => {
+      const stream = client.messages.stream({ model, max_tokens: 32, messages: user('[[mock:error 429 retry_after=2]]') });
+      await assert.rejects(withTimeout(stream.finalMessage(), 20_000), Anthropic.RateLimitError);
+    });
+
+    test('error event mid-stream rejects finalMessage()', async () => {
+      const stream = client.messages.stream({ model, max_tokens: 64, messages: user('[[mock:stream_error]] partial answer here') });
+      await assert.rejects(withTimeout(stream.finalMessage(), 20_000), (e) => {
+        assert.ok(e instanceof Anthropic.APIError, `${e?.constructor?.name}: ${e?.message}`);
+        return true;
+      });
+    });
+
+    test('stream cut mid-way is an error, not a hang', async () => {
+      const started = Date.now();
+      const stream = client.messages.stream({ model, max_tokens: 64, messages: user('[[mock:cut]] this reply will be cut in the middle') });
+      let final;
+      await assert.rejects(
+        withTimeout(
+          stream.finalMessage().then((m) => {
+            final = m;
+          }),
+          15_000,
+          'cut stream',
+        ).then(() => {
+          throw new Error(`cut stream ended "successfully": ${JSON.stringify(final)}`);
+        }),
+        (e) => {
+          assert.ok(!/did not finish within|ended "successfully"/.test(e.message), e.message);
+          return true;
+        },
+      );
+      assert.ok(Date.now() - started < 15_000);
+    });
+
+    test('count_tokens returns a positive integer', async () => {
+      const res = await client.messages.countTokens({
+        model,
+        system: 'You are helpful.',
+        tools: [WEATHER_TOOL],
+        messages: user('How many tokens is this sentence?'),
+      });
+      assert.ok(Number.isInteger(res.input_tokens) && res.input_tokens > 0, JSON.stringify(res));
+    });
+
+    test('models.retrieve', async () => {
+      const info = await client.models.retrieve(model);
+      assert.equal(info.id, model);
+      assert.equal(info.type, 'model');
+    });
+  });
+}

@@ -1,0 +1,167 @@
+// Test harness shared by the node client suites: starts a heimdall-mock upstream and a
+// heimdall gateway on port 0 in a temp dir, and tears both down afterwards.
+//
+// Binaries: HEIMDALL_BIN / HEIMDALL_MOCK_BIN, defaulting to
+// ${CARGO_TARGET_DIR:-<repo>/target}/debug/heimdall{,-mock}.
+
+import { spawn } from 'node:child_process';
+import { accessSync, constants, mkdtempSync, rmSync, writeFileSync, writeSync, openSync, closeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const REPO_ROOT = path.resolve(here, '..', '..', '..');
+const TARGET_DIR = process.env.CARGO_TARGET_DIR || path.join(REPO_ROOT, 'target');
+export const HEIMDALL_BIN = process.env.HEIMDALL_BIN || path.join(TARGET_DIR, 'debug', 'heimdall');
+export const HEIMDALL_MOCK_BIN = process.env.HEIMDALL_MOCK_BIN || path.join(TARGET_DIR, 'debug', 'heimdall-mock');
+
+export const ANTHROPIC_MODEL = 'claude-sonnet-4-5-20250929';
+export const OPENAI_MODEL = 'openai/gpt-4o-mini';
+export const MODELS = [ANTHROPIC_MODEL, OPENAI_MODEL];
+export const MOCK_ANTHROPIC_KEY = 'mock-anthropic-key';
+export const MOCK_OPENAI_KEY = 'mock-openai-key';
+/** The key clients use; the gateway must never forward it upstream. */
+export const CLIENT_KEY = 'sk-client-secret-must-not-leak-0000';
+
+const LISTEN_RE = /listening on (http:\/\/[0-9.:[\]a-z]+)/;
+const START_TIMEOUT_MS = 30_000;
+
+function startProcess(name, cmd, args, workdir) {
+  try {
+    accessSync(cmd, constants.X_OK);
+  } catch {
+    throw new Error(`${name} binary not found or not executable: ${cmd}`);
+  }
+  const logFile = path.join(workdir, `${name}.log`);
+  const logFd = openSync(logFile, 'a');
+  const child = spawn(cmd, args, { cwd: workdir, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  const proc = { name, child, url: '', logFile, log: () => output };
+  const onData = (chunk) => {
+    const text = chunk.toString();
+    output += text;
+    if (output.length > 200_000) output = output.slice(-100_000);
+    writeSync(logFd, text);
+  };
+  child.stdout.on('data', onData);
+  child.stderr.on('data', onData);
+  child.on('exit', () => closeSync(logFd));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${name} did not print its listening line in ${START_TIMEOUT_MS} ms:\n${output}`));
+    }, START_TIMEOUT_MS);
+    const check = () => {
+      const m = LISTEN_RE.exec(output);
+      if (m) {
+        clearTimeout(timer);
+        child.stdout.off('data', check);
+        child.stderr.off('data', check);
+        proc.url = m[1].replace(/\/$/, '');
+        resolve(proc);
+      }
+    };
+    child.stdout.on('data', check);
+    child.stderr.on('data', check);
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`${name} exited (${code ?? signal}) before listening:\n${output}`));
+    });
+  });
+}
+
+async function stopProcess(proc) {
+  if (!proc || proc.child.exitCode !== null || proc.child.signalCode !== null) return;
+  const exited = new Promise((resolve) => proc.child.once('exit', resolve));
+  proc.child.kill('SIGTERM');
+  const timer = setTimeout(() => proc.child.kill('SIGKILL'), 5000);
+  await exited;
+  clearTimeout(timer);
+}
+
+function headerObject(headers) {
+  if (!Array.isArray(headers)) {
+    return Object.fromEntries(Object.entries(headers ?? {}).map(([k, v]) => [k.toLowerCase(), v]));
+  }
+  const out = {};
+  for (const [name, value] of headers) {
+    const key = name.toLowerCase();
+    out[key] = key in out ? `${out[key]}, ${value}` : value;
+  }
+  return out;
+}
+
+/**
+ * Start mock + gateway. Returns
+ * { gatewayUrl, baseURL (…/anthropic), mockUrl, workdir, mockRequests(), clearMockRequests(), logs(), stop() }.
+ */
+export async function startStack(label = 'node') {
+  const workdir = mkdtempSync(path.join(tmpdir(), `heimdall-${label}-`));
+  let mock;
+  let gateway;
+  try {
+    mock = await startProcess('heimdall-mock', HEIMDALL_MOCK_BIN, ['--port', '0'], workdir);
+    const config = {
+      providers: {
+        anthropic: {
+          keys: [{ name: 'mock', value: MOCK_ANTHROPIC_KEY, models: ['*'], weight: 1 }],
+          network_config: { base_url: mock.url },
+        },
+        openai: {
+          keys: [{ name: 'mock', value: MOCK_OPENAI_KEY, models: ['*'], weight: 1 }],
+          network_config: { base_url: mock.url },
+        },
+      },
+    };
+    writeFileSync(path.join(workdir, 'config.json'), JSON.stringify(config, null, 2));
+    gateway = await startProcess(
+      'heimdall',
+      HEIMDALL_BIN,
+      ['--app-dir', workdir, '--port', '0', '--host', '127.0.0.1'],
+      workdir,
+    );
+  } catch (err) {
+    await stopProcess(gateway);
+    await stopProcess(mock);
+    throw err;
+  }
+  const stack = {
+    workdir,
+    mockUrl: mock.url,
+    gatewayUrl: gateway.url,
+    baseURL: `${gateway.url}/anthropic`,
+    async mockRequests() {
+      const res = await fetch(`${mock.url}/_mock/requests`);
+      if (!res.ok) throw new Error(`GET /_mock/requests -> ${res.status}`);
+      // Headers are recorded as [name, value] pairs; expose them as an object (lowercase names).
+      return (await res.json()).map((call) => ({ ...call, headers: headerObject(call.headers) }));
+    },
+    async clearMockRequests() {
+      const res = await fetch(`${mock.url}/_mock/requests`, { method: 'DELETE' });
+      if (!res.ok) throw new Error(`DELETE /_mock/requests -> ${res.status}`);
+    },
+    logs() {
+      return `--- heimdall ---\n${gateway.log().slice(-3000)}\n--- heimdall-mock ---\n${mock.log().slice(-1500)}`;
+    },
+    async stop() {
+      await stopProcess(gateway);
+      await stopProcess(mock);
+      if (!process.env.HEIMDALL_KEEP_LOGS) rmSync(workdir, { recursive: true, force: true });
+    },
+  };
+  return stack;
+}
+
+/** A valid 1x1 red PNG, base64 (same bytes as tiny_png() in the Python suite). */
+export const TINY_PNG_BASE64 =
+  'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC';
+
+/** Race a promise against a timeout so a hanging stream fails the test instead of the run. */
+export function withTimeout(promise, ms, what = 'operation') {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms (hang)`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
