@@ -151,15 +151,13 @@ pub fn parse_upstream_error(body: &[u8]) -> Option<UpstreamError> {
     })
 }
 
-/// Chooses the Anthropic type for an upstream failure. The status decides, except that a
-/// documented Anthropic type in the body is kept when it names this very status, or when the
-/// status has no type of its own (503, 422, …) and the body's type is of the same class.
+/// Chooses the Anthropic type for an upstream failure: the status decides (protocols.md §3),
+/// except that a documented Anthropic type in the body is kept when it names this very status
+/// (so a future Anthropic type sharing a status is not flattened).
 pub fn classify_upstream(status: u16, upstream_type: Option<&str>) -> ErrorType {
-    let by_status = ErrorType::from_status(status);
     match upstream_type.and_then(ErrorType::parse) {
         Some(t) if t.status() == status => t,
-        Some(t) if by_status.status() != status && (t.status() >= 500) == (status >= 500) => t,
-        _ => by_status,
+        _ => ErrorType::from_status(status),
     }
 }
 
@@ -226,7 +224,7 @@ mod tests {
         );
         assert_eq!(
             classify_upstream(503, Some("api_error")),
-            ErrorType::ApiError
+            ErrorType::OverloadedError
         );
     }
 }

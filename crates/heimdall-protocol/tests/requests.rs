@@ -1,6 +1,8 @@
 //! Request goldens: `fixtures/requests/NAME.anthropic.json` → `NAME.openai.json` (compared as
 //! JSON values), or → `NAME.error.txt` (the exact client-facing message).
 
+#![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
+
 mod common;
 
 use heimdall_protocol::anthropic::{CountTokensRequest, MessagesRequest};

@@ -1,6 +1,8 @@
 //! Response goldens: `fixtures/responses/NAME.openai.json` (an upstream 200 body) →
 //! `NAME.anthropic.json`, or → `NAME.error.txt`.
 
+#![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
+
 mod common;
 
 use heimdall_protocol::translate::openai_chat::response_body;

@@ -2,6 +2,8 @@
 //! the exact Anthropic SSE text `NAME.anthropic.sse`. Every output is also checked against the
 //! Anthropic stream grammar, and must not depend on how the upstream bytes were chunked.
 
+#![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
+
 mod common;
 
 use bytes::BytesMut;

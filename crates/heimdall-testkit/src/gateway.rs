@@ -82,22 +82,20 @@ impl GatewayProcess {
             _tempdir: tempdir,
         };
         let waited = tokio::time::timeout(START_TIMEOUT, async {
-            loop {
-                tokio::select! {
-                    url = ready_rx.recv() => match url {
-                        Some(url) => return Ok(url),
-                        // Both pipes closed without the line: wait for the exit status.
-                        None => {
-                            let status = gateway.child.wait().await?;
-                            bail!("the gateway exited ({status}) before listening");
-                        }
-                    },
-                    status = gateway.child.wait() => {
-                        let status = status?;
-                        // Give the readers a moment to drain what it printed.
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::select! {
+                url = ready_rx.recv() => match url {
+                    Some(url) => Ok(url),
+                    // Both pipes closed without the line: report the exit status.
+                    None => {
+                        let status = gateway.child.wait().await?;
                         bail!("the gateway exited ({status}) before listening");
                     }
+                },
+                status = gateway.child.wait() => {
+                    let status = status?;
+                    // Give the readers a moment to drain what it printed.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    bail!("the gateway exited ({status}) before listening");
                 }
             }
         })

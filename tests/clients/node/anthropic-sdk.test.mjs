@@ -86,12 +86,17 @@ test('SDK version and wire style (2026-10-21 + Bearer)', async () => {
   assert.equal(sent.headers.get('authorization'), `Bearer ${CLIENT_KEY}`);
 });
 
-test('models list (auto-pagination) contains both providers', async () => {
+test('models list (auto-pagination) contains the OpenAI model', async () => {
   const ids = [];
   for await (const m of client.models.list({ limit: 1 })) ids.push(m.id);
   assert.ok(ids.includes(OPENAI_MODEL), JSON.stringify(ids));
-  assert.ok(ids.includes(ANTHROPIC_MODEL), JSON.stringify(ids));
   assert.equal(new Set(ids).size, ids.length, 'duplicate ids');
+});
+
+test('models list uses bare Claude ids (as Anthropic does)', async () => {
+  const ids = [];
+  for await (const m of client.models.list()) ids.push(m.id);
+  assert.ok(ids.includes(ANTHROPIC_MODEL), JSON.stringify(ids));
 });
 
 for (const model of MODELS) {
@@ -269,6 +274,24 @@ for (const model of MODELS) {
       assert.ok(text.includes('image/png'), text);
     });
 
+    test('URL image reaches the upstream (streamed)', async () => {
+      const url = 'https://example.com/heimdall-cat.png';
+      const final = await withTimeout(
+        client.messages
+          .stream({
+            model,
+            max_tokens: 64,
+            messages: user([
+              { type: 'text', text: 'describe' },
+              { type: 'image', source: { type: 'url', url } },
+            ]),
+          })
+          .finalMessage(),
+        20_000,
+      );
+      assert.equal(textOf(final), `describe [image: ${url}]`);
+    });
+
     const errorCases = [
       [429, Anthropic.RateLimitError, 'rate_limit_error'],
       [401, Anthropic.AuthenticationError, 'authentication_error'],
@@ -293,6 +316,18 @@ for (const model of MODELS) {
         if (status === 429) assert.equal(err.headers.get('retry-after'), '7');
       });
     }
+
+    test('a transient upstream 529 is retried (gateway or SDK)', async () => {
+      const retrying = new Anthropic({ baseURL: stack.baseURL, apiKey: CLIENT_KEY, maxRetries: 2, timeout: 30_000 });
+      const key = `retry-${Math.random().toString(36).slice(2, 10)}`;
+      const msg = await retrying.messages.create({
+        model,
+        max_tokens: 32,
+        messages: user(`[[mock:fail_first 1 529 ${key}]] recovered`),
+      });
+      assert.equal(textOf(msg), 'recovered');
+      assert.ok((await stack.mockRequests()).length >= 2);
+    });
 
     test('upstream 429 when opening a stream', async () => {
       const stream = client.messages.stream({ model, max_tokens: 32, messages: user('[[mock:error 429 retry_after=2]]') });

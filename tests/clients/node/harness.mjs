@@ -35,11 +35,16 @@ function startProcess(name, cmd, args, workdir) {
   }
   const logFile = path.join(workdir, `${name}.log`);
   const logFd = openSync(logFile, 'a');
-  const child = spawn(cmd, args, { cwd: workdir, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(cmd, args, {
+    cwd: workdir,
+    env: { ...process.env, NO_COLOR: '1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let output = '';
   const proc = { name, child, url: '', logFile, log: () => output };
   const onData = (chunk) => {
-    const text = chunk.toString();
+    // eslint-disable-next-line no-control-regex
+    const text = chunk.toString().replace(/\x1b\[[0-9;]*m/g, '');
     output += text;
     if (output.length > 200_000) output = output.slice(-100_000);
     writeSync(logFd, text);

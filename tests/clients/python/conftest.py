@@ -39,6 +39,7 @@ CLIENT_KEY = "sk-client-secret-must-not-leak-0000"
 
 LISTEN_RE = re.compile(r"listening on (http://[0-9.:\[\]a-z]+)")
 START_TIMEOUT_S = 30.0
+ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @dataclass
@@ -50,7 +51,7 @@ class Proc:
 
     def log_tail(self, n: int = 4000) -> str:
         try:
-            return self.log_path.read_text(errors="replace")[-n:]
+            return ANSI_RE.sub("", self.log_path.read_text(errors="replace"))[-n:]
         except OSError:
             return "<no log>"
 
@@ -66,6 +67,7 @@ def _start(name: str, cmd: list[str], workdir: Path) -> Proc:
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         cwd=workdir,
+        env={**os.environ, "NO_COLOR": "1"},
         start_new_session=True,
     )
     log.close()

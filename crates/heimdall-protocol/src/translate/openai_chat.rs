@@ -1070,21 +1070,24 @@ fn stream_error(err: &Value, data: &[u8]) -> (ErrorType, String) {
     {
         return (ErrorType::from_status(status), message);
     }
-    let kind = match parsed.and_then(|p| p.upstream_type) {
-        None => ErrorType::ApiError,
-        Some(t) => ErrorType::parse(&t).unwrap_or_else(|| match t.as_str() {
-            "server_error" | "internal_error" => ErrorType::ApiError,
-            "rate_limit_exceeded" | "insufficient_quota" | "tokens" | "requests" => {
-                ErrorType::RateLimitError
-            }
-            "overloaded" | "service_unavailable" => ErrorType::OverloadedError,
-            "timeout" => ErrorType::TimeoutError,
-            // Unknown types are treated as deterministic so clients do not retry them
-            // (protocols.md §3).
-            _ => ErrorType::InvalidRequestError,
-        }),
-    };
+    let kind = parsed
+        .and_then(|p| p.upstream_type)
+        .map_or(ErrorType::ApiError, |t| stream_error_type(&t));
     (kind, message)
+}
+
+fn stream_error_type(t: &str) -> ErrorType {
+    ErrorType::parse(t).unwrap_or(match t {
+        "server_error" | "internal_error" => ErrorType::ApiError,
+        "rate_limit_exceeded" | "insufficient_quota" | "tokens" | "requests" => {
+            ErrorType::RateLimitError
+        }
+        "overloaded" | "service_unavailable" => ErrorType::OverloadedError,
+        "timeout" => ErrorType::TimeoutError,
+        // Unknown types are treated as deterministic so clients do not retry them
+        // (protocols.md §3).
+        _ => ErrorType::InvalidRequestError,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -24,8 +24,8 @@ fn bad_request(message: &str) -> Response {
 }
 
 /// `x-api-key` (or, like the real API since 2026-10-21, `Authorization: Bearer`) is required;
-/// `bad-key` is rejected.
-pub(super) fn check_auth(headers: &HeaderMap) -> Result<(), Response> {
+/// `bad-key` is rejected. `Some` is the 401 response.
+pub(super) fn check_auth(headers: &HeaderMap) -> Option<Response> {
     let key = headers
         .get("x-api-key")
         .and_then(|v| v.to_str().ok())
@@ -38,28 +38,25 @@ pub(super) fn check_auth(headers: &HeaderMap) -> Result<(), Response> {
         .map(str::trim)
         .filter(|k| !k.is_empty());
     match key {
-        None => Err(anthropic_error(
+        None => Some(anthropic_error(
             StatusCode::UNAUTHORIZED,
             "authentication_error",
             "x-api-key header is required",
             None,
         )),
-        Some("bad-key") => Err(anthropic_error(
+        Some("bad-key") => Some(anthropic_error(
             StatusCode::UNAUTHORIZED,
             "authentication_error",
             "invalid x-api-key",
             None,
         )),
-        Some(_) => Ok(()),
+        Some(_) => None,
     }
 }
 
-fn check_version(headers: &HeaderMap) -> Result<(), Response> {
-    if headers.contains_key("anthropic-version") {
-        Ok(())
-    } else {
-        Err(bad_request("anthropic-version: header is required"))
-    }
+fn check_version(headers: &HeaderMap) -> Option<Response> {
+    (!headers.contains_key("anthropic-version"))
+        .then(|| bad_request("anthropic-version: header is required"))
 }
 
 fn block_type(b: &Value) -> &str {
@@ -161,8 +158,9 @@ async fn admit(
 ) -> Result<Value, Response> {
     let req = s.intake(method, uri, headers, body);
     s.latency().await;
-    check_auth(headers)?;
-    check_version(headers)?;
+    if let Some(rejection) = check_auth(headers).or_else(|| check_version(headers)) {
+        return Err(rejection);
+    }
     if !req.is_object() {
         return Err(bad_request("the request body is not a JSON object"));
     }

@@ -1,8 +1,26 @@
 //! Parser for the `[[mock:...]]` directives that script the mock's behaviour.
 //!
 //! Clients of the gateway can only control message content, so tests script the mock upstream
-//! through directives embedded in the text of the last user message. The parser returns the
-//! directives and the text with every directive removed (and trimmed).
+//! through directives embedded in the text of the last user message (string content or text
+//! blocks/parts). The parser returns the directives and the text with every directive removed
+//! (and trimmed). A malformed or unknown directive makes the mock answer HTTP 400, so typos fail
+//! loudly.
+//!
+//! | directive | effect |
+//! |---|---|
+//! | `tool NAME [{json}]` | reply with a tool call (input `{}` if omitted); repeat for parallel calls |
+//! | `tool_whole NAME [{json}]` | same, but the OpenAI stream sends the call in one fragment |
+//! | `error STATUS [retry_after=N] [type=T]` | HTTP error in the dialect's error shape |
+//! | `fail_first N STATUS KEY [retry_after=N] [type=T]` | first N requests per KEY (process-wide) fail |
+//! | `delay MS` | sleep before answering (before any scripted error too) |
+//! | `cut` | stream: 200 + first events, then the connection is aborted; non-stream: half a JSON body, then abort |
+//! | `stall MS` | stream: first events, then a pause of MS; non-stream: same as `delay` |
+//! | `stream_error` | stream: in-band error after the first content (ignored without streaming) |
+//! | `finish REASON` | OpenAI `finish_reason` / Anthropic `stop_reason`, mapped across dialects |
+//! | `reasoning TEXT` | OpenAI `reasoning_content` / Anthropic signed thinking block before the text |
+//! | `cached N` | N prompt tokens reported as cached (clamped to the prompt size) |
+//! | `text TEXT` | reply with exactly TEXT (instead of the echo; alongside tool calls if any) |
+//! | `words N` | reply with N lorem-ipsum words (long outputs for benchmarks) |
 
 use std::time::Duration;
 

@@ -332,8 +332,8 @@ struct ModelsQuery {
     before_id: Option<String>,
 }
 
-/// Checks the dialect's auth header; `Err` is the 401 response.
-fn check_auth(anthropic: bool, headers: &HeaderMap) -> Result<(), Response> {
+/// Checks the dialect's auth header; `Some` is the 401 response.
+fn check_auth(anthropic: bool, headers: &HeaderMap) -> Option<Response> {
     if anthropic {
         anthropic::check_auth(headers)
     } else {
@@ -351,7 +351,7 @@ async fn list_models(
     s.intake(&method, &uri, &headers, &[]);
     s.latency().await;
     let anthropic = headers.contains_key("anthropic-version");
-    if let Err(resp) = check_auth(anthropic, &headers) {
+    if let Some(resp) = check_auth(anthropic, &headers) {
         return resp;
     }
     if !anthropic {
@@ -411,7 +411,7 @@ async fn get_model(
     s.intake(&method, &uri, &headers, &[]);
     s.latency().await;
     let anthropic = headers.contains_key("anthropic-version");
-    if let Err(resp) = check_auth(anthropic, &headers) {
+    if let Some(resp) = check_auth(anthropic, &headers) {
         return resp;
     }
     let found = if anthropic {

@@ -24,8 +24,8 @@ fn bad_request(message: &str) -> Response {
     )
 }
 
-/// `Authorization: Bearer <key>` is required; `bad-key` is rejected.
-pub(super) fn check_auth(headers: &HeaderMap) -> Result<(), Response> {
+/// `Authorization: Bearer <key>` is required; `bad-key` is rejected. `Some` is the 401 response.
+pub(super) fn check_auth(headers: &HeaderMap) -> Option<Response> {
     let key = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -33,21 +33,21 @@ pub(super) fn check_auth(headers: &HeaderMap) -> Result<(), Response> {
         .map(str::trim)
         .filter(|k| !k.is_empty());
     match key {
-        None => Err(openai_error(
+        None => Some(openai_error(
             StatusCode::UNAUTHORIZED,
             "invalid_request_error",
             Some("invalid_api_key"),
             "You didn't provide an API key (Authorization: Bearer).",
             None,
         )),
-        Some("bad-key") => Err(openai_error(
+        Some("bad-key") => Some(openai_error(
             StatusCode::UNAUTHORIZED,
             "invalid_request_error",
             Some("invalid_api_key"),
             "Incorrect API key provided: bad-key.",
             None,
         )),
-        Some(_) => Ok(()),
+        Some(_) => None,
     }
 }
 
@@ -129,7 +129,7 @@ pub(super) async fn chat_completions(
 ) -> Response {
     let req = s.intake(&method, &uri, &headers, &body);
     s.latency().await;
-    if let Err(resp) = check_auth(&headers) {
+    if let Some(resp) = check_auth(&headers) {
         return resp;
     }
     let Some(obj) = req.as_object() else {
