@@ -1,5 +1,7 @@
-//! `GET /v1/models`: the configured providers' models, prefixed with the provider name, in
-//! Anthropic's list format with its cursor pagination.
+//! `GET /v1/models`: the configured providers' models in Anthropic's list format with its
+//! cursor pagination. Ids are what a client puts in `model`: `openai/gpt-4o-mini`, and bare
+//! `claude-…` for Anthropic (no prefix means Anthropic), so Anthropic-native clients see the ids
+//! they know.
 
 use bytes::Bytes;
 use futures_util::future::join_all;
@@ -57,15 +59,18 @@ impl Gateway {
         to_json(&page)
     }
 
+    /// One model, answered under the id the client asked for (`anthropic/claude-x` and
+    /// `claude-x` name the same model).
     pub async fn get_model(&self, id: &str) -> Result<Bytes, GatewayError> {
         let (kind, name) = crate::route::split_model(id)?;
-        let wanted = format!("{}/{}", kind.name(), name);
+        let wanted = client_id(kind, name);
         let all = self.catalog().await;
-        let found = all
-            .iter()
+        let mut found = all
+            .into_iter()
             .find(|m| m.id == wanted)
             .ok_or_else(|| GatewayError::not_found(format!("model `{id}` not found")))?;
-        to_json(found)
+        found.id = id.to_owned();
+        to_json(&found)
     }
 
     async fn catalog(&self) -> Vec<ModelInfo> {
@@ -142,7 +147,7 @@ fn explicit_models(p: &ProviderConfig) -> Vec<ModelInfo> {
     for k in &p.keys {
         if let ModelFilter::Only(list) = &k.models {
             for m in list {
-                let id = format!("{}/{m}", p.kind.name());
+                let id = client_id(p.kind, m);
                 if !out.iter().any(|x| x.id == id) {
                     out.push(info(id, m.clone(), 0));
                 }
@@ -150,6 +155,15 @@ fn explicit_models(p: &ProviderConfig) -> Vec<ModelInfo> {
         }
     }
     out
+}
+
+/// The id a client uses to route to `model` on `kind`.
+fn client_id(kind: ProviderKind, model: &str) -> String {
+    if kind == ProviderKind::Anthropic {
+        model.to_owned()
+    } else {
+        format!("{}/{model}", kind.name())
+    }
 }
 
 fn info(id: String, display_name: String, created_unix: i64) -> ModelInfo {
@@ -179,7 +193,7 @@ fn parse_upstream_list(kind: ProviderKind, body: &[u8]) -> Option<Vec<ModelInfo>
             .into_iter()
             .map(|m| {
                 let mut i = info(
-                    format!("{}/{}", kind.name(), m.id),
+                    client_id(kind, &m.id),
                     m.display_name.unwrap_or_else(|| m.id.clone()),
                     m.created.unwrap_or(0),
                 );

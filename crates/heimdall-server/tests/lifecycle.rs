@@ -142,8 +142,8 @@ async fn models_list_both_providers_with_prefixes_and_pagination() {
         .collect();
     assert!(ids.contains(&"openai/gpt-4o-mini"), "{ids:?}");
     assert!(
-        ids.iter().any(|i| i.starts_with("anthropic/claude-")),
-        "{ids:?}"
+        ids.contains(&CLAUDE),
+        "Anthropic models are listed bare: {ids:?}"
     );
     assert_eq!(page["has_more"], false);
     assert_eq!(page["first_id"], ids[0]);
@@ -193,6 +193,11 @@ async fn models_list_both_providers_with_prefixes_and_pagination() {
         .await
         .unwrap();
     assert_eq!(encoded.status(), 200);
+    for id in [CLAUDE.to_owned(), format!("anthropic/{CLAUDE}")] {
+        let url = h.url(&format!("/anthropic/v1/models/{id}"));
+        let m: Value = h.http.get(url).send().await.unwrap().json().await.unwrap();
+        assert_eq!(m["id"], id.as_str(), "answered under the id asked for");
+    }
     let missing = h
         .http
         .get(h.url("/anthropic/v1/models/openai/nope"))

@@ -474,12 +474,13 @@ def test_upstream_error_non_streaming(client, model, status, client_status, exc_
         assert err.response.headers.get("retry-after") == "7"
 
 
-def test_openai_503_maps_to_overloaded(client):
+def test_upstream_503_keeps_status_with_overloaded_type(client, model):
+    """Upstream statuses are kept; 503 carries Anthropic's overloaded_error type."""
     with pytest.raises(anthropic.APIStatusError) as info:
-        client.messages.create(model=OPENAI_MODEL, max_tokens=32, messages=user("[[mock:error 503]]"))
+        client.messages.create(model=model, max_tokens=32, messages=user("[[mock:error 503]]"))
     err = info.value
-    assert err.status_code == 529, err
-    assert isinstance(err, _exc("OverloadedError"))
+    assert err.status_code == 503, err
+    assert isinstance(err, anthropic.InternalServerError), type(err)
     assert err.body["error"]["type"] == "overloaded_error"
 
 
