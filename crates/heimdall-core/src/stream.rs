@@ -108,6 +108,9 @@ impl State {
                     t.push_data(&event.data, out);
                     if t.is_done() {
                         self.done = true;
+                        if t.failed() {
+                            self.record.outcome = Outcome::StreamError;
+                        }
                     }
                 }
             }

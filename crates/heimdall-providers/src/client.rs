@@ -114,6 +114,10 @@ impl UpstreamClient {
             .tcp_nodelay(true)
             .tcp_keepalive(Duration::from_secs(30))
             .redirect(reqwest::redirect::Policy::none())
+            // HTTP/1.1 only: one HTTP/2 connection caps concurrent streams at the server's
+            // limit (often 100) and hyper will not open a second one, so long LLM streams would
+            // queue behind each other. Pooled HTTP/1.1 connections have no such cap.
+            .http1_only()
             .no_proxy()
             .build()
             .map_err(|e| ProviderError::Transport {

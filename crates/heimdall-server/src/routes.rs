@@ -32,6 +32,10 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         // Bodies are read by `read_body` against the configured limit, answering 413 in
         // Anthropic's shape; axum's own limit would answer in plain text.
         .layer(DefaultBodyLimit::disable())
+        // A bug must cost one request an Anthropic-shaped 500, never the connection.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
         .layer(middleware::from_fn(request_id))
         .with_state(gateway)
 }
@@ -47,13 +51,23 @@ async fn request_id(mut req: Request, next: Next) -> Response {
     res
 }
 
-fn error_response(err: &GatewayError, request_id: &str) -> Response {
+fn error_response(err: &GatewayError, request_id: Option<&str>) -> Response {
     let status = StatusCode::from_u16(err.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let body = anthropic_error_body(err.kind, &err.message, Some(request_id));
+    let body = anthropic_error_body(err.kind, &err.message, request_id);
     let mut res = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
     if let Some(ra) = &err.retry_after {
         res.headers_mut().insert(header::RETRY_AFTER, ra.clone());
     }
+    res
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    let err = GatewayError::new(ErrorType::ApiError, "internal error in the gateway");
+    let mut res = error_response(&err, None);
+    // Retrying the same request would hit the same bug.
+    res.headers_mut()
+        .insert("x-should-retry", HeaderValue::from_static("false"));
     res
 }
 
@@ -107,7 +121,7 @@ async fn messages(
             Body::from_stream(stream),
         )
             .into_response(),
-        Err(e) => error_response(&e, &rid.0),
+        Err(e) => error_response(&e, Some(&rid.0)),
     }
 }
 
@@ -126,7 +140,7 @@ async fn count_tokens(
     .await;
     match result {
         Ok(bytes) => json_response(bytes),
-        Err(e) => error_response(&e, &rid.0),
+        Err(e) => error_response(&e, Some(&rid.0)),
     }
 }
 
@@ -141,7 +155,7 @@ async fn list_models(
     };
     match result {
         Ok(bytes) => json_response(bytes),
-        Err(e) => error_response(&e, &rid.0),
+        Err(e) => error_response(&e, Some(&rid.0)),
     }
 }
 
@@ -152,7 +166,7 @@ async fn get_model(
 ) -> Response {
     match gateway.get_model(&id).await {
         Ok(bytes) => json_response(bytes),
-        Err(e) => error_response(&e, &rid.0),
+        Err(e) => error_response(&e, Some(&rid.0)),
     }
 }
 
@@ -166,7 +180,7 @@ async fn not_found(axum::Extension(rid): axum::Extension<RequestId>, req: Reques
         req.method(),
         req.uri().path()
     ));
-    error_response(&err, &rid.0)
+    error_response(&err, Some(&rid.0))
 }
 
 async fn method_not_allowed(
@@ -179,5 +193,5 @@ async fn method_not_allowed(
         req.uri().path()
     ));
     err.status = 405;
-    error_response(&err, &rid.0)
+    error_response(&err, Some(&rid.0))
 }

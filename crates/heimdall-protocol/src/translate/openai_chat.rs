@@ -687,6 +687,8 @@ pub struct StreamTranslator {
     finish_reason: Option<String>,
     matched_stop: Option<String>,
     refused: bool,
+    /// The stream ended with an `error` event rather than `message_stop`.
+    failed: bool,
     usage: Usage,
 }
 
@@ -703,6 +705,7 @@ impl StreamTranslator {
             finish_reason: None,
             matched_stop: None,
             refused: false,
+            failed: false,
             usage: Usage::default(),
         }
     }
@@ -812,6 +815,12 @@ impl StreamTranslator {
             &error::anthropic_error_body(kind, message, None),
         );
         self.phase = Phase::Done;
+        self.failed = true;
+    }
+
+    /// True when the stream ended with an `error` event.
+    pub fn failed(&self) -> bool {
+        self.failed
     }
 
     /// Usage reported so far (cumulative; final once the stream is done).
