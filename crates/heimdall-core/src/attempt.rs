@@ -17,6 +17,24 @@ pub(crate) struct Call<'a> {
     pub body: Option<bytes::Bytes>,
 }
 
+impl<'a> Call<'a> {
+    pub fn new(
+        provider: &'a ProviderConfig,
+        model: &'a str,
+        operation: heimdall_providers::Operation,
+        headers: http::HeaderMap,
+        body: Option<bytes::Bytes>,
+    ) -> Self {
+        Self {
+            provider,
+            model,
+            operation,
+            headers,
+            body,
+        }
+    }
+}
+
 /// A 2xx response and the key that produced it (needed to scrub later stream errors).
 pub(crate) struct Answer<'a> {
     pub response: UpstreamResponse,

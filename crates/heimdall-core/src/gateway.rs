@@ -120,13 +120,13 @@ impl Gateway {
         let body = anthropic_body(&req.body, &head.model, upstream_model)?;
         let answer = attempt::send(
             &self.client,
-            Call {
+            Call::new(
                 provider,
-                model: upstream_model,
-                operation: Operation::Messages,
-                headers: anthropic_headers(req),
-                body: Some(body),
-            },
+                upstream_model,
+                Operation::Messages,
+                anthropic_headers(req),
+                Some(body),
+            ),
         )
         .await?;
         if head.stream {
@@ -145,19 +145,17 @@ impl Gateway {
         upstream_model: &'a str,
         req: &ClientRequest,
     ) -> Result<Upstreamed<'a>, GatewayError> {
-        let parsed = MessagesRequest::from_slice(&req.body)
-            .map_err(|e| GatewayError::invalid_request(e.message()))?;
-        let body = openai_chat::request_body(&parsed, upstream_model)
-            .map_err(|e| GatewayError::invalid_request(e.message()))?;
+        let parsed = MessagesRequest::from_slice(&req.body).map_err(translate_error)?;
+        let body = openai_chat::request_body(&parsed, upstream_model).map_err(translate_error)?;
         let answer = attempt::send(
             &self.client,
-            Call {
+            Call::new(
                 provider,
-                model: upstream_model,
-                operation: Operation::Messages,
-                headers: HeaderMap::new(),
-                body: Some(Bytes::from(body)),
-            },
+                upstream_model,
+                Operation::Messages,
+                HeaderMap::new(),
+                Some(Bytes::from(body)),
+            ),
         )
         .await?;
         let ctx = ResponseContext {
@@ -169,18 +167,14 @@ impl Gateway {
             return Ok(Upstreamed::Stream(answer, translator));
         }
         let bytes = read_body(answer, provider).await?;
-        let (message, usage) = openai_chat::response_from_openai(&bytes, &ctx).map_err(|e| {
-            GatewayError::new(
-                heimdall_protocol::error::ErrorType::ApiError,
-                format!(
-                    "{} returned a response Heimdall could not read: {}",
-                    provider.kind.name(),
-                    e.message()
-                ),
-            )
-        })?;
-        let json = serde_json::to_vec(&message).map_err(|e| {
-            GatewayError::new(heimdall_protocol::error::ErrorType::ApiError, e.to_string())
+        let (json, usage) = openai_chat::response_body(&bytes, &ctx).map_err(|e| {
+            let mut err = translate_error(e);
+            err.message = format!(
+                "{} answered in a way Heimdall could not read: {}",
+                provider.kind.name(),
+                err.message
+            );
+            err
         })?;
         Ok(Upstreamed::Json(Bytes::from(json), usage))
     }
@@ -197,19 +191,18 @@ impl Gateway {
             let body = anthropic_body(&req.body, &head.model, upstream_model)?;
             let answer = attempt::send(
                 &self.client,
-                Call {
+                Call::new(
                     provider,
-                    model: upstream_model,
-                    operation: Operation::CountTokens,
-                    headers: anthropic_headers(&req),
-                    body: Some(body),
-                },
+                    upstream_model,
+                    Operation::CountTokens,
+                    anthropic_headers(&req),
+                    Some(body),
+                ),
             )
             .await?;
             return read_body(answer, provider).await;
         }
-        let parsed = CountTokensRequest::from_slice(&req.body)
-            .map_err(|e| GatewayError::invalid_request(e.message()))?;
+        let parsed = CountTokensRequest::from_slice(&req.body).map_err(translate_error)?;
         let count = tokens::estimate(kind, upstream_model, &parsed).await?;
         Ok(Bytes::from(format!("{{\"input_tokens\":{count}}}")))
     }
@@ -217,6 +210,10 @@ impl Gateway {
     pub(crate) fn client(&self) -> &UpstreamClient {
         &self.client
     }
+}
+
+fn translate_error(e: heimdall_protocol::translate::TranslateError) -> GatewayError {
+    GatewayError::new(e.error_type(), e.message())
 }
 
 /// The client's body for an Anthropic upstream: untouched unless the model carried the

@@ -114,13 +114,7 @@ impl Gateway {
         }
         let answer = attempt::send(
             self.client(),
-            Call {
-                provider: p,
-                model: "",
-                operation: Operation::ListModels,
-                headers,
-                body: None,
-            },
+            Call::new(p, "", Operation::ListModels, headers, None),
         )
         .await;
         // Listing is not tied to one model; a key restricted to some models may still list.

@@ -138,6 +138,11 @@ async fn count_tokens(
             .await
     }
     .await;
+    json_or_error(result, &rid)
+}
+
+/// A JSON answer, or the error in Anthropic's shape.
+fn json_or_error(result: Result<Bytes, GatewayError>, rid: &RequestId) -> Response {
     match result {
         Ok(bytes) => json_response(bytes),
         Err(e) => error_response(&e, Some(&rid.0)),
@@ -153,10 +158,7 @@ async fn list_models(
         Ok(Query(q)) => gateway.list_models(&q).await,
         Err(e) => Err(GatewayError::invalid_request(e.body_text())),
     };
-    match result {
-        Ok(bytes) => json_response(bytes),
-        Err(e) => error_response(&e, Some(&rid.0)),
-    }
+    json_or_error(result, &rid)
 }
 
 async fn get_model(
@@ -164,10 +166,7 @@ async fn get_model(
     axum::Extension(rid): axum::Extension<RequestId>,
     Path(id): Path<String>,
 ) -> Response {
-    match gateway.get_model(&id).await {
-        Ok(bytes) => json_response(bytes),
-        Err(e) => error_response(&e, Some(&rid.0)),
-    }
+    json_or_error(gateway.get_model(&id).await, &rid)
 }
 
 async fn health() -> Response {
