@@ -274,3 +274,36 @@ async fn sigterm_lets_in_flight_requests_finish() {
         .expect("exited");
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test]
+async fn shutdown_waits_no_longer_than_the_grace_period() {
+    let mock = MockServer::start(MockOptions::default()).await.unwrap();
+    let cfg = config(&mock.base_url(), |_| {});
+    let mut gw = GatewayProcess::start(bin(), Some(&cfg), &[], &["--shutdown-grace-seconds", "1"])
+        .await
+        .unwrap();
+    let http = heimdall_testkit::http_client();
+    let res = http
+        .post(format!("{}/anthropic/v1/messages", gw.base_url()))
+        .json(&request(CLAUDE, "a b c [[mock:stall 20000]]", true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "the stream is open");
+    let started = std::time::Instant::now();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &gw.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = gw.wait_exit(Duration::from_secs(5)).await.unwrap();
+    assert!(
+        status.is_some(),
+        "still running 5 s after SIGTERM with a 1 s grace period"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "exited before the grace period"
+    );
+    drop(res);
+}
