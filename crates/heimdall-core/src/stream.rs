@@ -12,6 +12,7 @@ use heimdall_protocol::sse::{SseFramer, write_event};
 use heimdall_protocol::translate::openai_chat::StreamTranslator;
 use heimdall_protocol::usage::AnthropicUsageTap;
 use heimdall_providers::{ByteStream, UpstreamResponse};
+use tokio::time::Instant;
 
 use crate::error::scrub;
 use crate::record::{Outcome, RequestRecord};
@@ -34,6 +35,8 @@ struct State {
     dialect: Dialect,
     idle: Duration,
     record: RequestRecord,
+    /// When the current upstream silence becomes an idle timeout.
+    idle_deadline: Option<Instant>,
     /// Scrubbed from transport error messages.
     secret: String,
     done: bool,
@@ -51,6 +54,7 @@ pub(crate) fn sse_body(
         framer: SseFramer::new(),
         dialect,
         idle,
+        idle_deadline: None,
         record,
         secret: secret.to_owned(),
         done: false,
@@ -64,13 +68,28 @@ pub(crate) fn sse_body(
     Box::pin(head.chain(futures_util::stream::unfold(state, next_chunk)))
 }
 
+/// Longest upstream silence on a translated stream before Heimdall sends a `ping` of its own,
+/// so proxies between it and the client keep the connection while a reasoning model thinks.
+/// (Anthropic upstreams send their own pings, and pass-through bytes stay untouched.)
+const KEEPALIVE: Duration = Duration::from_secs(10);
+
 async fn next_chunk(mut s: State) -> Option<(Result<Bytes, std::io::Error>, State)> {
     let mut out = BytesMut::new();
     while !s.done && out.is_empty() {
-        match tokio::time::timeout(s.idle, s.upstream.next()).await {
+        let now = Instant::now();
+        let deadline = *s.idle_deadline.get_or_insert(now + s.idle);
+        let wait = match s.dialect {
+            Dialect::Translated(_) => deadline.saturating_duration_since(now).min(s.keepalive()),
+            Dialect::PassThrough(_) => deadline.saturating_duration_since(now),
+        };
+        match tokio::time::timeout(wait, s.upstream.next()).await {
             Ok(Some(Ok(chunk))) => {
+                s.idle_deadline = None;
                 s.framer.push(&chunk);
                 s.drain_events(&mut out);
+            }
+            Err(_) if Instant::now() < deadline => {
+                write_event(&mut out, "ping", br#"{"type":"ping"}"#);
             }
             Ok(Some(Err(e))) => {
                 let msg = scrub(&format!("upstream failed mid-stream: {e}"), &s.secret);
@@ -93,6 +112,11 @@ async fn next_chunk(mut s: State) -> Option<(Result<Bytes, std::io::Error>, Stat
 }
 
 impl State {
+    /// Ping often enough that a short idle timeout is still preceded by pings.
+    fn keepalive(&self) -> Duration {
+        KEEPALIVE.min(self.idle / 2)
+    }
+
     fn drain_events(&mut self, out: &mut BytesMut) {
         while let Some(event) = self.framer.next_event() {
             match &mut self.dialect {

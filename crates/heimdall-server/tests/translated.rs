@@ -254,3 +254,31 @@ async fn server_tools_are_refused_not_dropped() {
     );
     assert!(h.mock.requests().is_empty());
 }
+
+#[tokio::test]
+async fn long_upstream_silence_gets_keepalive_pings() {
+    // Pings go out every min(10 s, idle timeout / 2): 1 s here, so a 1.6 s stall yields one.
+    let h = Harness::with_config(|c| {
+        c["providers"]["openai"]["network_config"]["stream_idle_timeout_in_seconds"] = json!(2);
+    })
+    .await;
+    let res = h
+        .messages(&request(GPT, "one two three [[mock:stall 1600]]", true))
+        .await;
+    let events = parse_sse(&res.text().await.unwrap());
+    assert_grammar(&events, false);
+    let first_delta = events
+        .iter()
+        .position(|e| e.name == "content_block_delta")
+        .unwrap();
+    let pings_after = events[first_delta..]
+        .iter()
+        .filter(|e| e.name == "ping")
+        .count();
+    assert!(
+        pings_after >= 1,
+        "{:?}",
+        events.iter().map(|e| &e.name).collect::<Vec<_>>()
+    );
+    assert_eq!(streamed_text(&events), "one two three");
+}
