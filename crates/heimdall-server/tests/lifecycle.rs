@@ -125,15 +125,7 @@ async fn accepts_bifrost_single_dash_flags() {
 #[tokio::test]
 async fn models_list_both_providers_with_prefixes_and_pagination() {
     let h = Harness::start().await;
-    let page: Value = h
-        .http
-        .get(h.url("/anthropic/v1/models?limit=1000"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page = h.get_json("/anthropic/v1/models?limit=1000").await;
     let ids: Vec<&str> = page["data"]
         .as_array()
         .unwrap()
@@ -151,40 +143,18 @@ async fn models_list_both_providers_with_prefixes_and_pagination() {
         assert_eq!(m["type"], "model");
         assert!(m["created_at"].as_str().unwrap().ends_with('Z'));
     }
-    let first: Value = h
-        .http
-        .get(h.url("/anthropic/v1/models?limit=1"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let first = h.get_json("/anthropic/v1/models?limit=1").await;
     assert_eq!(first["data"].as_array().unwrap().len(), 1);
     assert_eq!(first["has_more"], true);
-    let next: Value = h
-        .http
-        .get(h.url(&format!(
+    let next = h
+        .get_json(&format!(
             "/anthropic/v1/models?limit=1&after_id={}",
             first["last_id"].as_str().unwrap()
-        )))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        ))
+        .await;
     assert_eq!(next["first_id"], ids[1]);
 
-    let one: Value = h
-        .http
-        .get(h.url("/anthropic/v1/models/openai/gpt-4o-mini"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let one = h.get_json("/anthropic/v1/models/openai/gpt-4o-mini").await;
     assert_eq!(one["id"], "openai/gpt-4o-mini");
     let encoded = h
         .http
@@ -194,8 +164,7 @@ async fn models_list_both_providers_with_prefixes_and_pagination() {
         .unwrap();
     assert_eq!(encoded.status(), 200);
     for id in [CLAUDE.to_owned(), format!("anthropic/{CLAUDE}")] {
-        let url = h.url(&format!("/anthropic/v1/models/{id}"));
-        let m: Value = h.http.get(url).send().await.unwrap().json().await.unwrap();
+        let m = h.get_json(&format!("/anthropic/v1/models/{id}")).await;
         assert_eq!(m["id"], id.as_str(), "answered under the id asked for");
     }
     let missing = h

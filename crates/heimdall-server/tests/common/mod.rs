@@ -66,6 +66,12 @@ impl Harness {
         format!("{}{}", self.gateway.base_url(), path)
     }
 
+    /// GETs `path` and parses the JSON answer.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let res = self.http.get(self.url(path)).send().await.unwrap();
+        res.json().await.unwrap()
+    }
+
     /// POSTs `body` to `/anthropic/v1/messages` the way an old SDK does (x-api-key).
     pub async fn messages(&self, body: &Value) -> reqwest::Response {
         self.http
