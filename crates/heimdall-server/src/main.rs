@@ -5,6 +5,19 @@ use std::process::ExitCode;
 use heimdall_server::cli::Cli;
 use heimdall_server::run;
 
+// jemalloc by default, chosen by measurement (BENCHMARKS.md, "Performance work"): against
+// glibc malloc, whose arena locks and consolidation took ~20 % of the gateway's CPU profile,
+// it gave ~30 % more requests/s and ~20 % less CPU per request; mimalloc was as fast but held
+// ~45 % more memory with thousands of open streams. `--no-default-features --features
+// mimalloc` selects mimalloc; `--no-default-features` alone the system allocator.
+#[cfg(all(feature = "jemalloc", not(feature = "mimalloc")))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse_from_env();
     if let Err(e) = run::init_logging(&cli) {

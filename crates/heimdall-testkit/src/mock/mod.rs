@@ -24,6 +24,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -94,6 +95,10 @@ impl MockServer {
     pub async fn bind(addr: SocketAddr, opts: MockOptions) -> anyhow::Result<MockServer> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
+        // Like real provider edges: no Nagle delay on small stream frames.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let shared = Arc::new(Shared {
             opts,
             recorded: Mutex::new(Vec::new()),

@@ -1,0 +1,267 @@
+//! heimdall-bench: the benchmark harness.
+//!
+//! - [`load`]: the load generator (open loop at a constant arrival rate with coordinated
+//!   omission corrected, or closed loop for maximum throughput; HTTP/1.1 keep-alive).
+//! - [`scenario`]: the scenario set of issue 3 and its runner.
+//! - [`procs`]: child processes and their RSS / CPU from `/proc`.
+//! - [`peers`]: LiteLLM proxy and the Portkey gateway, installed and run side by side.
+//! - [`report`]: the markdown tables.
+//!
+//! [`run_suite`] wires them together: it starts `heimdall-mock` and `heimdall` (release
+//! binaries next to this executable), optionally the peers, runs every scenario and returns
+//! the report.
+
+pub mod load;
+pub mod peers;
+pub mod procs;
+pub mod report;
+pub mod scenario;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::procs::Proc;
+use crate::scenario::{OpenStreamsReport, Options, Target, TargetReport};
+
+/// Everything a suite run needs.
+#[derive(Debug, Clone)]
+pub struct SuiteConfig {
+    pub bin_dir: PathBuf,
+    pub options: Options,
+    /// Gateway config template; `{{MOCK_URL}}` is replaced by the mock's base URL.
+    /// `None`: both providers point at the mock with one key.
+    pub gateway_config: Option<String>,
+    /// Scenario 5: more gateway configs (name, template) run on the translated path.
+    pub variants: Vec<(String, String)>,
+    pub mock_latency_ms: u64,
+    pub peers: bool,
+    pub peers_dir: PathBuf,
+    /// Scenario 6 stream count (0 skips it) and how long the mock holds each stream.
+    pub open_streams: usize,
+    pub stream_hold: Duration,
+    pub gateway_cpus: Option<String>,
+    pub mock_cpus: Option<String>,
+    pub gateway_log_level: String,
+    /// Keep only targets whose name contains one of these (direct baselines always kept).
+    pub only: Vec<String>,
+}
+
+/// The default gateway config: both providers at the mock.
+pub const DEFAULT_GATEWAY_CONFIG: &str = r#"{
+  "providers": {
+    "anthropic": {"keys": [{"name": "m", "value": "k", "models": ["*"], "weight": 1}],
+                  "network_config": {"base_url": "{{MOCK_URL}}"}},
+    "openai":    {"keys": [{"name": "m", "value": "k", "models": ["*"], "weight": 1}],
+                  "network_config": {"base_url": "{{MOCK_URL}}"}}
+  }
+}"#;
+
+pub struct SuiteResult {
+    pub reports: Vec<TargetReport>,
+    pub open_streams: Vec<OpenStreamsReport>,
+    /// Peers or variants that could not be run, and why.
+    pub notes: Vec<String>,
+}
+
+async fn start_mock(cfg: &SuiteConfig) -> anyhow::Result<Proc> {
+    let bin = cfg.bin_dir.join("heimdall-mock");
+    anyhow::ensure!(
+        bin.exists(),
+        "{} not found: build it first (cargo build --release -p heimdall-testkit)",
+        bin.display()
+    );
+    let mut cmd = procs::command(&bin, cfg.mock_cpus.as_deref());
+    cmd.args(["--port", "0", "--no-record", "--latency-ms"])
+        .arg(cfg.mock_latency_ms.to_string());
+    Proc::spawn_with_marker(
+        "heimdall-mock",
+        cmd,
+        "listening on http://",
+        Duration::from_secs(15),
+        None,
+    )
+    .await
+}
+
+async fn start_gateway(cfg: &SuiteConfig, template: &str, mock_url: &str) -> anyhow::Result<Proc> {
+    let bin = cfg.bin_dir.join("heimdall");
+    anyhow::ensure!(
+        bin.exists(),
+        "{} not found: build it first (cargo build --release -p heimdall-server)",
+        bin.display()
+    );
+    let dir = tempfile::Builder::new()
+        .prefix("heimdall-bench-gw-")
+        .tempdir()?;
+    std::fs::write(
+        dir.path().join("config.json"),
+        template.replace("{{MOCK_URL}}", mock_url),
+    )
+    .context("writing config.json")?;
+    let mut cmd = procs::command(&bin, cfg.gateway_cpus.as_deref());
+    cmd.arg("--app-dir")
+        .arg(dir.path())
+        .args(["--port", "0", "--host", "127.0.0.1", "--log-level"])
+        .arg(&cfg.gateway_log_level)
+        .env_remove("ANTHROPIC_API_KEY")
+        .env_remove("OPENAI_API_KEY");
+    Proc::spawn_with_marker(
+        "heimdall",
+        cmd,
+        "heimdall listening on http://",
+        Duration::from_secs(15),
+        Some(dir),
+    )
+    .await
+}
+
+async fn start_relay(cfg: &SuiteConfig, mock: std::net::SocketAddr) -> anyhow::Result<Proc> {
+    let exe = std::env::current_exe()?;
+    let mut cmd = procs::command(&exe, cfg.gateway_cpus.as_deref());
+    cmd.arg("--relay-to").arg(mock.to_string());
+    Proc::spawn_with_marker(
+        "relay",
+        cmd,
+        "relay listening on http://",
+        Duration::from_secs(10),
+        None,
+    )
+    .await
+}
+
+/// Runs the whole scenario set with real processes.
+pub async fn run_suite(cfg: &SuiteConfig) -> anyhow::Result<SuiteResult> {
+    let mut notes = Vec::new();
+    if cfg.open_streams > 0 {
+        let want = (cfg.open_streams as u64) * 3 + 4096;
+        match procs::raise_nofile(want) {
+            Ok(n) if n < want => notes.push(format!(
+                "open-file limit is {n}, below the {want} that {} streams need",
+                cfg.open_streams
+            )),
+            Ok(_) => {}
+            Err(e) => notes.push(format!("could not raise the open-file limit: {e}")),
+        }
+    }
+    let mock = start_mock(cfg).await?;
+    let mock_url = mock.base_url.clone();
+    let template = cfg
+        .gateway_config
+        .clone()
+        .unwrap_or_else(|| DEFAULT_GATEWAY_CONFIG.to_string());
+    let gateway = start_gateway(cfg, &template, &mock_url).await?;
+
+    let mut targets: Vec<Target> = scenario::direct_targets(mock.addr()?, Some(mock.pid));
+    // Calibration: a plain TCP relay process in front of the mock (no HTTP work at all).
+    let relay = match start_relay(cfg, mock.addr()?).await {
+        Ok(p) => {
+            targets.push(scenario::relay_target(p.addr()?, Some(p.pid)));
+            Some(p)
+        }
+        Err(e) => {
+            notes.push(format!("TCP relay calibration: {e:#}"));
+            None
+        }
+    };
+    targets.extend(scenario::heimdall_targets(
+        gateway.addr()?,
+        Some(gateway.pid),
+        "Heimdall",
+        true,
+    ));
+    let mut keep: Vec<Proc> = Vec::new();
+    for (name, tpl) in &cfg.variants {
+        match start_gateway(cfg, tpl, &mock_url).await {
+            Ok(p) => {
+                targets.extend(scenario::heimdall_targets(
+                    p.addr()?,
+                    Some(p.pid),
+                    &format!("Heimdall [{name}]"),
+                    false,
+                ));
+                keep.push(p);
+            }
+            Err(e) => notes.push(format!("variant {name}: {e:#}")),
+        }
+    }
+    if cfg.peers {
+        match peers::install_litellm(&cfg.peers_dir).await {
+            Ok(venv) => {
+                match peers::start_litellm(&venv, &mock_url, cfg.gateway_cpus.as_deref()).await {
+                    Ok(p) => {
+                        let t = peers::litellm_target(p.addr()?, p.pid);
+                        match load::probe(t.addr, &t.request).await {
+                            Ok(_) => {
+                                targets.push(t);
+                                keep.push(p);
+                            }
+                            Err(e) => notes.push(format!("LiteLLM: probe request failed: {e}")),
+                        }
+                    }
+                    Err(e) => notes.push(format!("LiteLLM: {e:#}")),
+                }
+            }
+            Err(e) => notes.push(format!("LiteLLM: {e:#}")),
+        }
+        match peers::install_portkey(&cfg.peers_dir).await {
+            Ok(root) => match peers::start_portkey(&root, cfg.gateway_cpus.as_deref()).await {
+                Ok(p) => match peers::portkey_target(p.addr()?, p.pid, &mock_url).await {
+                    Ok(t) => match load::probe(t.addr, &t.request).await {
+                        Ok(_) => {
+                            targets.push(t);
+                            keep.push(p);
+                        }
+                        Err(e) => notes.push(format!("Portkey: probe request failed: {e}")),
+                    },
+                    Err(e) => notes.push(format!("Portkey: {e:#}")),
+                },
+                Err(e) => notes.push(format!("Portkey: {e:#}")),
+            },
+            Err(e) => notes.push(format!("Portkey: {e:#}")),
+        }
+    }
+    for n in &notes {
+        eprintln!("[heimdall-bench] note: {n}");
+    }
+
+    if !cfg.only.is_empty() {
+        targets.retain(|t| t.direct || cfg.only.iter().any(|o| t.name.contains(o.as_str())));
+    }
+    let reports = scenario::run(&targets, &cfg.options).await;
+
+    let mut open_streams = Vec::new();
+    if cfg.open_streams > 0 {
+        // A fresh gateway, so the figure is not inflated or deflated by earlier runs.
+        let fresh = start_gateway(cfg, &template, &mock_url).await?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        match scenario::open_streams(
+            "Heimdall /anthropic → OpenAI (translated) stream",
+            fresh.addr()?,
+            fresh.pid,
+            cfg.open_streams,
+            cfg.stream_hold,
+            "openai/gpt-4o-mini",
+        )
+        .await
+        {
+            Ok(r) => open_streams.push(r),
+            Err(e) => notes.push(format!("open streams: {e:#}")),
+        }
+        fresh.stop().await;
+    }
+    for p in keep {
+        p.stop().await;
+    }
+    if let Some(r) = relay {
+        r.stop().await;
+    }
+    gateway.stop().await;
+    mock.stop().await;
+    Ok(SuiteResult {
+        reports,
+        open_streams,
+        notes,
+    })
+}

@@ -1,0 +1,93 @@
+//! Seconds-long smoke run of the harness: mock and gateway in-process, every scenario kind
+//! once, tiny durations. Asserts that figures were produced, never a speed.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use heimdall_bench::scenario::{self, Options};
+use heimdall_bench::{DEFAULT_GATEWAY_CONFIG, load, report};
+use heimdall_core::Gateway;
+use heimdall_core::config::Config;
+use heimdall_testkit::{MockOptions, MockServer};
+
+async fn start_gateway(mock_url: &str) -> SocketAddr {
+    let text = DEFAULT_GATEWAY_CONFIG.replace("{{MOCK_URL}}", mock_url);
+    let config = Config::from_json(&text, &|_| None).unwrap();
+    let gateway = Arc::new(Gateway::new(config).unwrap());
+    let app = heimdall_server::router(gateway);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn harness_produces_figures() {
+    let mock = MockServer::start(MockOptions {
+        record: false,
+        ..MockOptions::default()
+    })
+    .await
+    .unwrap();
+    let gw = start_gateway(&mock.base_url()).await;
+    let relay_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let relay_addr = relay_listener.local_addr().unwrap();
+    let mock_addr = mock.addr();
+    tokio::spawn(async move { load::relay(relay_listener, mock_addr).await });
+
+    let me = Some(std::process::id());
+    let mut targets = scenario::direct_targets(mock.addr(), me);
+    targets.push(scenario::relay_target(relay_addr, me));
+    targets.extend(scenario::heimdall_targets(gw, me, "Heimdall", true));
+
+    let opts = Options::smoke();
+    let reports = scenario::run(&targets, &opts).await;
+    assert_eq!(reports.len(), 5);
+    for r in &reports {
+        let max = r
+            .max
+            .as_ref()
+            .unwrap_or_else(|| panic!("{}: no max run", r.target.name));
+        assert!(max.ok > 0, "{}: {:?}", r.target.name, max.first_error);
+        assert_eq!(max.errors, 0, "{}: {:?}", r.target.name, max.first_error);
+        let run = &r.rates[0];
+        let res = run
+            .result
+            .as_ref()
+            .unwrap_or_else(|| panic!("{}: rate skipped: {:?}", r.target.name, run.skipped));
+        assert!(res.ok > 0 && !res.latency.is_empty(), "{}", r.target.name);
+        assert!(run.rss_bytes.unwrap_or(0) > 0);
+        let st = r.stream.as_ref().unwrap();
+        assert!(
+            st.ok > 0 && st.errors == 0,
+            "{}: {:?}",
+            r.target.name,
+            st.first_error
+        );
+    }
+
+    let streams = scenario::open_streams(
+        "smoke",
+        gw,
+        std::process::id(),
+        50,
+        Duration::from_millis(200),
+        "openai/gpt-4o-mini",
+    )
+    .await
+    .unwrap();
+    assert_eq!(streams.result.ok, 50, "{:?}", streams.result.first_error);
+
+    let table = report::render(&reports, std::slice::from_ref(&streams), opts.connections);
+    assert!(
+        table.contains("Heimdall /anthropic → OpenAI (translated)"),
+        "{table}"
+    );
+    assert!(table.contains("Concurrent open streams"), "{table}");
+    let targets_table = report::targets(&reports, std::slice::from_ref(&streams));
+    assert!(targets_table.contains("max req/s"), "{targets_table}");
+}
