@@ -276,3 +276,40 @@ async fn shutdown_waits_no_longer_than_the_grace_period() {
     );
     drop(res);
 }
+
+#[tokio::test]
+async fn config_flag_overrides_the_app_dir_file() {
+    let mock = MockServer::start(MockOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("elsewhere.json");
+    let cfg = config(&mock.base_url(), |c| {
+        c["providers"]["openai"]["network_config"]["extra_headers"] = json!({"x-team": "search"});
+    });
+    std::fs::write(&path, serde_json::to_vec(&cfg).unwrap()).unwrap();
+    let gw = GatewayProcess::start(bin(), None, &[], &["--config", path.to_str().unwrap()])
+        .await
+        .unwrap();
+    let res = heimdall_testkit::http_client()
+        .post(format!("{}/anthropic/v1/messages", gw.base_url()))
+        .json(&request(GPT, "hi", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let seen = &mock.requests()[0];
+    assert_eq!(
+        seen.header("x-team"),
+        Some("search"),
+        "extra_headers go upstream"
+    );
+
+    let missing = dir.path().join("missing.json");
+    let err =
+        GatewayProcess::start(bin(), None, &[], &["--config", missing.to_str().unwrap()]).await;
+    let msg = format!(
+        "{:#}",
+        err.err()
+            .expect("an explicit config that is missing is an error")
+    );
+    assert!(msg.contains("missing.json"), "{msg}");
+}
