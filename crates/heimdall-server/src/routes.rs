@@ -25,19 +25,24 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/v1/models/{*id}", get(get_model))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
-    Router::new()
+    let app = Router::new()
         .nest("/anthropic", anthropic)
         .route("/health", get(health))
         .fallback(not_found)
-        // Bodies are read by `read_body` against the configured limit, answering 413 in
-        // Anthropic's shape; axum's own limit would answer in plain text.
-        .layer(DefaultBodyLimit::disable())
+        .with_state(gateway);
+    with_edge_layers(app)
+}
+
+/// What every route gets: a request id, Anthropic-shaped 500s for panics, and no framework
+/// body limit (bodies are read by `read_body` against the configured limit, answering 413 in
+/// Anthropic's shape; axum's own limit would answer in plain text).
+fn with_edge_layers(app: Router) -> Router {
+    app.layer(DefaultBodyLimit::disable())
         // A bug must cost one request an Anthropic-shaped 500, never the connection.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
         ))
         .layer(middleware::from_fn(request_id))
-        .with_state(gateway)
 }
 
 /// Gives every request an id and every response a `request-id` header.
@@ -193,4 +198,36 @@ async fn method_not_allowed(
     ));
     err.status = 405;
     error_response(&err, Some(&rid.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_an_anthropic_500() {
+        async fn boom() -> Response {
+            panic!("bug")
+        }
+        let app = with_edge_layers(Router::new().route("/boom", get(boom)));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let res = heimdall_testkit::http_client()
+            .get(format!("http://{addr}/boom"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 500);
+        assert!(
+            res.headers()["request-id"]
+                .to_str()
+                .unwrap()
+                .starts_with("req_")
+        );
+        assert_eq!(res.headers()["x-should-retry"], "false");
+        let v: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(v["type"], "error");
+        assert_eq!(v["error"]["type"], "api_error");
+    }
 }
