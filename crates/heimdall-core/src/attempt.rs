@@ -11,7 +11,9 @@ use crate::error::GatewayError;
 /// What to send; the key is chosen per attempt.
 pub(crate) struct Call<'a> {
     pub provider: &'a ProviderConfig,
-    pub model: &'a str,
+    /// The upstream model, which narrows the keys to those allowed to serve it; `None` for
+    /// calls not tied to a model (listing models), where every key may be used.
+    pub model: Option<&'a str>,
     pub operation: heimdall_providers::Operation,
     pub headers: http::HeaderMap,
     pub body: Option<bytes::Bytes>,
@@ -20,7 +22,7 @@ pub(crate) struct Call<'a> {
 impl<'a> Call<'a> {
     pub fn new(
         provider: &'a ProviderConfig,
-        model: &'a str,
+        model: Option<&'a str>,
         operation: heimdall_providers::Operation,
         headers: http::HeaderMap,
         body: Option<bytes::Bytes>,
@@ -52,13 +54,15 @@ pub(crate) async fn send<'a>(
     let mut candidates: Vec<&KeyConfig> = p
         .keys
         .iter()
-        .filter(|k| k.models.allows(call.model))
+        .filter(|k| call.model.is_none_or(|m| k.models.allows(m)))
         .collect();
     if candidates.is_empty() {
+        let what = call
+            .model
+            .map_or_else(String::new, |m| format!(" for model `{m}`"));
         return Err(GatewayError::invalid_request(format!(
-            "no {} key is configured for model `{}`",
-            p.kind.name(),
-            call.model
+            "no {} key is configured{what}",
+            p.kind.name()
         )));
     }
     let mut attempt = 0u32;

@@ -122,7 +122,7 @@ impl Gateway {
             &self.client,
             Call::new(
                 provider,
-                upstream_model,
+                Some(upstream_model),
                 Operation::Messages,
                 anthropic_headers(req),
                 Some(body),
@@ -151,7 +151,7 @@ impl Gateway {
             &self.client,
             Call::new(
                 provider,
-                upstream_model,
+                Some(upstream_model),
                 Operation::Messages,
                 HeaderMap::new(),
                 Some(Bytes::from(body)),
@@ -193,7 +193,7 @@ impl Gateway {
                 &self.client,
                 Call::new(
                     provider,
-                    upstream_model,
+                    Some(upstream_model),
                     Operation::CountTokens,
                     anthropic_headers(&req),
                     Some(body),
@@ -203,7 +203,7 @@ impl Gateway {
             return read_body(answer, provider).await;
         }
         let parsed = CountTokensRequest::from_slice(&req.body).map_err(translate_error)?;
-        let count = tokens::estimate(kind, upstream_model, &parsed).await?;
+        let count = tokens::estimate(upstream_model, &parsed).await?;
         Ok(Bytes::from(format!("{{\"input_tokens\":{count}}}")))
     }
 

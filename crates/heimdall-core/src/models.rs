@@ -114,14 +114,9 @@ impl Gateway {
         }
         let answer = attempt::send(
             self.client(),
-            Call::new(p, "", Operation::ListModels, headers, None),
+            Call::new(p, None, Operation::ListModels, headers, None),
         )
-        .await;
-        // Listing is not tied to one model; a key restricted to some models may still list.
-        let answer = match answer {
-            Err(e) if e.message.starts_with("no ") => return Ok(Vec::new()),
-            other => other?,
-        };
+        .await?;
         let body = answer
             .response
             .bytes()

@@ -4,7 +4,6 @@
 
 use heimdall_protocol::anthropic::CountTokensRequest;
 use heimdall_protocol::translate::openai_chat;
-use heimdall_providers::ProviderKind;
 
 use crate::error::GatewayError;
 
@@ -12,11 +11,7 @@ use crate::error::GatewayError;
 const PER_MESSAGE: usize = 3;
 const REPLY_PRIMER: usize = 3;
 
-pub(crate) async fn estimate(
-    _kind: ProviderKind,
-    model: &str,
-    req: &CountTokensRequest,
-) -> Result<u64, GatewayError> {
+pub(crate) async fn estimate(model: &str, req: &CountTokensRequest) -> Result<u64, GatewayError> {
     let text = openai_chat::count_text(req);
     let messages = req.messages.len();
     let legacy = uses_cl100k(model);

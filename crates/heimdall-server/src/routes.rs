@@ -97,12 +97,18 @@ async fn read_body(gateway: &Gateway, body: Body) -> Result<Bytes, GatewayError>
     })
 }
 
-fn client_request(headers: &HeaderMap, body: Bytes, request_id: &RequestId) -> ClientRequest {
-    ClientRequest {
-        body,
+/// Reads the body (within the limit) and what the gateway needs from the headers.
+async fn client_request(
+    gateway: &Gateway,
+    headers: &HeaderMap,
+    body: Body,
+    request_id: &RequestId,
+) -> Result<ClientRequest, GatewayError> {
+    Ok(ClientRequest {
+        body: read_body(gateway, body).await?,
         anthropic_version: headers.get("anthropic-version").cloned(),
         request_id: request_id.0.clone(),
-    }
+    })
 }
 
 async fn messages(
@@ -111,11 +117,10 @@ async fn messages(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let result = async {
-        let body = read_body(&gateway, body).await?;
-        gateway.messages(client_request(&headers, body, &rid)).await
-    }
-    .await;
+    let result = match client_request(&gateway, &headers, body, &rid).await {
+        Ok(req) => gateway.messages(req).await,
+        Err(e) => Err(e),
+    };
     match result {
         Ok(Reply::Json(bytes)) => json_response(bytes),
         Ok(Reply::Stream(stream)) => (
@@ -136,13 +141,10 @@ async fn count_tokens(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let result = async {
-        let body = read_body(&gateway, body).await?;
-        gateway
-            .count_tokens(client_request(&headers, body, &rid))
-            .await
-    }
-    .await;
+    let result = match client_request(&gateway, &headers, body, &rid).await {
+        Ok(req) => gateway.count_tokens(req).await,
+        Err(e) => Err(e),
+    };
     json_or_error(result, &rid)
 }
 

@@ -21,12 +21,7 @@ async fn starts_without_config_and_names_the_missing_provider() {
         .unwrap();
     assert_eq!(health.status(), 200);
     for (model, name) in [(CLAUDE, "anthropic"), (GPT, "openai")] {
-        let res = http
-            .post(format!("{}/anthropic/v1/messages", gw.base_url()))
-            .json(&request(model, "hi", false))
-            .send()
-            .await
-            .unwrap();
+        let res = post_messages(gw.base_url(), &request(model, "hi", false)).await;
         assert_eq!(res.status(), 400);
         let v: Value = res.json().await.unwrap();
         let msg = v["error"]["message"].as_str().unwrap();
@@ -72,12 +67,7 @@ async fn bifrost_config_fields_warn_once_and_bad_config_names_the_path() {
         out.contains("governance") && out.contains("client.enable_logging"),
         "{out}"
     );
-    let res = heimdall_testkit::http_client()
-        .post(format!("{}/anthropic/v1/messages", gw.base_url()))
-        .json(&request(GPT, "hi", false))
-        .send()
-        .await
-        .unwrap();
+    let res = post_messages(gw.base_url(), &request(GPT, "hi", false)).await;
     assert_eq!(res.status(), 200);
     assert_eq!(
         mock.requests()[0].header("authorization"),
@@ -251,13 +241,11 @@ async fn shutdown_waits_no_longer_than_the_grace_period() {
     let mut gw = GatewayProcess::start(bin(), Some(&cfg), &[], &["--shutdown-grace-seconds", "1"])
         .await
         .unwrap();
-    let http = heimdall_testkit::http_client();
-    let res = http
-        .post(format!("{}/anthropic/v1/messages", gw.base_url()))
-        .json(&request(CLAUDE, "a b c [[mock:stall 20000]]", true))
-        .send()
-        .await
-        .unwrap();
+    let res = post_messages(
+        gw.base_url(),
+        &request(CLAUDE, "a b c [[mock:stall 20000]]", true),
+    )
+    .await;
     assert_eq!(res.status(), 200, "the stream is open");
     let started = std::time::Instant::now();
     let killed = std::process::Command::new("kill")
@@ -289,12 +277,7 @@ async fn config_flag_overrides_the_app_dir_file() {
     let gw = GatewayProcess::start(bin(), None, &[], &["--config", path.to_str().unwrap()])
         .await
         .unwrap();
-    let res = heimdall_testkit::http_client()
-        .post(format!("{}/anthropic/v1/messages", gw.base_url()))
-        .json(&request(GPT, "hi", false))
-        .send()
-        .await
-        .unwrap();
+    let res = post_messages(gw.base_url(), &request(GPT, "hi", false)).await;
     assert_eq!(res.status(), 200);
     let seen = &mock.requests()[0];
     assert_eq!(

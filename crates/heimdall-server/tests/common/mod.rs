@@ -85,6 +85,16 @@ impl Harness {
     }
 }
 
+/// POSTs `body` to `base_url`'s `/anthropic/v1/messages` with no client credentials.
+pub async fn post_messages(base_url: &str, body: &Value) -> reqwest::Response {
+    heimdall_testkit::http_client()
+        .post(format!("{base_url}/anthropic/v1/messages"))
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
 pub fn user(text: &str) -> Value {
     json!([{"role": "user", "content": text}])
 }
