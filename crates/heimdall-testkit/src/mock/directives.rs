@@ -10,8 +10,8 @@
 //! |---|---|
 //! | `tool NAME [{json}]` | reply with a tool call (input `{}` if omitted); repeat for parallel calls |
 //! | `tool_whole NAME [{json}]` | same, but the OpenAI stream sends the call in one fragment |
-//! | `error STATUS [retry_after=N] [type=T]` | HTTP error in the dialect's error shape |
-//! | `fail_first N STATUS KEY [retry_after=N] [type=T]` | first N requests per KEY (process-wide) fail |
+//! | `error STATUS [retry_after=N] [retry_after_ms=N] [type=T]` | HTTP error in the dialect's error shape; `retry-after` / `retry-after-ms` headers |
+//! | `fail_first N STATUS KEY [retry_after=N] [retry_after_ms=N] [type=T]` | first N requests per KEY (process-wide) fail |
 //! | `delay MS` | sleep before answering (before any scripted error too) |
 //! | `cut` | stream: 200 + first events, then the connection is aborted; non-stream: half a JSON body, then abort |
 //! | `stall MS` | stream: first events, then a pause of MS; non-stream: same as `delay` |
@@ -43,6 +43,8 @@ pub struct ToolDirective {
 pub struct ErrorDirective {
     pub status: u16,
     pub retry_after: Option<u64>,
+    /// `retry-after-ms`, the millisecond hint OpenAI and Anthropic SDKs prefer to `retry-after`.
+    pub retry_after_ms: Option<u64>,
     pub error_type: Option<String>,
 }
 
@@ -124,7 +126,7 @@ fn parse_one(s: &str, out: &mut Directives) -> Result<usize, DirectiveError> {
             let (positional, opts) = split_opts(&args);
             let [status] = positional.as_slice() else {
                 return Err(DirectiveError(
-                    "usage: error STATUS [retry_after=N] [type=T]".into(),
+                    "usage: error STATUS [retry_after=N] [retry_after_ms=N] [type=T]".into(),
                 ));
             };
             out.error = Some(error_directive(status, &opts)?);
@@ -133,7 +135,8 @@ fn parse_one(s: &str, out: &mut Directives) -> Result<usize, DirectiveError> {
             let (positional, opts) = split_opts(&args);
             let [count, status, key] = positional.as_slice() else {
                 return Err(DirectiveError(
-                    "usage: fail_first N STATUS KEY [retry_after=N] [type=T]".into(),
+                    "usage: fail_first N STATUS KEY [retry_after=N] [retry_after_ms=N] [type=T]"
+                        .into(),
                 ));
             };
             out.fail_first = Some(FailFirst {
@@ -245,11 +248,13 @@ fn error_directive(status: &str, opts: &[(&str, &str)]) -> Result<ErrorDirective
     let mut error = ErrorDirective {
         status,
         retry_after: None,
+        retry_after_ms: None,
         error_type: None,
     };
     for (k, v) in opts {
         match *k {
             "retry_after" => error.retry_after = Some(number(v, "retry_after=N")?),
+            "retry_after_ms" => error.retry_after_ms = Some(number(v, "retry_after_ms=N")?),
             "type" => error.error_type = Some((*v).to_owned()),
             other => return Err(DirectiveError(format!("unknown option `{other}`"))),
         }
@@ -325,6 +330,7 @@ mod tests {
             Some(ErrorDirective {
                 status: 429,
                 retry_after: Some(3),
+                retry_after_ms: None,
                 error_type: Some("rate_limit_error".into())
             })
         );
@@ -334,6 +340,9 @@ mod tests {
         assert_eq!(ff.key, "k-1");
         assert_eq!(ff.error.status, 529);
         assert_eq!(ff.error.retry_after, None);
+        let (d, _) = parse("[[mock:fail_first 1 503 k-2 retry_after_ms=1500]]").unwrap();
+        assert_eq!(d.fail_first.unwrap().error.retry_after_ms, Some(1500));
+        assert!(parse("[[mock:error 503 retry_after_ms=soon]]").is_err());
     }
 
     #[test]

@@ -498,6 +498,16 @@ fn with_retry_after(mut resp: Response, retry_after: Option<u64>) -> Response {
     resp
 }
 
+fn with_retry_after_ms(mut resp: Response, retry_after_ms: Option<u64>) -> Response {
+    if let Some(ms) = retry_after_ms {
+        resp.headers_mut().insert(
+            HeaderName::from_static("retry-after-ms"),
+            HeaderValue::from(ms),
+        );
+    }
+    resp
+}
+
 pub(crate) fn anthropic_error_type(status: u16) -> &'static str {
     match status {
         401 => "authentication_error",
@@ -529,12 +539,13 @@ pub(crate) fn anthropic_scripted_error(e: &ErrorDirective) -> Response {
         .error_type
         .as_deref()
         .unwrap_or_else(|| anthropic_error_type(e.status));
-    anthropic_error(
+    let resp = anthropic_error(
         status_code(e.status),
         error_type,
         &format!("mock error {}", e.status),
         e.retry_after,
-    )
+    );
+    with_retry_after_ms(resp, e.retry_after_ms)
 }
 
 pub(crate) fn openai_error_kind(status: u16) -> (&'static str, Option<&'static str>) {
@@ -563,13 +574,14 @@ pub(crate) fn openai_error(
 pub(crate) fn openai_scripted_error(e: &ErrorDirective) -> Response {
     let (default_type, code) = openai_error_kind(e.status);
     let error_type = e.error_type.as_deref().unwrap_or(default_type);
-    openai_error(
+    let resp = openai_error(
         status_code(e.status),
         error_type,
         code,
         &format!("mock error {}", e.status),
         e.retry_after,
-    )
+    );
+    with_retry_after_ms(resp, e.retry_after_ms)
 }
 
 /// One step of a scripted response body.
