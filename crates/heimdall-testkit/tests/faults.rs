@@ -2,6 +2,8 @@
 //! hide the faulty bytes), on both dialect routes.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Helpers outside #[test] fns.
 
+use std::time::{Duration, Instant};
+
 use heimdall_testkit::{MockOptions, MockServer};
 use serde_json::{Value, json};
 
@@ -25,6 +27,7 @@ impl Dialect {
     fn body(self, text: &str, stream: bool) -> Value {
         match self {
             Dialect::OpenAi => json!({"model": "gpt-4o-mini", "stream": stream,
+                "stream_options": stream.then(|| json!({"include_usage": true})),
                 "messages": [{"role": "user", "content": text}]}),
             Dialect::Anthropic => json!({"model": "claude-haiku-4-5-20251001", "max_tokens": 64,
                 "stream": stream, "messages": [{"role": "user", "content": text}]}),
@@ -83,5 +86,165 @@ async fn retry_after_headers_on_429_and_503() {
         assert_eq!(r.headers()["retry-after-ms"], "250");
         assert!(r.headers().get("retry-after").is_none());
         assert_eq!(dialect.post(&mock, &text, false).await.status(), 200);
+    }
+}
+
+/// The `data:` payloads of an SSE body, one per event (events without data are skipped).
+fn sse_data(body: &str) -> Vec<String> {
+    body.split("\n\n")
+        .filter_map(|event| {
+            let data: Vec<&str> = event
+                .lines()
+                .filter_map(|l| l.strip_prefix("data: "))
+                .collect();
+            (!data.is_empty()).then(|| data.join("\n"))
+        })
+        .collect()
+}
+
+/// The (final) words that end a complete stream in each dialect.
+fn stream_end(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::OpenAi => "data: [DONE]\n\n",
+        Dialect::Anthropic => "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+    }
+}
+
+#[tokio::test]
+async fn garbage_between_valid_events() {
+    let mock = mock().await;
+    let garbage: &[u8] = b"\xff\xfe\x80 mock garbage \xc3\x28\n{not an sse line}\n\n";
+    for dialect in DIALECTS {
+        let r = dialect
+            .post(&mock, "alpha beta gamma [[mock:garbage]]", true)
+            .await;
+        assert_eq!(r.status(), 200);
+        let body = r.bytes().await.unwrap();
+        let at = body
+            .windows(garbage.len())
+            .position(|w| w == garbage)
+            .unwrap_or_else(|| panic!("{dialect:?}: no garbage in {body:?}"));
+        assert!(std::str::from_utf8(&body).is_err());
+        let before = std::str::from_utf8(&body[..at]).unwrap();
+        let after = std::str::from_utf8(&body[at + garbage.len()..]).unwrap();
+        assert!(
+            before.ends_with("\n\n") && before.contains("alpha"),
+            "{before}"
+        );
+        assert!(after.ends_with(stream_end(dialect)), "{after}");
+        assert!(after.contains("gamma"), "{after}");
+        // Without streaming the directive is ignored.
+        let r = dialect.post(&mock, "alpha [[mock:garbage]]", false).await;
+        let v: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+        assert!(v.to_string().contains("alpha"));
+    }
+}
+
+#[tokio::test]
+async fn openai_stream_ends_early() {
+    let mock = mock().await;
+    let text = |r: reqwest::Response| async move {
+        assert_eq!(r.status(), 200);
+        // A clean end: the body reads to EOF without a transport error.
+        r.text().await.unwrap()
+    };
+    let body = text(
+        Dialect::OpenAi
+            .post(&mock, "alpha beta [[mock:eof after_content]]", true)
+            .await,
+    )
+    .await;
+    let chunks: Vec<Value> = sse_data(&body)
+        .iter()
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let content: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(content, "alpha beta");
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c["choices"][0]["finish_reason"].is_null())
+    );
+    assert!(chunks.iter().all(|c| c["choices"] != json!([])), "{body}");
+    assert!(!body.contains("[DONE]"));
+
+    let body = text(
+        Dialect::OpenAi
+            .post(&mock, "alpha beta [[mock:eof after_finish]]", true)
+            .await,
+    )
+    .await;
+    let chunks: Vec<Value> = sse_data(&body)
+        .iter()
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    assert_eq!(
+        chunks.last().unwrap()["choices"][0]["finish_reason"],
+        "stop"
+    );
+    assert!(chunks.iter().all(|c| c["usage"].is_null()), "{body}");
+    assert!(!body.contains("[DONE]"));
+}
+
+#[tokio::test]
+async fn anthropic_stream_ends_early() {
+    let mock = mock().await;
+    let names = |body: &str| -> Vec<String> {
+        sse_data(body)
+            .iter()
+            .map(|d| {
+                serde_json::from_str::<Value>(d).unwrap()["type"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    };
+    let r = Dialect::Anthropic
+        .post(&mock, "alpha beta [[mock:eof after_content]]", true)
+        .await;
+    let body = r.text().await.unwrap();
+    let events = names(&body);
+    assert_eq!(events.last().unwrap(), "content_block_stop", "{body}");
+    assert!(body.contains("beta"));
+    assert!(
+        !events
+            .iter()
+            .any(|e| e == "message_delta" || e == "message_stop")
+    );
+
+    let r = Dialect::Anthropic
+        .post(&mock, "alpha beta [[mock:eof after_finish]]", true)
+        .await;
+    let body = r.text().await.unwrap();
+    let events = names(&body);
+    assert_eq!(events.last().unwrap(), "message_delta", "{body}");
+    assert!(!events.iter().any(|e| e == "message_stop"));
+}
+
+#[tokio::test]
+async fn stream_held_open_after_its_last_event() {
+    let mock = mock().await;
+    for dialect in DIALECTS {
+        let start = Instant::now();
+        let mut r = dialect
+            .post(&mock, "alpha beta [[mock:hold_open 500]]", true)
+            .await;
+        let mut body = Vec::new();
+        while !body.ends_with(stream_end(dialect).as_bytes()) {
+            body.extend_from_slice(
+                &r.chunk()
+                    .await
+                    .unwrap()
+                    .expect("ended before the last event"),
+            );
+        }
+        assert!(start.elapsed() < Duration::from_millis(400), "{dialect:?}");
+        // Nothing more arrives, but the body only ends once the hold is over.
+        assert_eq!(r.chunk().await.unwrap(), None);
+        assert!(start.elapsed() >= Duration::from_millis(500), "{dialect:?}");
     }
 }

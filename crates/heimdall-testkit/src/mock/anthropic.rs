@@ -8,10 +8,11 @@ use axum::response::Response;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
+use super::faults::{StreamFrames, script_stream};
 use super::reply::{Plan, Turn, arg_fragments, count_words, text_chunks};
 use super::{
-    ABORT_FLUSH, Shared, Step, anthropic_error, anthropic_scripted_error, content_text,
-    cut_json_response, directives, json_response, push_json_str, scripted_failure, sse_response,
+    Shared, Step, anthropic_error, anthropic_scripted_error, content_text, cut_json_response,
+    directives, json_response, push_json_str, scripted_failure, sse_response,
 };
 
 fn bad_request(message: &str) -> Response {
@@ -398,6 +399,7 @@ fn stream_steps(
         index += 1;
     }
     let mark = mark.unwrap_or(frames.len());
+    let finish = frames.len();
     frames.push(event(
         "message_delta",
         &json!({"type": "message_delta",
@@ -405,24 +407,19 @@ fn stream_steps(
             "usage": usage_json(plan)}),
     ));
     frames.push(event("message_stop", &json!({"type": "message_stop"})));
-
-    let rest = frames.split_off(mark);
-    let mut steps = frames;
-    if let Some(stall) = plan.stall {
-        steps.push(Step::Sleep(stall));
-    }
-    if plan.cut {
-        steps.push(Step::Sleep(ABORT_FLUSH));
-        steps.push(Step::Abort);
-    } else if plan.stream_error {
-        steps.push(event(
-            "error",
-            &json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
-        ));
-    } else {
-        steps.extend(rest);
-    }
-    steps
+    let error_event = event(
+        "error",
+        &json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
+    );
+    script_stream(
+        plan,
+        StreamFrames {
+            frames,
+            mark,
+            finish,
+        },
+        error_event,
+    )
 }
 
 #[cfg(test)]

@@ -21,6 +21,10 @@
 //! | `cached N` | N prompt tokens reported as cached (clamped to the prompt size) |
 //! | `text TEXT` | reply with exactly TEXT (instead of the echo; alongside tool calls if any) |
 //! | `words N` | reply with N lorem-ipsum words (long outputs for benchmarks) |
+//! | `garbage` | stream: a line of non-UTF-8 bytes and a non-SSE line after the first content, then the rest (ignored without streaming) |
+//! | `eof after_content` | stream: clean end right before the finish frame (OpenAI: no `finish_reason`, usage or `[DONE]`; Anthropic: no `message_delta` / `message_stop`) (ignored without streaming) |
+//! | `eof after_finish` | stream: clean end right after the finish frame (OpenAI: no usage chunk, no `[DONE]`; Anthropic: no `message_stop`) (ignored without streaming) |
+//! | `hold_open MS` | stream: after the last event, the body stays open MS before it ends (ignored without streaming) |
 
 use std::time::Duration;
 
@@ -56,6 +60,15 @@ pub struct FailFirst {
     pub error: ErrorDirective,
 }
 
+/// `eof`: where a stream ends cleanly but too early.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum EarlyEof {
+    /// After the content, before the finish frame.
+    AfterContent,
+    /// After the finish frame (OpenAI `finish_reason` chunk / Anthropic `message_delta`).
+    AfterFinish,
+}
+
 /// Everything the directives of one message asked for.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Directives {
@@ -71,6 +84,9 @@ pub struct Directives {
     pub cached: Option<u64>,
     pub text: Option<String>,
     pub words: Option<usize>,
+    pub garbage: bool,
+    pub eof: Option<EarlyEof>,
+    pub hold_open: Option<Duration>,
 }
 
 /// A malformed directive; the mock answers it with HTTP 400 so typos in tests are loud.
@@ -152,15 +168,29 @@ fn parse_one(s: &str, out: &mut Directives) -> Result<usize, DirectiveError> {
             let n = single_number(&args, "words N")?;
             out.words = Some(usize::try_from(n).map_err(|_| DirectiveError("words N".into()))?);
         }
-        "cut" | "stream_error" => {
+        "hold_open" => {
+            out.hold_open = Some(Duration::from_millis(single_number(&args, "hold_open MS")?));
+        }
+        "cut" | "stream_error" | "garbage" => {
             if !args.is_empty() {
                 return Err(DirectiveError(format!("`{kind}` takes no arguments")));
             }
-            if kind == "cut" {
-                out.cut = true;
-            } else {
-                out.stream_error = true;
+            match kind {
+                "cut" => out.cut = true,
+                "stream_error" => out.stream_error = true,
+                _ => out.garbage = true,
             }
+        }
+        "eof" => {
+            out.eof = Some(match args.as_slice() {
+                ["after_content"] => EarlyEof::AfterContent,
+                ["after_finish"] => EarlyEof::AfterFinish,
+                _ => {
+                    return Err(DirectiveError(
+                        "usage: eof after_content|after_finish".into(),
+                    ));
+                }
+            });
         }
         "finish" => {
             let [reason] = args.as_slice() else {
@@ -361,6 +391,18 @@ mod tests {
     }
 
     #[test]
+    fn stream_fault_directives() {
+        let (d, text) =
+            parse("x [[mock:garbage]] [[mock:eof after_finish]] [[mock:hold_open 40]]").unwrap();
+        assert!(d.garbage);
+        assert_eq!(d.eof, Some(EarlyEof::AfterFinish));
+        assert_eq!(d.hold_open, Some(Duration::from_millis(40)));
+        assert_eq!(text, "x");
+        let (d, _) = parse("[[mock:eof after_content]]").unwrap();
+        assert_eq!(d.eof, Some(EarlyEof::AfterContent));
+    }
+
+    #[test]
     fn malformed_directives_are_errors() {
         for bad in [
             "[[mock:nope]]",
@@ -377,6 +419,10 @@ mod tests {
             "[[mock:delay 5",
             "[[mock:finish]]",
             "[[mock:reasoning ]]",
+            "[[mock:garbage 3]]",
+            "[[mock:eof]]",
+            "[[mock:eof soon]]",
+            "[[mock:hold_open]]",
         ] {
             assert!(parse(bad).is_err(), "{bad} should not parse");
         }

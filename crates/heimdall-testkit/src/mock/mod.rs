@@ -2,12 +2,13 @@
 //! Messages dialects, scripted by `[[mock:...]]` directives (see [`directives`]).
 //!
 //! Module layout: [`directives`] parses the script, `reply` plans a dialect-neutral answer,
-//! `openai` and `anthropic` encode it, and this module holds the server, recording, models and
-//! the shared streaming/error plumbing.
+//! `openai` and `anthropic` encode it, `faults` bends it as scripted, and this module holds the
+//! server, recording, models and the shared streaming/error plumbing.
 
 pub mod directives;
 
 mod anthropic;
+mod faults;
 mod openai;
 mod reply;
 

@@ -8,10 +8,11 @@ use axum::response::Response;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
+use super::faults::{StreamFrames, script_stream};
 use super::reply::{Plan, Turn, arg_fragments, count_words, text_chunks};
 use super::{
-    ABORT_FLUSH, Shared, Step, content_text, cut_json_response, directives, json_response,
-    openai_error, openai_scripted_error, push_json_str, scripted_failure, sse_response, unix_now,
+    Shared, Step, content_text, cut_json_response, directives, json_response, openai_error,
+    openai_scripted_error, push_json_str, scripted_failure, sse_response, unix_now,
 };
 
 fn bad_request(message: &str) -> Response {
@@ -319,28 +320,24 @@ fn stream_steps(
     }
     // The cut / stall / error point: after the role chunk and the first content chunk.
     let mark = frames.len().min(2);
+    let finish = frames.len();
     frames.push(w.choice(b"{}", Some(plan.openai_finish_reason())));
     if include_usage {
         frames.push(w.usage(&usage_json(plan)));
     }
     frames.push(Step::Data(Bytes::from_static(b"data: [DONE]\n\n")));
-
-    let rest = frames.split_off(mark);
-    let mut steps = frames;
-    if let Some(stall) = plan.stall {
-        steps.push(Step::Sleep(stall));
-    }
-    if plan.cut {
-        steps.push(Step::Sleep(ABORT_FLUSH));
-        steps.push(Step::Abort);
-    } else if plan.stream_error {
-        steps.push(Step::Data(Bytes::from_static(
-            b"data: {\"error\":{\"message\":\"mock stream error\",\"type\":\"server_error\",\"param\":null,\"code\":null}}\n\n",
-        )));
-    } else {
-        steps.extend(rest);
-    }
-    steps
+    let error_event = Step::Data(Bytes::from_static(
+        b"data: {\"error\":{\"message\":\"mock stream error\",\"type\":\"server_error\",\"param\":null,\"code\":null}}\n\n",
+    ));
+    script_stream(
+        plan,
+        StreamFrames {
+            frames,
+            mark,
+            finish,
+        },
+        error_event,
+    )
 }
 
 #[cfg(test)]

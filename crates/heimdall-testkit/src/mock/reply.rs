@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::directives::Directives;
+use super::directives::{Directives, EarlyEof};
 
 /// What the dialect handler extracted from the conversation.
 #[derive(Debug, Default)]
@@ -42,6 +42,9 @@ pub(crate) struct Plan {
     pub cut: bool,
     pub stall: Option<Duration>,
     pub stream_error: bool,
+    pub garbage: bool,
+    pub eof: Option<EarlyEof>,
+    pub hold_open: Option<Duration>,
 }
 
 const LOREM: [&str; 8] = [
@@ -118,6 +121,9 @@ impl Plan {
             cut: d.cut,
             stall: d.stall,
             stream_error: d.stream_error,
+            garbage: d.garbage,
+            eof: d.eof,
+            hold_open: d.hold_open,
         }
     }
 
