@@ -248,3 +248,88 @@ async fn stream_held_open_after_its_last_event() {
         assert!(start.elapsed() >= Duration::from_millis(500), "{dialect:?}");
     }
 }
+
+fn content_type(r: &reqwest::Response) -> String {
+    r.headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn bodies_that_are_not_what_was_asked_for() {
+    let mock = mock().await;
+    for dialect in DIALECTS {
+        for stream in [false, true] {
+            let case = format!("{dialect:?} stream={stream}");
+
+            let r = dialect
+                .post(&mock, "alpha [[mock:body html]]", stream)
+                .await;
+            assert_eq!(r.status(), 200, "{case}");
+            assert_eq!(content_type(&r), "text/html; charset=utf-8", "{case}");
+            assert!(r.text().await.unwrap().starts_with("<!DOCTYPE html>"));
+
+            let r = dialect
+                .post(&mock, "alpha beta [[mock:body truncated]]", stream)
+                .await;
+            assert_eq!(r.status(), 200, "{case}");
+            assert_eq!(content_type(&r), "application/json", "{case}");
+            let length: usize = r.headers()["content-length"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            // The framing is valid (the whole body arrives), the JSON in it is not.
+            let bytes = r.bytes().await.unwrap();
+            assert_eq!(bytes.len(), length, "{case}");
+            assert!(length > 10, "{case}");
+            let err = serde_json::from_slice::<Value>(&bytes).unwrap_err();
+            assert!(err.is_eof(), "{case}: {err}");
+
+            let r = dialect
+                .post(&mock, "alpha [[mock:body json]]", stream)
+                .await;
+            assert_eq!(content_type(&r), "application/json", "{case}");
+            let v: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+            assert!(v.to_string().contains("\"alpha\""), "{case}: {v}");
+
+            let r = dialect
+                .post(&mock, "alpha beta gamma [[mock:body sse]]", stream)
+                .await;
+            assert!(content_type(&r).starts_with("text/event-stream"), "{case}");
+            let body = r.text().await.unwrap();
+            assert!(body.ends_with(stream_end(dialect)), "{case}: {body}");
+            assert!(body.contains("alpha"), "{case}");
+
+            let r = dialect
+                .post(&mock, "alpha [[mock:body no_content]]", stream)
+                .await;
+            assert_eq!(r.status(), 204, "{case}");
+            assert!(r.bytes().await.unwrap().is_empty());
+
+            let r = dialect
+                .post(&mock, "alpha [[mock:body no_data]]", stream)
+                .await;
+            assert_eq!(r.status(), 200, "{case}");
+            assert!(content_type(&r).starts_with("text/event-stream"), "{case}");
+            let body = r.text().await.unwrap();
+            let events: Vec<&str> = body.split_terminator("\n\n").collect();
+            assert!(events.len() >= 4, "{case}: {body}");
+            for event in &events {
+                assert!(!event.is_empty(), "{case}: {body}");
+                assert!(
+                    event.lines().all(|l| !l.starts_with("data:")),
+                    "{case}: {body}"
+                );
+            }
+            match dialect {
+                Dialect::OpenAi => assert_eq!(events[0], "id: 0"),
+                Dialect::Anthropic => {
+                    assert_eq!(events[0], "event: message_start");
+                    assert_eq!(*events.last().unwrap(), "event: message_stop");
+                }
+            }
+        }
+    }
+}

@@ -8,7 +8,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use super::faults::{StreamFrames, script_stream};
+use super::faults::{StreamFrames, body_response, script_stream};
 use super::reply::{Plan, Turn, arg_fragments, count_words, text_chunks};
 use super::{
     Shared, Step, anthropic_error, anthropic_scripted_error, content_text, cut_json_response,
@@ -235,6 +235,16 @@ pub(super) async fn messages(
         .collect();
     let signature = format!("mocksig{}", s.id());
     let request_id = request_id_header(&s);
+    if let Some(kind) = plan.body {
+        let mut resp = body_response(
+            kind,
+            || message_json(&plan, &id, model, &tool_ids, &signature),
+            || stream_steps(&plan, &id, model, &tool_ids, &signature),
+            s.opts.chunk_delay,
+        );
+        resp.headers_mut().insert(request_id.0, request_id.1);
+        return resp;
+    }
     if req.get("stream").and_then(Value::as_bool) == Some(true) {
         let steps = stream_steps(&plan, &id, model, &tool_ids, &signature);
         return sse_response(steps, s.opts.chunk_delay, Some(request_id));

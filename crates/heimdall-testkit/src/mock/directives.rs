@@ -21,6 +21,12 @@
 //! | `cached N` | N prompt tokens reported as cached (clamped to the prompt size) |
 //! | `text TEXT` | reply with exactly TEXT (instead of the echo; alongside tool calls if any) |
 //! | `words N` | reply with N lorem-ipsum words (long outputs for benchmarks) |
+//! | `body html` | 200 `text/html` page instead of the answer (streaming or not) |
+//! | `body truncated` | 200 `application/json` cut in half, framed by its own `content-length` |
+//! | `body json` | the non-streaming JSON answer, also to a streaming request |
+//! | `body sse` | the SSE stream, also to a non-streaming request |
+//! | `body no_content` | `204 No Content` (streaming or not) |
+//! | `body no_data` | the SSE stream with every `data:` line removed (an event left empty gets an `id: N` line) |
 //! | `garbage` | stream: a line of non-UTF-8 bytes and a non-SSE line after the first content, then the rest (ignored without streaming) |
 //! | `eof after_content` | stream: clean end right before the finish frame (OpenAI: no `finish_reason`, usage or `[DONE]`; Anthropic: no `message_delta` / `message_stop`) (ignored without streaming) |
 //! | `eof after_finish` | stream: clean end right after the finish frame (OpenAI: no usage chunk, no `[DONE]`; Anthropic: no `message_stop`) (ignored without streaming) |
@@ -69,6 +75,17 @@ pub enum EarlyEof {
     AfterFinish,
 }
 
+/// `body`: a 2xx answer that is not what the request asked for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BodyFault {
+    Html,
+    Truncated,
+    Json,
+    Sse,
+    NoContent,
+    NoData,
+}
+
 /// Everything the directives of one message asked for.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Directives {
@@ -87,6 +104,7 @@ pub struct Directives {
     pub garbage: bool,
     pub eof: Option<EarlyEof>,
     pub hold_open: Option<Duration>,
+    pub body: Option<BodyFault>,
 }
 
 /// A malformed directive; the mock answers it with HTTP 400 so typos in tests are loud.
@@ -180,6 +198,21 @@ fn parse_one(s: &str, out: &mut Directives) -> Result<usize, DirectiveError> {
                 "stream_error" => out.stream_error = true,
                 _ => out.garbage = true,
             }
+        }
+        "body" => {
+            out.body = Some(match args.as_slice() {
+                ["html"] => BodyFault::Html,
+                ["truncated"] => BodyFault::Truncated,
+                ["json"] => BodyFault::Json,
+                ["sse"] => BodyFault::Sse,
+                ["no_content"] => BodyFault::NoContent,
+                ["no_data"] => BodyFault::NoData,
+                _ => {
+                    return Err(DirectiveError(
+                        "usage: body html|truncated|json|sse|no_content|no_data".into(),
+                    ));
+                }
+            });
         }
         "eof" => {
             out.eof = Some(match args.as_slice() {
@@ -400,6 +433,17 @@ mod tests {
         assert_eq!(text, "x");
         let (d, _) = parse("[[mock:eof after_content]]").unwrap();
         assert_eq!(d.eof, Some(EarlyEof::AfterContent));
+        for (arg, kind) in [
+            ("html", BodyFault::Html),
+            ("truncated", BodyFault::Truncated),
+            ("json", BodyFault::Json),
+            ("sse", BodyFault::Sse),
+            ("no_content", BodyFault::NoContent),
+            ("no_data", BodyFault::NoData),
+        ] {
+            let (d, _) = parse(&format!("[[mock:body {arg}]]")).unwrap();
+            assert_eq!(d.body, Some(kind));
+        }
     }
 
     #[test]
@@ -423,6 +467,8 @@ mod tests {
             "[[mock:eof]]",
             "[[mock:eof soon]]",
             "[[mock:hold_open]]",
+            "[[mock:body]]",
+            "[[mock:body xml]]",
         ] {
             assert!(parse(bad).is_err(), "{bad} should not parse");
         }

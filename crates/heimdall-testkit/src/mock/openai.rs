@@ -8,7 +8,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use super::faults::{StreamFrames, script_stream};
+use super::faults::{StreamFrames, body_response, script_stream};
 use super::reply::{Plan, Turn, arg_fragments, count_words, text_chunks};
 use super::{
     Shared, Step, content_text, cut_json_response, directives, json_response, openai_error,
@@ -166,12 +166,22 @@ pub(super) async fn chat_completions(
             .unwrap_or(HeaderValue::from_static("req_mock")),
     );
     let stream = obj.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let include_usage = obj
+        .get("stream_options")
+        .and_then(|o| o.get("include_usage"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if let Some(kind) = plan.body {
+        let mut resp = body_response(
+            kind,
+            || completion_json(&plan, &id, model, &tool_ids),
+            || stream_steps(&plan, &id, model, &tool_ids, include_usage),
+            s.opts.chunk_delay,
+        );
+        resp.headers_mut().insert(request_id.0, request_id.1);
+        return resp;
+    }
     if stream {
-        let include_usage = obj
-            .get("stream_options")
-            .and_then(|o| o.get("include_usage"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
         let steps = stream_steps(&plan, &id, model, &tool_ids, include_usage);
         return sse_response(steps, s.opts.chunk_delay, Some(request_id));
     }

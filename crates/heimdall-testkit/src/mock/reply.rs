@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::directives::{Directives, EarlyEof};
+use super::directives::{BodyFault, Directives, EarlyEof};
 
 /// What the dialect handler extracted from the conversation.
 #[derive(Debug, Default)]
@@ -45,6 +45,7 @@ pub(crate) struct Plan {
     pub garbage: bool,
     pub eof: Option<EarlyEof>,
     pub hold_open: Option<Duration>,
+    pub body: Option<BodyFault>,
 }
 
 const LOREM: [&str; 8] = [
@@ -124,6 +125,7 @@ impl Plan {
             garbage: d.garbage,
             eof: d.eof,
             hold_open: d.hold_open,
+            body: d.body,
         }
     }
 
