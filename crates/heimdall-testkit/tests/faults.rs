@@ -333,3 +333,140 @@ async fn bodies_that_are_not_what_was_asked_for() {
         }
     }
 }
+
+const MIB: usize = 1024 * 1024;
+
+/// The reply text of a non-streaming answer.
+fn reply_text(dialect: Dialect, v: &Value) -> &str {
+    match dialect {
+        Dialect::OpenAi => v["choices"][0]["message"]["content"].as_str().unwrap(),
+        Dialect::Anthropic => v["content"][0]["text"].as_str().unwrap(),
+    }
+}
+
+fn declared_length(r: &reqwest::Response) -> Option<usize> {
+    r.headers()
+        .get("content-length")
+        .map(|v| v.to_str().unwrap().parse().unwrap())
+}
+
+#[tokio::test]
+async fn huge_bodies() {
+    let mock = mock().await;
+    for dialect in DIALECTS {
+        let r = dialect.post(&mock, "[[mock:huge 2]]", false).await;
+        assert_eq!(r.status(), 200);
+        let length = declared_length(&r).expect("a huge JSON body is framed by its length");
+        let bytes = r.bytes().await.unwrap();
+        assert_eq!(bytes.len(), length);
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        let text = reply_text(dialect, &v);
+        assert_eq!(text.len(), 2 * MIB, "{dialect:?}");
+        assert!(text.starts_with("lorem ipsum sit lorem"));
+
+        let r = dialect
+            .post(&mock, "[[mock:error 500]] [[mock:huge 3]]", false)
+            .await;
+        assert_eq!(r.status(), 500);
+        let length = declared_length(&r).unwrap();
+        let bytes = r.bytes().await.unwrap();
+        assert_eq!(bytes.len(), length);
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            v["error"]["message"].as_str().unwrap().len(),
+            3 * MIB,
+            "{dialect:?}"
+        );
+
+        // Streaming: the whole text is one event.
+        let r = dialect.post(&mock, "[[mock:huge 2]]", true).await;
+        assert_eq!(r.status(), 200);
+        let body = r.text().await.unwrap();
+        assert!(body.ends_with(stream_end(dialect)), "{dialect:?}");
+        let events = sse_data(&body);
+        let huge: Vec<&String> = events.iter().filter(|d| d.len() > MIB).collect();
+        assert_eq!(huge.len(), 1, "{dialect:?}");
+        let event: Value = serde_json::from_str(huge[0]).unwrap();
+        let text = match dialect {
+            Dialect::OpenAi => &event["choices"][0]["delta"]["content"],
+            Dialect::Anthropic => &event["delta"]["text"],
+        };
+        assert_eq!(text.as_str().unwrap().len(), 2 * MIB, "{dialect:?}");
+        assert!(events.iter().all(|d| !d.contains("HEIMDALL-MOCK")));
+    }
+}
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+#[tokio::test]
+async fn gzip_encoded_answers() {
+    let mock = mock().await;
+    for dialect in DIALECTS {
+        let r = dialect.post(&mock, "alpha beta [[mock:gzip]]", false).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["content-encoding"], "gzip");
+        assert_eq!(content_type(&r), "application/json");
+        let v: Value = serde_json::from_slice(&gunzip(&r.bytes().await.unwrap())).unwrap();
+        assert_eq!(reply_text(dialect, &v), "alpha beta");
+
+        let r = dialect
+            .post(&mock, "alpha beta gamma [[mock:gzip]]", true)
+            .await;
+        assert_eq!(r.headers()["content-encoding"], "gzip");
+        assert!(content_type(&r).starts_with("text/event-stream"));
+        let body = String::from_utf8(gunzip(&r.bytes().await.unwrap())).unwrap();
+        assert!(body.ends_with(stream_end(dialect)), "{body}");
+        assert!(body.contains("gamma"));
+
+        let r = dialect
+            .post(&mock, "[[mock:error 503]] [[mock:gzip]]", false)
+            .await;
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.headers()["content-encoding"], "gzip");
+        let v: Value = serde_json::from_slice(&gunzip(&r.bytes().await.unwrap())).unwrap();
+        assert_eq!(v["error"]["message"], "mock error 503");
+
+        // A small body that inflates to megabytes.
+        let r = dialect
+            .post(&mock, "[[mock:huge 4]] [[mock:gzip]]", false)
+            .await;
+        let compressed = r.bytes().await.unwrap();
+        assert!(compressed.len() < MIB / 8, "{}", compressed.len());
+        assert!(gunzip(&compressed).len() > 4 * MIB);
+    }
+}
+
+#[tokio::test]
+async fn gzip_stream_is_flushed_per_event() {
+    let mock = mock().await;
+    for dialect in DIALECTS {
+        let start = Instant::now();
+        let mut r = dialect
+            .post(
+                &mock,
+                "alpha beta gamma [[mock:gzip]] [[mock:stall 400]]",
+                true,
+            )
+            .await;
+        // Everything before the stall decodes without waiting for the stall to end.
+        let mut decoder = flate2::write::GzDecoder::new(Vec::new());
+        while !String::from_utf8_lossy(decoder.get_ref()).contains("alpha") {
+            let chunk = r.chunk().await.unwrap().expect("the stream ended early");
+            std::io::Write::write_all(&mut decoder, &chunk).unwrap();
+            std::io::Write::flush(&mut decoder).unwrap();
+        }
+        assert!(start.elapsed() < Duration::from_millis(350), "{dialect:?}");
+        while let Some(chunk) = r.chunk().await.unwrap() {
+            std::io::Write::write_all(&mut decoder, &chunk).unwrap();
+        }
+        let body = String::from_utf8(decoder.finish().unwrap()).unwrap();
+        assert!(body.ends_with(stream_end(dialect)), "{body}");
+    }
+}

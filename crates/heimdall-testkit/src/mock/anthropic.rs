@@ -8,7 +8,8 @@ use axum::response::Response;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use super::faults::{StreamFrames, body_response, script_stream};
+use super::directives::Directives;
+use super::faults::{AnswerFaults, StreamFrames, body_response, script_stream};
 use super::reply::{Plan, Turn, arg_fragments, count_words, text_chunks};
 use super::{
     Shared, Step, anthropic_error, anthropic_scripted_error, content_text, cut_json_response,
@@ -220,9 +221,24 @@ pub(super) async fn messages(
         Ok(parsed) => parsed,
         Err(e) => return bad_request(&e.to_string()),
     };
+    let stream = req.get("stream").and_then(Value::as_bool) == Some(true);
+    let answer_faults = AnswerFaults::of(&d);
+    let resp = answer(&s, model, stream, turn, d, remaining).await;
+    answer_faults.apply(resp).await
+}
+
+/// The answer to a valid request whose directives parsed.
+async fn answer(
+    s: &Shared,
+    model: &str,
+    stream: bool,
+    turn: Turn,
+    d: Directives,
+    remaining: String,
+) -> Response {
     if let Some(err) = scripted_failure(&d).await {
-        let mut resp = anthropic_scripted_error(&err);
-        let (k, v) = request_id_header(&s);
+        let mut resp = anthropic_scripted_error(&err, d.huge.is_some());
+        let (k, v) = request_id_header(s);
         resp.headers_mut().insert(k, v);
         return resp;
     }
@@ -234,7 +250,7 @@ pub(super) async fn messages(
         .map(|_| format!("toolu_mock{}", s.id()))
         .collect();
     let signature = format!("mocksig{}", s.id());
-    let request_id = request_id_header(&s);
+    let request_id = request_id_header(s);
     if let Some(kind) = plan.body {
         let mut resp = body_response(
             kind,
@@ -245,7 +261,7 @@ pub(super) async fn messages(
         resp.headers_mut().insert(request_id.0, request_id.1);
         return resp;
     }
-    if req.get("stream").and_then(Value::as_bool) == Some(true) {
+    if stream {
         let steps = stream_steps(&plan, &id, model, &tool_ids, &signature);
         return sse_response(steps, s.opts.chunk_delay, Some(request_id));
     }
@@ -373,7 +389,7 @@ fn stream_steps(
     }
     if let Some(t) = &plan.text {
         frames.push(block_start(index, json!({"type": "text", "text": ""})));
-        for piece in text_chunks(t) {
+        for piece in plan.text_pieces(t) {
             frames.push(string_delta(index, "text_delta", "text", piece));
             mark.get_or_insert(frames.len());
         }

@@ -27,6 +27,8 @@
 //! | `body sse` | the SSE stream, also to a non-streaming request |
 //! | `body no_content` | `204 No Content` (streaming or not) |
 //! | `body no_data` | the SSE stream with every `data:` line removed (an event left empty gets an `id: N` line) |
+//! | `huge N` | the reply text is N MiB, generated piecewise: one JSON body framed by `content-length`, or one SSE event; with `error` / `fail_first`, the error message is N MiB |
+//! | `gzip` | the answer (JSON, SSE or error) is gzip-compressed, with `content-encoding: gzip`; a stream is flushed per event |
 //! | `garbage` | stream: a line of non-UTF-8 bytes and a non-SSE line after the first content, then the rest (ignored without streaming) |
 //! | `eof after_content` | stream: clean end right before the finish frame (OpenAI: no `finish_reason`, usage or `[DONE]`; Anthropic: no `message_delta` / `message_stop`) (ignored without streaming) |
 //! | `eof after_finish` | stream: clean end right after the finish frame (OpenAI: no usage chunk, no `[DONE]`; Anthropic: no `message_stop`) (ignored without streaming) |
@@ -105,6 +107,9 @@ pub struct Directives {
     pub eof: Option<EarlyEof>,
     pub hold_open: Option<Duration>,
     pub body: Option<BodyFault>,
+    /// `huge N`: MiB of reply text (or error message).
+    pub huge: Option<u64>,
+    pub gzip: bool,
 }
 
 /// A malformed directive; the mock answers it with HTTP 400 so typos in tests are loud.
@@ -189,14 +194,22 @@ fn parse_one(s: &str, out: &mut Directives) -> Result<usize, DirectiveError> {
         "hold_open" => {
             out.hold_open = Some(Duration::from_millis(single_number(&args, "hold_open MS")?));
         }
-        "cut" | "stream_error" | "garbage" => {
+        "huge" => {
+            let mib = single_number(&args, "huge N")?;
+            if mib == 0 {
+                return Err(DirectiveError("huge N: N must be at least 1".into()));
+            }
+            out.huge = Some(mib);
+        }
+        "cut" | "stream_error" | "garbage" | "gzip" => {
             if !args.is_empty() {
                 return Err(DirectiveError(format!("`{kind}` takes no arguments")));
             }
             match kind {
                 "cut" => out.cut = true,
                 "stream_error" => out.stream_error = true,
-                _ => out.garbage = true,
+                "garbage" => out.garbage = true,
+                _ => out.gzip = true,
             }
         }
         "body" => {
@@ -444,6 +457,9 @@ mod tests {
             let (d, _) = parse(&format!("[[mock:body {arg}]]")).unwrap();
             assert_eq!(d.body, Some(kind));
         }
+        let (d, _) = parse("[[mock:huge 3]] [[mock:gzip]]").unwrap();
+        assert_eq!(d.huge, Some(3));
+        assert!(d.gzip);
     }
 
     #[test]
@@ -469,6 +485,9 @@ mod tests {
             "[[mock:hold_open]]",
             "[[mock:body]]",
             "[[mock:body xml]]",
+            "[[mock:huge]]",
+            "[[mock:huge 0]]",
+            "[[mock:gzip 9]]",
         ] {
             assert!(parse(bad).is_err(), "{bad} should not parse");
         }

@@ -1,14 +1,22 @@
 //! Scripted faults applied to a planned answer, shared by both dialects: how a stream is cut,
-//! stalled, corrupted or ended early, and 2xx bodies that are not what was asked for.
+//! stalled, corrupted or ended early, 2xx bodies that are not what was asked for, and faults
+//! that bend the whole answer (huge, gzip).
 
+use std::convert::Infallible;
+use std::io::Write;
+use std::sync::LazyLock;
 use std::time::Duration;
 
-use axum::http::{StatusCode, header};
+use axum::body::{Body, HttpBody};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use futures_util::StreamExt;
 use serde_json::Value;
 
-use super::directives::{BodyFault, EarlyEof};
+use super::directives::{BodyFault, Directives, EarlyEof};
 use super::reply::Plan;
 use super::{ABORT_FLUSH, Step, json_response, sse_response};
 
@@ -121,4 +129,130 @@ fn without_data_lines(steps: Vec<Step>) -> Vec<Step> {
             Step::Data(Bytes::from(out))
         })
         .collect()
+}
+
+/// `huge`: stands where the huge text goes; the serialized answer is split around it.
+pub(crate) const HUGE_MARKER: &str = "HEIMDALL-MOCK-HUGE-TEXT";
+
+const MIB: usize = 1024 * 1024;
+
+/// The huge text repeats this unit: three words in 16 bytes, nothing a JSON string escapes.
+const FILLER_UNIT: &[u8; 16] = b"lorem ipsum sit ";
+
+/// Size of the one filler buffer every huge body shares (1 MiB is 16 of them).
+const FILLER_LEN: usize = 64 * 1024;
+
+static FILLER: LazyLock<Bytes> =
+    LazyLock::new(|| Bytes::from(FILLER_UNIT.repeat(FILLER_LEN / FILLER_UNIT.len())));
+
+/// Words in a huge text of `mib` MiB (for the reported usage).
+pub(crate) fn huge_words(mib: u64) -> u64 {
+    mib * (MIB / FILLER_UNIT.len() * 3) as u64
+}
+
+/// Faults that bend the whole answer once the handler built it, scripted errors included.
+pub(crate) struct AnswerFaults {
+    huge: Option<u64>,
+    gzip: bool,
+}
+
+impl AnswerFaults {
+    pub(crate) fn of(d: &Directives) -> Self {
+        AnswerFaults {
+            huge: d.huge,
+            gzip: d.gzip,
+        }
+    }
+
+    pub(crate) async fn apply(self, mut resp: Response) -> Response {
+        if let Some(mib) = self.huge {
+            resp = expand_huge(resp, mib).await;
+        }
+        if self.gzip {
+            resp = gzip(resp);
+        }
+        resp
+    }
+}
+
+/// Replaces [`HUGE_MARKER`] in the body with `mib` MiB of filler, streamed as clones of one
+/// shared buffer, so no huge body is ever held in memory.
+async fn expand_huge(resp: Response, mib: u64) -> Response {
+    let (mut parts, body) = resp.into_parts();
+    let chunks = usize::try_from(mib)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(MIB / FILLER_LEN);
+    if body.size_hint().exact().is_some() {
+        // A whole (JSON) body is small before it grows: read it, and frame the grown body by
+        // its length, as a provider would.
+        let bytes = axum::body::to_bytes(body, usize::MAX)
+            .await
+            .unwrap_or_default();
+        let Some((prefix, suffix)) = split_at_marker(&bytes) else {
+            return Response::from_parts(parts, Body::from(bytes));
+        };
+        let length = prefix.len() + chunks * FILLER_LEN + suffix.len();
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+        let pieces = huge_pieces(prefix, chunks, suffix).map(Ok::<_, Infallible>);
+        return Response::from_parts(parts, Body::from_stream(futures_util::stream::iter(pieces)));
+    }
+    // A stream: the frame (event) carrying the marker becomes one huge event.
+    let frames = body.into_data_stream().flat_map(move |frame| {
+        let pieces: Vec<Result<Bytes, axum::Error>> = match frame {
+            Ok(frame) => match split_at_marker(&frame) {
+                Some((prefix, suffix)) => huge_pieces(prefix, chunks, suffix).map(Ok).collect(),
+                None => vec![Ok(frame)],
+            },
+            Err(e) => vec![Err(e)],
+        };
+        futures_util::stream::iter(pieces)
+    });
+    Response::from_parts(parts, Body::from_stream(frames))
+}
+
+fn split_at_marker(bytes: &Bytes) -> Option<(Bytes, Bytes)> {
+    let marker = HUGE_MARKER.as_bytes();
+    let at = bytes.windows(marker.len()).position(|w| w == marker)?;
+    Some((bytes.slice(..at), bytes.slice(at + marker.len()..)))
+}
+
+fn huge_pieces(prefix: Bytes, chunks: usize, suffix: Bytes) -> impl Iterator<Item = Bytes> {
+    std::iter::once(prefix)
+        .chain(std::iter::repeat_n(FILLER.clone(), chunks))
+        .chain(std::iter::once(suffix))
+}
+
+/// Compresses the body as it streams; a sync flush after each frame keeps a stream's events
+/// arriving one by one instead of when the compressor's buffer fills.
+fn gzip(resp: Response) -> Response {
+    let (mut parts, body) = resp.into_parts();
+    if body.size_hint().exact() == Some(0) {
+        // Nothing to compress (a 204): even an empty gzip stream would be a body.
+        return Response::from_parts(parts, body);
+    }
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts
+        .headers
+        .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    let encoder = GzEncoder::new(Vec::new(), Compression::default());
+    let state = Some((body.into_data_stream(), encoder));
+    let stream = futures_util::stream::unfold(state, |state| async move {
+        let (mut frames, mut encoder) = state?;
+        let compressed = match frames.next().await {
+            Some(Ok(frame)) => encoder
+                .write_all(&frame)
+                .and_then(|()| encoder.flush())
+                .map(|()| std::mem::take(encoder.get_mut())),
+            // A cut upstream stays a cut: the error ends the body without the gzip trailer.
+            Some(Err(e)) => Err(std::io::Error::other(e)),
+            None => return Some((encoder.finish().map(Bytes::from), None)),
+        };
+        match compressed {
+            Ok(bytes) => Some((Ok(Bytes::from(bytes)), Some((frames, encoder)))),
+            Err(e) => Some((Err(e), None)),
+        }
+    });
+    Response::from_parts(parts, Body::from_stream(stream))
 }

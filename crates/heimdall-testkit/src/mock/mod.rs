@@ -535,7 +535,16 @@ pub(crate) fn anthropic_error(
     with_retry_after(json_response(status, &body), retry_after)
 }
 
-pub(crate) fn anthropic_scripted_error(e: &ErrorDirective) -> Response {
+/// The message of a scripted error; with `huge`, the marker that grows into N MiB.
+fn scripted_message(e: &ErrorDirective, huge: bool) -> String {
+    if huge {
+        faults::HUGE_MARKER.to_owned()
+    } else {
+        format!("mock error {}", e.status)
+    }
+}
+
+pub(crate) fn anthropic_scripted_error(e: &ErrorDirective, huge: bool) -> Response {
     let error_type = e
         .error_type
         .as_deref()
@@ -543,7 +552,7 @@ pub(crate) fn anthropic_scripted_error(e: &ErrorDirective) -> Response {
     let resp = anthropic_error(
         status_code(e.status),
         error_type,
-        &format!("mock error {}", e.status),
+        &scripted_message(e, huge),
         e.retry_after,
     );
     with_retry_after_ms(resp, e.retry_after_ms)
@@ -572,14 +581,14 @@ pub(crate) fn openai_error(
     with_retry_after(json_response(status, &body), retry_after)
 }
 
-pub(crate) fn openai_scripted_error(e: &ErrorDirective) -> Response {
+pub(crate) fn openai_scripted_error(e: &ErrorDirective, huge: bool) -> Response {
     let (default_type, code) = openai_error_kind(e.status);
     let error_type = e.error_type.as_deref().unwrap_or(default_type);
     let resp = openai_error(
         status_code(e.status),
         error_type,
         code,
-        &format!("mock error {}", e.status),
+        &scripted_message(e, huge),
         e.retry_after,
     );
     with_retry_after_ms(resp, e.retry_after_ms)

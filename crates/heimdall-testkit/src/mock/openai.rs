@@ -6,9 +6,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::Response;
 use bytes::Bytes;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
-use super::faults::{StreamFrames, body_response, script_stream};
+use super::directives::Directives;
+use super::faults::{AnswerFaults, StreamFrames, body_response, script_stream};
 use super::reply::{Plan, Turn, arg_fragments, count_words, text_chunks};
 use super::{
     Shared, Step, content_text, cut_json_response, directives, json_response, openai_error,
@@ -150,8 +151,22 @@ pub(super) async fn chat_completions(
         Ok(parsed) => parsed,
         Err(e) => return bad_request(&e.to_string()),
     };
+    let answer_faults = AnswerFaults::of(&d);
+    let resp = answer(&s, obj, model, turn, d, remaining).await;
+    answer_faults.apply(resp).await
+}
+
+/// The answer to a valid request whose directives parsed.
+async fn answer(
+    s: &Shared,
+    obj: &Map<String, Value>,
+    model: &str,
+    turn: Turn,
+    d: Directives,
+    remaining: String,
+) -> Response {
     if let Some(err) = scripted_failure(&d).await {
-        return openai_scripted_error(&err);
+        return openai_scripted_error(&err, d.huge.is_some());
     }
     let plan = Plan::build(turn, d, remaining);
     let id = format!("chatcmpl-{}", s.id());
@@ -310,7 +325,7 @@ fn stream_steps(
         }
     }
     if let Some(t) = &plan.text {
-        for piece in text_chunks(t) {
+        for piece in plan.text_pieces(t) {
             frames.push(w.string_delta("content", piece));
         }
     }

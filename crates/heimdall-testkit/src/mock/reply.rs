@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::directives::{BodyFault, Directives, EarlyEof};
+use super::faults::{HUGE_MARKER, huge_words};
 
 /// What the dialect handler extracted from the conversation.
 #[derive(Debug, Default)]
@@ -46,6 +47,8 @@ pub(crate) struct Plan {
     pub eof: Option<EarlyEof>,
     pub hold_open: Option<Duration>,
     pub body: Option<BodyFault>,
+    /// `huge N`: `text` is [`HUGE_MARKER`], which the response expands to N MiB.
+    pub huge: Option<u64>,
 }
 
 const LOREM: [&str; 8] = [
@@ -75,7 +78,9 @@ impl Plan {
                 whole: t.whole,
             })
             .collect();
-        let text = if !tools.is_empty() {
+        let text = if d.huge.is_some() {
+            Some(HUGE_MARKER.to_owned())
+        } else if !tools.is_empty() {
             d.text
         } else if let Some(text) = d.text {
             Some(text)
@@ -105,8 +110,11 @@ impl Plan {
             }
             Some(s)
         };
-        let mut output_tokens =
-            text.as_deref().map_or(0, count_words) + d.reasoning.as_deref().map_or(0, count_words);
+        let text_words = match d.huge {
+            Some(mib) => huge_words(mib),
+            None => text.as_deref().map_or(0, count_words),
+        };
+        let mut output_tokens = text_words + d.reasoning.as_deref().map_or(0, count_words);
         for t in &tools {
             output_tokens += 1 + count_words(&t.args);
         }
@@ -126,6 +134,16 @@ impl Plan {
             eof: d.eof,
             hold_open: d.hold_open,
             body: d.body,
+            huge: d.huge,
+        }
+    }
+
+    /// The reply text `t` in stream chunks; a huge text stays whole, so it is one event.
+    pub(crate) fn text_pieces<'t>(&self, t: &'t str) -> Vec<&'t str> {
+        if self.huge.is_some() {
+            vec![t]
+        } else {
+            text_chunks(t)
         }
     }
 
