@@ -29,6 +29,10 @@ struct Args {
     /// Do not record requests (for benchmarks).
     #[arg(long)]
     no_record: bool,
+    /// Serve through the raw HTTP/1.1 front, which also honours the connection-level
+    /// directives (`status`, `close_idle`, `hangup`).
+    #[arg(long)]
+    raw_http: bool,
 }
 
 #[tokio::main]
@@ -46,7 +50,12 @@ async fn main() -> anyhow::Result<()> {
         record: !args.no_record,
         chunk_delay: Duration::from_millis(args.chunk_delay_ms),
     };
-    let server = MockServer::bind(SocketAddr::new(args.host, args.port), opts).await?;
+    let addr = SocketAddr::new(args.host, args.port);
+    let server = if args.raw_http {
+        MockServer::bind_raw(addr, opts).await?
+    } else {
+        MockServer::bind(addr, opts).await?
+    };
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "heimdall-mock listening on {}", server.base_url())?;

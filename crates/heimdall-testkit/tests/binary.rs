@@ -5,7 +5,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use heimdall_testkit::GatewayProcess;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 const MOCK_BIN: &str = env!("CARGO_BIN_EXE_heimdall-mock");
 
@@ -77,4 +77,42 @@ async fn gateway_process_reports_early_exit_with_output() {
     let text = format!("{err:#}");
     assert!(text.contains("exited"), "{text}");
     assert!(text.contains("--app-dir"), "{text}");
+}
+
+#[tokio::test]
+async fn mock_binary_raw_http_writes_connection_faults() {
+    let mut child = tokio::process::Command::new(MOCK_BIN)
+        .arg("--raw-http")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let addr = line
+        .strip_prefix("heimdall-mock listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    let body = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"[[mock:status 600]]"}]}"#;
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: mock\r\nauthorization: Bearer k\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = String::from_utf8(answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 600 Mock Status\r\n"),
+        "{answer}"
+    );
+    assert!(answer.ends_with(r#"{"mock_status":600}"#), "{answer}");
 }

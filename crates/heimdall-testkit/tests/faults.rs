@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use heimdall_testkit::{MockOptions, MockServer};
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 #[derive(Debug, Clone, Copy)]
 enum Dialect {
@@ -469,4 +471,310 @@ async fn gzip_stream_is_flushed_per_event() {
         let body = String::from_utf8(decoder.finish().unwrap()).unwrap();
         assert!(body.ends_with(stream_end(dialect)), "{body}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The raw front: connection-level faults, checked byte for byte over raw TCP.
+
+async fn raw_mock() -> MockServer {
+    MockServer::start_raw(MockOptions::default()).await.unwrap()
+}
+
+/// A request as a client puts it on the wire.
+fn raw_request(dialect: Dialect, text: &str, stream: bool) -> Vec<u8> {
+    let body = serde_json::to_vec(&dialect.body(text, stream)).unwrap();
+    let auth = match dialect {
+        Dialect::OpenAi => "authorization: Bearer sk-test\r\n",
+        Dialect::Anthropic => "x-api-key: sk-ant-test\r\nanthropic-version: 2023-06-01\r\n",
+    };
+    let mut out = format!(
+        "POST {} HTTP/1.1\r\nhost: mock\r\ncontent-type: application/json\r\n{auth}content-length: {}\r\n\r\n",
+        dialect.path(),
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(&body);
+    out
+}
+
+async fn connect(mock: &MockServer) -> TcpStream {
+    TcpStream::connect(mock.addr()).await.unwrap()
+}
+
+/// Everything the server sends until it closes the connection.
+async fn read_to_close(tcp: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut out))
+        .await
+        .expect("the server did not close the connection")
+        .unwrap();
+    out
+}
+
+/// Sends `request` on a fresh connection; returns all bytes until the server closes it.
+async fn exchange(mock: &MockServer, request: &[u8]) -> Vec<u8> {
+    let mut tcp = connect(mock).await;
+    tcp.write_all(request).await.unwrap();
+    read_to_close(&mut tcp).await
+}
+
+/// Reads one response (head, then a content-length or chunked body) off a kept-alive
+/// connection; returns the head and the decoded body.
+async fn read_response(tcp: &mut TcpStream, buf: &mut Vec<u8>) -> (String, Vec<u8>) {
+    async fn fill(tcp: &mut TcpStream, buf: &mut Vec<u8>) {
+        let mut chunk = [0u8; 8192];
+        let n = tcp.read(&mut chunk).await.unwrap();
+        assert!(
+            n > 0,
+            "closed mid-response: {}",
+            String::from_utf8_lossy(buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let find = |buf: &[u8], pat: &[u8]| buf.windows(pat.len()).position(|w| w == pat);
+    let head_end = loop {
+        if let Some(at) = find(buf, b"\r\n\r\n") {
+            break at + 4;
+        }
+        fill(tcp, buf).await;
+    };
+    let head = String::from_utf8(buf.drain(..head_end).collect()).unwrap();
+    let header = |name: &str| {
+        head.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .map(str::to_owned)
+    };
+    let mut body = Vec::new();
+    if let Some(len) = header("content-length") {
+        let len: usize = len.parse().unwrap();
+        while buf.len() < len {
+            fill(tcp, buf).await;
+        }
+        body.extend(buf.drain(..len));
+    } else {
+        assert_eq!(
+            header("transfer-encoding").as_deref(),
+            Some("chunked"),
+            "{head}"
+        );
+        loop {
+            let line_end = loop {
+                if let Some(at) = find(buf, b"\r\n") {
+                    break at;
+                }
+                fill(tcp, buf).await;
+            };
+            let size_line = String::from_utf8(buf[..line_end].to_vec()).unwrap();
+            let size = usize::from_str_radix(&size_line, 16).unwrap();
+            while buf.len() < line_end + 2 + size + 2 {
+                fill(tcp, buf).await;
+            }
+            body.extend_from_slice(&buf[line_end + 2..line_end + 2 + size]);
+            buf.drain(..line_end + 2 + size + 2);
+            if size == 0 {
+                break;
+            }
+        }
+    }
+    (head, body)
+}
+
+#[tokio::test]
+async fn raw_front_writes_statuses_hyper_will_not() {
+    let mock = raw_mock().await;
+    for dialect in DIALECTS {
+        let got = exchange(&mock, &raw_request(dialect, "[[mock:status 600]]", false)).await;
+        assert_eq!(
+            String::from_utf8(got).unwrap(),
+            "HTTP/1.1 600 Mock Status\r\ncontent-type: application/json\r\ncontent-length: 19\r\n\
+             connection: close\r\n\r\n{\"mock_status\":600}"
+        );
+
+        let got = exchange(
+            &mock,
+            &raw_request(
+                dialect,
+                "[[mock:status 302 location=http://127.0.0.1:9/elsewhere]]",
+                true,
+            ),
+        )
+        .await;
+        assert_eq!(
+            String::from_utf8(got).unwrap(),
+            "HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:9/elsewhere\r\n\
+             content-type: application/json\r\ncontent-length: 19\r\nconnection: close\r\n\r\n\
+             {\"mock_status\":302}"
+        );
+
+        let got = exchange(&mock, &raw_request(dialect, "[[mock:status 101]]", false)).await;
+        assert_eq!(
+            String::from_utf8(got).unwrap(),
+            "HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: mock\r\n\r\n"
+        );
+    }
+    // The handler still saw (and recorded) every request.
+    assert_eq!(mock.requests().len(), 6);
+
+    // Validation comes first: a bad key is a 401, not the scripted status.
+    let bad_key = String::from_utf8(raw_request(Dialect::OpenAi, "[[mock:status 600]]", false))
+        .unwrap()
+        .replace("Bearer sk-test", "Bearer bad-key");
+    let mut tcp = connect(&mock).await;
+    tcp.write_all(bad_key.as_bytes()).await.unwrap();
+    let (head, _) = read_response(&mut tcp, &mut Vec::new()).await;
+    assert!(head.starts_with("HTTP/1.1 401 Unauthorized\r\n"), "{head}");
+}
+
+#[tokio::test]
+async fn raw_front_answers_like_the_hyper_mock() {
+    let mock = raw_mock().await;
+    let client = heimdall_testkit::http_client();
+    for dialect in DIALECTS {
+        let r = dialect.post(&mock, "alpha beta", false).await;
+        assert_eq!(r.status(), 200);
+        assert!(r.headers().get("content-length").is_some());
+        let v: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+        assert_eq!(reply_text(dialect, &v), "alpha beta");
+
+        let r = dialect.post(&mock, "alpha beta gamma", true).await;
+        assert!(content_type(&r).starts_with("text/event-stream"));
+        let body = r.text().await.unwrap();
+        assert!(body.ends_with(stream_end(dialect)), "{body}");
+
+        // Directives that bend the body work here too.
+        let r = dialect.post(&mock, "[[mock:body no_content]]", true).await;
+        assert_eq!(r.status(), 204);
+        let r = dialect.post(&mock, "[[mock:huge 1]]", false).await;
+        assert_eq!(declared_length(&r), Some(r.bytes().await.unwrap().len()));
+        let r = dialect
+            .post(&mock, "[[mock:error 429 retry_after=3]]", false)
+            .await;
+        assert_eq!(r.status(), 429);
+        assert_eq!(r.headers()["retry-after"], "3");
+        let mut r = dialect.post(&mock, "alpha beta [[mock:cut]]", true).await;
+        let err = loop {
+            match r.chunk().await {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("a cut stream ended cleanly"),
+                Err(e) => break e,
+            }
+        };
+        let _ = err;
+    }
+    let r = client
+        .get(format!("{}/v1/models", mock.base_url()))
+        .bearer_auth("k")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(mock.requests().len(), 13);
+
+    // Keep-alive: two requests, two answers, one connection.
+    let mut tcp = connect(&mock).await;
+    let mut buf = Vec::new();
+    for text in ["one two three", "four five six"] {
+        tcp.write_all(&raw_request(Dialect::Anthropic, text, true))
+            .await
+            .unwrap();
+        let (head, body) = read_response(&mut tcp, &mut buf).await;
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(!head.contains("connection: close"), "{head}");
+        let body = String::from_utf8(body).unwrap();
+        assert!(body.ends_with(stream_end(Dialect::Anthropic)));
+    }
+}
+
+#[tokio::test]
+async fn close_idle_closes_a_kept_alive_connection() {
+    let mock = raw_mock().await;
+    for dialect in DIALECTS {
+        let mut tcp = connect(&mock).await;
+        let mut buf = Vec::new();
+        // Within the idle limit the connection serves the next request.
+        tcp.write_all(&raw_request(
+            dialect,
+            "first [[mock:close_idle 2000]]",
+            false,
+        ))
+        .await
+        .unwrap();
+        let (head, _) = read_response(&mut tcp, &mut buf).await;
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(!head.contains("connection: close"), "{head}");
+        tcp.write_all(&raw_request(
+            dialect,
+            "second [[mock:close_idle 150]]",
+            true,
+        ))
+        .await
+        .unwrap();
+        let (head, body) = read_response(&mut tcp, &mut buf).await;
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(!head.contains("connection: close"), "{head}");
+        assert!(
+            String::from_utf8(body)
+                .unwrap()
+                .ends_with(stream_end(dialect))
+        );
+        // Then, idle, it is closed after the limit without another byte.
+        let answered = Instant::now();
+        let rest = read_to_close(&mut tcp).await;
+        assert!(rest.is_empty());
+        let idle = answered.elapsed();
+        assert!(
+            idle >= Duration::from_millis(100) && idle < Duration::from_secs(2),
+            "{idle:?}"
+        );
+    }
+    assert_eq!(mock.requests().len(), 4);
+}
+
+#[tokio::test]
+async fn hangup_closes_without_writing_a_byte() {
+    let mock = raw_mock().await;
+    for dialect in DIALECTS {
+        for stream in [false, true] {
+            let got = exchange(&mock, &raw_request(dialect, "hi [[mock:hangup]]", stream)).await;
+            assert!(got.is_empty(), "{}", String::from_utf8_lossy(&got));
+        }
+        // What a client sees.
+        let err = dialect
+            .request(&mock, "hi [[mock:hangup]]", false)
+            .send()
+            .await
+            .unwrap_err();
+        assert!(err.is_request(), "{err:?}");
+    }
+    assert_eq!(mock.requests().len(), 6);
+}
+
+#[tokio::test]
+async fn hyper_mock_refuses_connection_faults() {
+    let mock = mock().await;
+    for dialect in DIALECTS {
+        for text in [
+            "[[mock:status 600]]",
+            "[[mock:close_idle 50]]",
+            "[[mock:hangup]]",
+        ] {
+            let r = dialect.post(&mock, text, false).await;
+            assert_eq!(r.status(), 400, "{dialect:?} {text}");
+            assert!(r.text().await.unwrap().contains("raw front"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn raw_front_refuses_chunked_request_bodies() {
+    let mock = raw_mock().await;
+    let got = exchange(
+        &mock,
+        b"POST /v1/messages HTTP/1.1\r\nhost: mock\r\ntransfer-encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+    )
+    .await;
+    let got = String::from_utf8(got).unwrap();
+    assert!(got.starts_with("HTTP/1.1 501 Not Implemented\r\n"), "{got}");
+    assert!(got.ends_with("content-length bodies only"), "{got}");
+    assert!(mock.requests().is_empty());
 }

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::directives::Directives;
-use super::faults::{AnswerFaults, StreamFrames, body_response, script_stream};
+use super::faults::{AnswerFaults, NEEDS_RAW_FRONT, StreamFrames, body_response, script_stream};
 use super::reply::{Plan, Turn, arg_fragments, count_words, text_chunks};
 use super::{
     Shared, Step, anthropic_error, anthropic_scripted_error, content_text, cut_json_response,
@@ -221,6 +221,9 @@ pub(super) async fn messages(
         Ok(parsed) => parsed,
         Err(e) => return bad_request(&e.to_string()),
     };
+    if d.connection.is_some() && !s.raw_front {
+        return bad_request(NEEDS_RAW_FRONT);
+    }
     let stream = req.get("stream").and_then(Value::as_bool) == Some(true);
     let answer_faults = AnswerFaults::of(&d);
     let resp = answer(&s, model, stream, turn, d, remaining).await;

@@ -6,6 +6,16 @@
 //! (and trimmed). A malformed or unknown directive makes the mock answer HTTP 400, so typos fail
 //! loudly.
 //!
+//! The last three are connection-level faults that hyper cannot produce, so only the raw front
+//! (`MockServer::start_raw`, `heimdall-mock --raw-http`) honours them; the hyper mock answers
+//! them with 400. The request is still recorded and answered by the handler (`delay`, `error`,
+//! `fail_first` and validation errors included) before the raw front bends the connection:
+//! `status` and `hangup` replace whatever that answer was, `close_idle` follows it. `status`
+//! writes, for 1xx, `HTTP/1.1 CODE REASON\r\n` (101 adds `connection: upgrade` and
+//! `upgrade: mock`) and a blank line; otherwise the status line, `location` if given,
+//! `content-type: application/json`, `content-length`, `connection: close` and the body
+//! `{"mock_status":CODE}`. REASON is the standard phrase, or `Mock Status` for codes without one.
+//!
 //! | directive | effect |
 //! |---|---|
 //! | `tool NAME [{json}]` | reply with a tool call (input `{}` if omitted); repeat for parallel calls |
@@ -29,6 +39,9 @@
 //! | `body no_data` | the SSE stream with every `data:` line removed (an event left empty gets an `id: N` line) |
 //! | `huge N` | the reply text is N MiB, generated piecewise: one JSON body framed by `content-length`, or one SSE event; with `error` / `fail_first`, the error message is N MiB |
 //! | `gzip` | the answer (JSON, SSE or error) is gzip-compressed, with `content-encoding: gzip`; a stream is flushed per event |
+//! | `status CODE [location=URL]` | raw front only: `HTTP/1.1 CODE` (100..=999, even 101 or 600) written as is, then close (see below) |
+//! | `close_idle MS` | raw front only: the answer with keep-alive, then the connection closes unless the next request arrives within MS |
+//! | `hangup` | raw front only: the connection closes right after the request is read; not one byte is written |
 //! | `garbage` | stream: a line of non-UTF-8 bytes and a non-SSE line after the first content, then the rest (ignored without streaming) |
 //! | `eof after_content` | stream: clean end right before the finish frame (OpenAI: no `finish_reason`, usage or `[DONE]`; Anthropic: no `message_delta` / `message_stop`) (ignored without streaming) |
 //! | `eof after_finish` | stream: clean end right after the finish frame (OpenAI: no usage chunk, no `[DONE]`; Anthropic: no `message_stop`) (ignored without streaming) |
@@ -88,6 +101,18 @@ pub enum BodyFault {
     NoData,
 }
 
+/// A fault only the raw front can produce: what happens to the connection instead of, or after,
+/// the answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConnectionFault {
+    /// `status CODE [location=URL]`: that status line instead of the answer, then close.
+    Status { code: u16, location: Option<String> },
+    /// `close_idle MS`: the answer with keep-alive, then close if no request arrives within MS.
+    CloseIdle(Duration),
+    /// `hangup`: close after reading the request, without writing a byte.
+    Hangup,
+}
+
 /// Everything the directives of one message asked for.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Directives {
@@ -110,6 +135,7 @@ pub struct Directives {
     /// `huge N`: MiB of reply text (or error message).
     pub huge: Option<u64>,
     pub gzip: bool,
+    pub connection: Option<ConnectionFault>,
 }
 
 /// A malformed directive; the mock answers it with HTTP 400 so typos in tests are loud.
@@ -201,7 +227,7 @@ fn parse_one(s: &str, out: &mut Directives) -> Result<usize, DirectiveError> {
             }
             out.huge = Some(mib);
         }
-        "cut" | "stream_error" | "garbage" | "gzip" => {
+        "cut" | "stream_error" | "garbage" | "gzip" | "hangup" => {
             if !args.is_empty() {
                 return Err(DirectiveError(format!("`{kind}` takes no arguments")));
             }
@@ -209,8 +235,14 @@ fn parse_one(s: &str, out: &mut Directives) -> Result<usize, DirectiveError> {
                 "cut" => out.cut = true,
                 "stream_error" => out.stream_error = true,
                 "garbage" => out.garbage = true,
-                _ => out.gzip = true,
+                "gzip" => out.gzip = true,
+                _ => out.connection = Some(ConnectionFault::Hangup),
             }
+        }
+        "status" => out.connection = Some(status_fault(&args)?),
+        "close_idle" => {
+            let ms = single_number(&args, "close_idle MS")?;
+            out.connection = Some(ConnectionFault::CloseIdle(Duration::from_millis(ms)));
         }
         "body" => {
             out.body = Some(match args.as_slice() {
@@ -338,6 +370,26 @@ fn error_directive(status: &str, opts: &[(&str, &str)]) -> Result<ErrorDirective
     Ok(error)
 }
 
+fn status_fault(args: &[&str]) -> Result<ConnectionFault, DirectiveError> {
+    let (positional, opts) = split_opts(args);
+    let [code] = positional.as_slice() else {
+        return Err(DirectiveError("usage: status CODE [location=URL]".into()));
+    };
+    let code = number(code, "status CODE")?;
+    let code = u16::try_from(code)
+        .ok()
+        .filter(|c| (100..=999).contains(c))
+        .ok_or_else(|| DirectiveError(format!("status {code} must be 100..=999")))?;
+    let mut location = None;
+    for (k, v) in opts {
+        match k {
+            "location" => location = Some(v.to_owned()),
+            other => return Err(DirectiveError(format!("unknown option `{other}`"))),
+        }
+    }
+    Ok(ConnectionFault::Status { code, location })
+}
+
 fn number(s: &str, what: &str) -> Result<u64, DirectiveError> {
     s.parse()
         .map_err(|_| DirectiveError(format!("{what}: `{s}` is not a number")))
@@ -463,6 +515,33 @@ mod tests {
     }
 
     #[test]
+    fn connection_fault_directives() {
+        let (d, _) = parse("[[mock:status 302 location=http://127.0.0.1:9/x?a=b]]").unwrap();
+        assert_eq!(
+            d.connection,
+            Some(ConnectionFault::Status {
+                code: 302,
+                location: Some("http://127.0.0.1:9/x?a=b".into())
+            })
+        );
+        let (d, _) = parse("[[mock:status 600]]").unwrap();
+        assert_eq!(
+            d.connection,
+            Some(ConnectionFault::Status {
+                code: 600,
+                location: None
+            })
+        );
+        let (d, _) = parse("[[mock:close_idle 50]]").unwrap();
+        assert_eq!(
+            d.connection,
+            Some(ConnectionFault::CloseIdle(Duration::from_millis(50)))
+        );
+        let (d, _) = parse("[[mock:hangup]]").unwrap();
+        assert_eq!(d.connection, Some(ConnectionFault::Hangup));
+    }
+
+    #[test]
     fn malformed_directives_are_errors() {
         for bad in [
             "[[mock:nope]]",
@@ -488,6 +567,12 @@ mod tests {
             "[[mock:huge]]",
             "[[mock:huge 0]]",
             "[[mock:gzip 9]]",
+            "[[mock:status]]",
+            "[[mock:status 99]]",
+            "[[mock:status 1000]]",
+            "[[mock:status 302 where=x]]",
+            "[[mock:close_idle]]",
+            "[[mock:hangup now]]",
         ] {
             assert!(parse(bad).is_err(), "{bad} should not parse");
         }

@@ -16,7 +16,7 @@ use flate2::write::GzEncoder;
 use futures_util::StreamExt;
 use serde_json::Value;
 
-use super::directives::{BodyFault, Directives, EarlyEof};
+use super::directives::{BodyFault, ConnectionFault, Directives, EarlyEof};
 use super::reply::Plan;
 use super::{ABORT_FLUSH, Step, json_response, sse_response};
 
@@ -150,10 +150,15 @@ pub(crate) fn huge_words(mib: u64) -> u64 {
     mib * (MIB / FILLER_UNIT.len() * 3) as u64
 }
 
+/// What the hyper mock answers to a connection-level directive it cannot honour.
+pub(crate) const NEEDS_RAW_FRONT: &str = "bad mock directive: status, close_idle and hangup need \
+the raw front (MockServer::start_raw, heimdall-mock --raw-http)";
+
 /// Faults that bend the whole answer once the handler built it, scripted errors included.
 pub(crate) struct AnswerFaults {
     huge: Option<u64>,
     gzip: bool,
+    connection: Option<ConnectionFault>,
 }
 
 impl AnswerFaults {
@@ -161,6 +166,7 @@ impl AnswerFaults {
         AnswerFaults {
             huge: d.huge,
             gzip: d.gzip,
+            connection: d.connection.clone(),
         }
     }
 
@@ -170,6 +176,10 @@ impl AnswerFaults {
         }
         if self.gzip {
             resp = gzip(resp);
+        }
+        // The raw front reads it off the response; handlers know nothing about connections.
+        if let Some(fault) = self.connection {
+            resp.extensions_mut().insert(fault);
         }
         resp
     }

@@ -2,14 +2,16 @@
 //! Messages dialects, scripted by `[[mock:...]]` directives (see [`directives`]).
 //!
 //! Module layout: [`directives`] parses the script, `reply` plans a dialect-neutral answer,
-//! `openai` and `anthropic` encode it, `faults` bends it as scripted, and this module holds the
-//! server, recording, models and the shared streaming/error plumbing.
+//! `openai` and `anthropic` encode it, `faults` bends it as scripted, `raw` is the hand-written
+//! HTTP/1.1 front for connection-level faults, and this module holds the server, recording,
+//! models and the shared streaming/error plumbing.
 
 pub mod directives;
 
 mod anthropic;
 mod faults;
 mod openai;
+mod raw;
 mod reply;
 
 use std::collections::HashMap;
@@ -100,11 +102,7 @@ impl MockServer {
         let listener = listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });
-        let shared = Arc::new(Shared {
-            opts,
-            recorded: Mutex::new(Vec::new()),
-            next_id: AtomicU64::new(1),
-        });
+        let shared = Shared::new(opts, false);
         let app = router(shared.clone());
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -119,6 +117,27 @@ impl MockServer {
             addr,
             shared,
             shutdown: Some(tx),
+            task,
+        })
+    }
+
+    /// Starts a mock on `127.0.0.1` (ephemeral port) behind the raw front: the same routes and
+    /// directives, over a hand-written HTTP/1.1 server that can also write what hyper refuses
+    /// to (`status`, `close_idle`, `hangup`; see [`directives`]).
+    pub async fn start_raw(opts: MockOptions) -> anyhow::Result<MockServer> {
+        Self::bind_raw(SocketAddr::from(([127, 0, 0, 1], 0)), opts).await
+    }
+
+    /// [`MockServer::start_raw`] on `addr` (port 0 = ephemeral).
+    pub async fn bind_raw(addr: SocketAddr, opts: MockOptions) -> anyhow::Result<MockServer> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let shared = Shared::new(opts, true);
+        let task = tokio::spawn(raw::serve(listener, router(shared.clone())));
+        Ok(MockServer {
+            addr,
+            shared,
+            shutdown: None,
             task,
         })
     }
@@ -149,18 +168,29 @@ impl Drop for MockServer {
             let _ = tx.send(());
         }
         // Dropping the serve future closes the listener at once; in-flight streams end when
-        // their client goes away or the runtime stops.
+        // their client goes away or the runtime stops (the raw front's end with it).
         self.task.abort();
     }
 }
 
 pub(crate) struct Shared {
     pub(crate) opts: MockOptions,
+    /// Served by the raw front, which honours connection-level directives.
+    pub(crate) raw_front: bool,
     recorded: Mutex<Vec<RecordedRequest>>,
     next_id: AtomicU64,
 }
 
 impl Shared {
+    fn new(opts: MockOptions, raw_front: bool) -> Arc<Shared> {
+        Arc::new(Shared {
+            opts,
+            raw_front,
+            recorded: Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(1),
+        })
+    }
+
     fn recorded(&self) -> std::sync::MutexGuard<'_, Vec<RecordedRequest>> {
         self.recorded
             .lock()

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
 use super::directives::Directives;
-use super::faults::{AnswerFaults, StreamFrames, body_response, script_stream};
+use super::faults::{AnswerFaults, NEEDS_RAW_FRONT, StreamFrames, body_response, script_stream};
 use super::reply::{Plan, Turn, arg_fragments, count_words, text_chunks};
 use super::{
     Shared, Step, content_text, cut_json_response, directives, json_response, openai_error,
@@ -151,6 +151,9 @@ pub(super) async fn chat_completions(
         Ok(parsed) => parsed,
         Err(e) => return bad_request(&e.to_string()),
     };
+    if d.connection.is_some() && !s.raw_front {
+        return bad_request(NEEDS_RAW_FRONT);
+    }
     let answer_faults = AnswerFaults::of(&d);
     let resp = answer(&s, obj, model, turn, d, remaining).await;
     answer_faults.apply(resp).await
