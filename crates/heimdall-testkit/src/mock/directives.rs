@@ -6,16 +6,6 @@
 //! (and trimmed). A malformed or unknown directive makes the mock answer HTTP 400, so typos fail
 //! loudly.
 //!
-//! The last three are connection-level faults that hyper cannot produce, so only the raw front
-//! (`MockServer::start_raw`, `heimdall-mock --raw-http`) honours them; the hyper mock answers
-//! them with 400. The request is still recorded and answered by the handler (`delay`, `error`,
-//! `fail_first` and validation errors included) before the raw front bends the connection:
-//! `status` and `hangup` replace whatever that answer was, `close_idle` follows it. `status`
-//! writes, for 1xx, `HTTP/1.1 CODE REASON\r\n` (101 adds `connection: upgrade` and
-//! `upgrade: mock`) and a blank line; otherwise the status line, `location` if given,
-//! `content-type: application/json`, `content-length`, `connection: close` and the body
-//! `{"mock_status":CODE}`. REASON is the standard phrase, or `Mock Status` for codes without one.
-//!
 //! | directive | effect |
 //! |---|---|
 //! | `tool NAME [{json}]` | reply with a tool call (input `{}` if omitted); repeat for parallel calls |
@@ -39,13 +29,24 @@
 //! | `body no_data` | the SSE stream with every `data:` line removed (an event left empty gets an `id: N` line) |
 //! | `huge N` | the reply text is N MiB, generated piecewise: one JSON body framed by `content-length`, or one SSE event; with `error` / `fail_first`, the error message is N MiB |
 //! | `gzip` | the answer (JSON, SSE or error) is gzip-compressed, with `content-encoding: gzip`; a stream is flushed per event |
-//! | `status CODE [location=URL]` | raw front only: `HTTP/1.1 CODE` (100..=999, even 101 or 600) written as is, then close (see below) |
-//! | `close_idle MS` | raw front only: the answer with keep-alive, then the connection closes unless the next request arrives within MS |
-//! | `hangup` | raw front only: the connection closes right after the request is read; not one byte is written |
 //! | `garbage` | stream: a line of non-UTF-8 bytes and a non-SSE line after the first content, then the rest (ignored without streaming) |
 //! | `eof after_content` | stream: clean end right before the finish frame (OpenAI: no `finish_reason`, usage or `[DONE]`; Anthropic: no `message_delta` / `message_stop`) (ignored without streaming) |
 //! | `eof after_finish` | stream: clean end right after the finish frame (OpenAI: no usage chunk, no `[DONE]`; Anthropic: no `message_stop`) (ignored without streaming) |
 //! | `hold_open MS` | stream: after the last event, the body stays open MS before it ends (ignored without streaming) |
+//! | `status CODE [location=URL]` | raw front only: `HTTP/1.1 CODE` (100..=999, even 101 or 600) written as is, then close (see below) |
+//! | `close_idle MS` | raw front only: the answer with keep-alive, then the connection closes unless the next request arrives within MS |
+//! | `hangup` | raw front only: the connection closes right after the request is read; not one byte is written |
+//!
+//! The last three are connection-level faults that hyper cannot produce, so only the raw front
+//! (`MockServer::start_raw`, `heimdall-mock --raw-http`) honours them; the hyper mock answers
+//! them with 400. The request is still recorded and validated (a bad key or body is answered as
+//! usual), then answered by the handler (`delay`, `error` and `fail_first` included) before the
+//! raw front bends the connection: `status` and `hangup` replace that answer, `close_idle`
+//! follows it. `status`
+//! writes, for 1xx, `HTTP/1.1 CODE REASON\r\n` (101 adds `connection: upgrade` and
+//! `upgrade: mock`) and a blank line; otherwise the status line, `location` if given,
+//! `content-type: application/json`, `content-length`, `connection: close` and the body
+//! `{"mock_status":CODE}`. REASON is the standard phrase, or `Mock Status` for codes without one.
 
 use std::time::Duration;
 

@@ -26,7 +26,7 @@ const HTML_PAGE: &str = "<!DOCTYPE html>\n<html><head><title>mock</title></head>
 
 /// `garbage`: a line that is not UTF-8, then a line that is no SSE field a client knows, then the
 /// blank line that would dispatch it.
-pub(crate) const GARBAGE: &[u8] = b"\xff\xfe\x80 mock garbage \xc3\x28\n{not an sse line}\n\n";
+const GARBAGE: &[u8] = b"\xff\xfe\x80 mock garbage \xc3\x28\n{not an sse line}\n\n";
 
 /// A dialect's complete stream, with the points where faults strike.
 pub(crate) struct StreamFrames {
@@ -49,7 +49,7 @@ pub(crate) fn script_stream(plan: &Plan, stream: StreamFrames, error_event: Step
         Some(EarlyEof::AfterFinish) => frames.truncate(finish + 1),
         None => {}
     }
-    let rest = frames.split_off(mark.min(frames.len()));
+    let rest = frames.split_off(mark);
     let mut steps = frames;
     if plan.garbage {
         steps.push(Step::Data(Bytes::from_static(GARBAGE)));

@@ -161,14 +161,14 @@ fn refused(status: StatusCode, reason: &'static str) -> ReadError {
 
 /// Parses the head at the start of `buf`; `None` while it is incomplete.
 fn parse_head(buf: &[u8]) -> Result<Option<Head>, ReadError> {
+    let bad = || refused(StatusCode::BAD_REQUEST, "malformed request head");
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut slots);
     let head_len = match parsed.parse(buf) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(_) => return Err(refused(StatusCode::BAD_REQUEST, "malformed request head")),
+        Err(_) => return Err(bad()),
     };
-    let bad = || refused(StatusCode::BAD_REQUEST, "malformed request head");
     let method =
         Method::from_bytes(parsed.method.unwrap_or_default().as_bytes()).map_err(|_| bad())?;
     let target = parsed.path.unwrap_or("/").to_owned();
