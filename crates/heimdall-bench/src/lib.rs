@@ -12,6 +12,7 @@
 //! the report.
 
 pub mod load;
+pub mod micro;
 pub mod peers;
 pub mod procs;
 pub mod report;

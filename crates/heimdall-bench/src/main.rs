@@ -15,6 +15,9 @@ struct Args {
     /// Seconds-long settings (checks the harness works; figures are not meaningful).
     #[arg(long)]
     quick: bool,
+    /// Only run the micro-benchmarks of pure code and print them.
+    #[arg(long)]
+    micro: bool,
     /// Also install (if needed) and run LiteLLM proxy and the Portkey gateway.
     #[arg(long)]
     peers: bool,
@@ -84,6 +87,10 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.micro {
+        println!("{}", heimdall_bench::micro::report());
+        return ExitCode::SUCCESS;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.loadgen_threads.max(1))
         .enable_all()

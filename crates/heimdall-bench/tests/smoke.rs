@@ -91,3 +91,11 @@ async fn harness_produces_figures() {
     let targets_table = report::targets(&reports, std::slice::from_ref(&streams));
     assert!(targets_table.contains("max req/s"), "{targets_table}");
 }
+
+#[test]
+fn micro_benchmarks_run() {
+    let (_, written) = heimdall_bench::micro::streamed_tool_arguments(64 * 1024, 8);
+    // Every argument byte reaches the client (JSON-escaped inside input_json_delta events).
+    assert!(written > 64 * 1024, "{written}");
+    assert!(heimdall_bench::micro::report().contains("1 MiB"));
+}

@@ -2,8 +2,11 @@
 
 use std::time::Duration;
 
-use heimdall_providers::{ProviderError, UpstreamClient, UpstreamRequest, UpstreamResponse};
+use bytes::Bytes;
+use heimdall_providers::{Operation, ProviderError, UpstreamClient, UpstreamResponse};
+use http::HeaderMap;
 use rand::Rng;
+use tokio::time::Instant;
 
 use crate::config::{KeyConfig, ProviderConfig};
 use crate::error::GatewayError;
@@ -14,38 +17,27 @@ pub(crate) struct Call<'a> {
     /// The upstream model, which narrows the keys to those allowed to serve it; `None` for
     /// calls not tied to a model (listing models), where every key may be used.
     pub model: Option<&'a str>,
-    pub operation: heimdall_providers::Operation,
-    pub headers: http::HeaderMap,
-    pub body: Option<bytes::Bytes>,
+    pub operation: Operation,
+    pub stream: bool,
+    pub body: Option<Bytes>,
+    /// Client headers the provider may forward.
+    pub forward_headers: &'a HeaderMap,
+    /// Errors keep the upstream's own body for the client.
+    pub pass_through: bool,
 }
 
-impl<'a> Call<'a> {
-    pub fn new(
-        provider: &'a ProviderConfig,
-        model: Option<&'a str>,
-        operation: heimdall_providers::Operation,
-        headers: http::HeaderMap,
-        body: Option<bytes::Bytes>,
-    ) -> Self {
-        Self {
-            provider,
-            model,
-            operation,
-            headers,
-            body,
-        }
-    }
-}
-
-/// A 2xx response and the key that produced it (needed to scrub later stream errors).
+/// A 2xx response, the key that produced it (needed to scrub later stream errors) and the
+/// attempt's deadline (a non-streaming body must be read before it).
 pub(crate) struct Answer<'a> {
     pub response: UpstreamResponse,
     pub key: &'a KeyConfig,
+    pub deadline: Instant,
 }
 
 /// Sends `call`, retrying retryable failures up to `max_retries` times with exponential
-/// backoff and jitter. Failures tied to a key (401/402/403/429) move on to another key when
-/// there is one.
+/// backoff and jitter, or after the upstream's `retry-after` when it asks for longer (up to
+/// the configured maximum backoff). Failures tied to a key (401/402/403/429) move on to
+/// another key when there is one, at once.
 pub(crate) async fn send<'a>(
     client: &UpstreamClient,
     call: Call<'a>,
@@ -62,44 +54,106 @@ pub(crate) async fn send<'a>(
             .map_or_else(String::new, |m| format!(" for model `{m}`"));
         return Err(GatewayError::invalid_request(format!(
             "no {} key is configured{what}",
-            p.kind.name()
+            p.name
         )));
     }
+    let model = call.model.unwrap_or_default();
     let mut attempt = 0u32;
     loop {
         let key = pick_weighted(&candidates);
-        let request = UpstreamRequest {
-            provider: p.kind,
-            operation: call.operation,
-            base_url: &p.base_url,
-            key: key.value.expose(),
-            extra_headers: &p.extra_headers,
-            headers: call.headers.clone(),
-            body: call.body.clone(),
-            first_byte_timeout: p.request_timeout,
-        };
-        let err = match client.send(request).await {
-            Ok(response) => return Ok(Answer { response, key }),
+        let deadline = Instant::now() + p.request_timeout;
+        let err = match try_once(client, &call, model, key, deadline).await {
+            Ok(response) => {
+                return Ok(Answer {
+                    response,
+                    key,
+                    deadline,
+                });
+            }
             Err(err) => err,
         };
+        let to_gateway = |err: &ProviderError| {
+            GatewayError::from_provider(err, key.value.expose(), call.pass_through)
+        };
         if attempt >= p.max_retries || !(err.is_retryable() || err.is_key_specific()) {
-            return Err(GatewayError::from_provider(&err, key.value.expose()));
+            return Err(to_gateway(&err));
         }
         attempt += 1;
-        tracing::warn!(provider = p.kind.name(), key = %key.name, attempt, error = %err, "upstream attempt failed; retrying");
-        if err.is_key_specific() && candidates.len() > 1 {
+        let other_key = err.is_key_specific() && candidates.len() > 1;
+        if other_key {
             candidates.retain(|k| !std::ptr::eq(*k, key));
         }
-        if !matches!(
+        let wait = if other_key {
+            // Another key is not limited by this key's rate limit or credentials.
+            Duration::ZERO
+        } else if matches!(
             err,
             ProviderError::Status {
                 status: 401..=403,
                 ..
             }
         ) {
-            tokio::time::sleep(backoff(p, attempt)).await;
-        }
+            Duration::ZERO
+        } else {
+            let asked = retry_after(&err);
+            if asked.is_some_and(|a| a > p.retry_backoff_max) {
+                // Waiting longer than the configured maximum would hold the client past what
+                // the operator allowed; the upstream's answer goes back as it is.
+                return Err(to_gateway(&err));
+            }
+            asked.unwrap_or_default().max(backoff(p, attempt))
+        };
+        tracing::warn!(provider = %p.name, key = %key.name, attempt, wait_ms = wait.as_millis() as u64, error = %err, "upstream attempt failed; retrying");
+        tokio::time::sleep(wait).await;
     }
+}
+
+async fn try_once(
+    client: &UpstreamClient,
+    call: &Call<'_>,
+    model: &str,
+    key: &KeyConfig,
+    deadline: Instant,
+) -> Result<UpstreamResponse, ProviderError> {
+    let p = call.provider;
+    let mut request = p.provider.prepare(
+        call.operation,
+        model,
+        call.stream,
+        call.body.clone(),
+        call.forward_headers,
+    )?;
+    for (name, value) in &p.extra_headers {
+        request.headers.insert(name.clone(), value.clone());
+    }
+    p.provider
+        .authorize(&mut request, key.value.expose())
+        .await?;
+    client
+        .send(
+            request,
+            &p.name,
+            deadline.saturating_duration_since(Instant::now()),
+        )
+        .await
+}
+
+/// The upstream's `retry-after` (seconds) or `retry-after-ms`, when it sent one.
+fn retry_after(err: &ProviderError) -> Option<Duration> {
+    let ProviderError::Status { headers, .. } = err else {
+        return None;
+    };
+    let number = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|v| v.is_finite() && *v >= 0.0)
+    };
+    number("retry-after-ms")
+        .map(|ms| ms / 1000.0)
+        .or_else(|| number("retry-after"))
+        .map(|s| Duration::from_secs_f64(s.min(1e6)))
 }
 
 /// Weighted random choice; all-zero weights fall back to a uniform choice.
@@ -122,7 +176,7 @@ fn pick_weighted<'a>(keys: &[&'a KeyConfig]) -> &'a KeyConfig {
 fn backoff(p: &ProviderConfig, attempt: u32) -> Duration {
     let base = p
         .retry_backoff_initial
-        .saturating_mul(1u32 << (attempt - 1).min(16))
+        .saturating_mul(1u32 << (attempt.saturating_sub(1)).min(16))
         .min(p.retry_backoff_max);
     base.mul_f64(rand::rng().random_range(0.8..1.2))
 }
@@ -151,5 +205,37 @@ mod tests {
         assert!((2700..3300).contains(&picked_a), "{picked_a}");
         let z = key("z", 0.0);
         assert_eq!(pick_weighted(&[&z]).name, "z");
+    }
+
+    #[test]
+    fn reads_retry_after() {
+        let status = |pairs: &[(&'static str, &'static str)]| {
+            let mut headers = HeaderMap::new();
+            for (k, v) in pairs {
+                headers.insert(*k, http::HeaderValue::from_static(v));
+            }
+            ProviderError::Status {
+                provider: "p".into(),
+                status: 429,
+                headers: Box::new(headers),
+                body: Bytes::new(),
+            }
+        };
+        assert_eq!(
+            retry_after(&status(&[("retry-after", "30")])),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            retry_after(&status(&[
+                ("retry-after", "30"),
+                ("retry-after-ms", "1500")
+            ])),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            retry_after(&status(&[("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT")])),
+            None
+        );
+        assert_eq!(retry_after(&status(&[])), None);
     }
 }

@@ -6,9 +6,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
-use heimdall_providers::ProviderKind;
+use heimdall_providers::{ClientOptions, Provider, ProviderFactory, ProviderSettings};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 
@@ -55,12 +56,14 @@ pub struct KeyConfig {
     pub weight: f64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ProviderConfig {
-    pub kind: ProviderKind,
+    /// The name it is configured under: the key under `providers`, and the model prefix.
+    pub name: String,
+    pub provider: Arc<dyn Provider>,
+    /// The environment variable that would enable it on a zero-config start.
+    pub env_var: &'static str,
     pub keys: Vec<KeyConfig>,
-    /// Root URL without a version path; the provider appends `/v1/...`.
-    pub base_url: String,
     pub extra_headers: HeaderMap,
     /// Non-streaming: the whole exchange; streaming: until the response headers arrive.
     pub request_timeout: Duration,
@@ -71,12 +74,32 @@ pub struct ProviderConfig {
     pub retry_backoff_max: Duration,
 }
 
+impl fmt::Debug for ProviderConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProviderConfig")
+            .field("name", &self.name)
+            .field("keys", &self.keys)
+            .field("request_timeout", &self.request_timeout)
+            .field("max_retries", &self.max_retries)
+            .finish_non_exhaustive()
+    }
+}
+
 impl ProviderConfig {
-    fn with_defaults(kind: ProviderKind, keys: Vec<KeyConfig>) -> Self {
+    fn with_defaults(
+        factory: &ProviderFactory,
+        base_url: Option<String>,
+        keys: Vec<KeyConfig>,
+    ) -> Self {
+        let settings = ProviderSettings {
+            name: factory.name.to_owned(),
+            base_url: base_url.unwrap_or_else(|| factory.default_base_url.to_owned()),
+        };
         Self {
-            kind,
+            name: factory.name.to_owned(),
+            provider: (factory.build)(settings),
+            env_var: factory.env_var,
             keys,
-            base_url: kind.default_base_url().to_owned(),
             extra_headers: HeaderMap::new(),
             request_timeout: Duration::from_secs(DEFAULT_REQUEST_TIMEOUT_S),
             stream_idle_timeout: Duration::from_secs(DEFAULT_STREAM_IDLE_TIMEOUT_S),
@@ -93,41 +116,64 @@ const DEFAULT_STREAM_IDLE_TIMEOUT_S: u64 = 60;
 const DEFAULT_BACKOFF_INITIAL_MS: u64 = 500;
 const DEFAULT_BACKOFF_MAX_MS: u64 = 5_000;
 const DEFAULT_MAX_BODY_MB: u64 = 100;
+/// Heimdall's own settings (not Bifrost's).
+const DEFAULT_MODELS_CACHE_TTL_S: u64 = 300;
+const DEFAULT_MAX_STREAM_EVENT_MB: u64 = 16;
+
+/// Upper bounds of durations read from the file: far beyond any useful value, and small
+/// enough that adding them to an `Instant` cannot overflow.
+const MAX_SECONDS: u64 = 7 * 24 * 3600;
+const MAX_MILLIS: u64 = MAX_SECONDS * 1000;
+const MAX_RETRIES: u32 = 100;
+const MAX_MB: u64 = 64 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Enabled providers in a stable order.
     pub providers: Vec<ProviderConfig>,
     pub max_request_body_bytes: usize,
+    /// How long a merged model listing is reused before the providers are asked again.
+    pub models_cache_ttl: Duration,
+    /// Largest single upstream stream event; a bigger one ends the stream with an error.
+    pub max_stream_event_bytes: usize,
+    /// Settings of the shared upstream connection pool.
+    pub upstream_client: ClientOptions,
     /// Human-readable notes about accepted-but-unsupported settings, logged once at start.
     pub warnings: Vec<String>,
 }
 
 impl Config {
-    pub fn provider(&self, kind: ProviderKind) -> Option<&ProviderConfig> {
-        self.providers.iter().find(|p| p.kind == kind)
+    pub fn provider(&self, name: &str) -> Option<&ProviderConfig> {
+        self.providers.iter().find(|p| p.name == name)
+    }
+
+    fn with_providers(providers: Vec<ProviderConfig>) -> Self {
+        Self {
+            providers,
+            max_request_body_bytes: mb(DEFAULT_MAX_BODY_MB),
+            models_cache_ttl: Duration::from_secs(DEFAULT_MODELS_CACHE_TTL_S),
+            max_stream_event_bytes: mb(DEFAULT_MAX_STREAM_EVENT_MB),
+            upstream_client: ClientOptions::default(),
+            warnings: Vec::new(),
+        }
     }
 
     /// Zero-config start: every provider whose standard environment variable is set.
     pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Self {
-        let providers = ProviderKind::ALL
-            .into_iter()
-            .filter_map(|kind| {
-                let value = env(kind.env_var()).filter(|v| !v.trim().is_empty())?;
+        let providers = heimdall_providers::factories()
+            .iter()
+            .filter_map(|factory| {
+                let value = env(factory.env_var).filter(|v| !v.trim().is_empty())?;
                 let key = KeyConfig {
-                    name: kind.env_var().to_owned(),
+                    name: factory.env_var.to_owned(),
                     value: Secret::new(value.trim()),
                     models: ModelFilter::All,
                     weight: 1.0,
                 };
-                Some(ProviderConfig::with_defaults(kind, vec![key]))
+                Some(ProviderConfig::with_defaults(factory, None, vec![key]))
             })
             .collect();
-        Self {
-            providers,
-            max_request_body_bytes: mb(DEFAULT_MAX_BODY_MB),
-            warnings: Vec::new(),
-        }
+        Self::with_providers(providers)
     }
 
     /// Parses a Bifrost-layout `config.json`. `env` resolves `"env.VAR"` values.
@@ -161,29 +207,78 @@ impl Config {
         let deny_empty_models = raw.version.unwrap_or(1) >= 2;
         let mut providers = Vec::new();
         for (name, raw_provider) in raw.providers {
-            let Some(kind) = ProviderKind::from_name(&name) else {
+            let Some(factory) = heimdall_providers::factory(&name) else {
                 warnings.push(format!("provider `{name}` is not supported yet; ignored"));
                 continue;
             };
             providers.push(build_provider(
-                kind,
+                factory,
                 raw_provider,
                 deny_empty_models,
                 env,
                 &mut warnings,
             )?);
         }
-        providers.sort_by_key(|p| p.kind);
-        let max_mb = raw
-            .client
-            .max_request_body_size_mb
-            .unwrap_or(DEFAULT_MAX_BODY_MB);
-        Ok(Self {
-            providers,
-            max_request_body_bytes: mb(max_mb),
-            warnings,
-        })
+        // Registry order, so listings and logs are stable.
+        let order = |p: &ProviderConfig| {
+            heimdall_providers::factories()
+                .iter()
+                .position(|f| f.name == p.name)
+        };
+        providers.sort_by_key(order);
+        let mut config = Self::with_providers(providers);
+        let client = raw.client;
+        if let Some(v) = client.max_request_body_size_mb {
+            config.max_request_body_bytes =
+                mb(in_range("client.max_request_body_size_mb", v, 1, MAX_MB)?);
+        }
+        if let Some(v) = client.models_cache_ttl_seconds {
+            config.models_cache_ttl = Duration::from_secs(in_range(
+                "client.models_cache_ttl_seconds",
+                v,
+                0,
+                MAX_SECONDS,
+            )?);
+        }
+        if let Some(v) = client.max_stream_event_size_mb {
+            config.max_stream_event_bytes =
+                mb(in_range("client.max_stream_event_size_mb", v, 1, MAX_MB)?);
+        }
+        if let Some(v) = client.upstream_pool_idle_timeout_seconds {
+            config.upstream_client.pool_idle_timeout = Duration::from_secs(in_range(
+                "client.upstream_pool_idle_timeout_seconds",
+                v,
+                1,
+                MAX_SECONDS,
+            )?);
+        }
+        if let Some(v) = client.upstream_connect_timeout_seconds {
+            config.upstream_client.connect_timeout = Duration::from_secs(in_range(
+                "client.upstream_connect_timeout_seconds",
+                v,
+                1,
+                MAX_SECONDS,
+            )?);
+        }
+        config.warnings = warnings;
+        Ok(config)
     }
+}
+
+/// `value` if it lies in `min..=max`, else an error naming the JSON path.
+fn in_range<T: PartialOrd + fmt::Display + Copy>(
+    path: &str,
+    value: T,
+    min: T,
+    max: T,
+) -> Result<T, ConfigError> {
+    if value < min || value > max {
+        return Err(ConfigError {
+            path: path.to_owned(),
+            message: format!("{value} is out of range (allowed: {min} to {max})"),
+        });
+    }
+    Ok(value)
 }
 
 fn mb(n: u64) -> usize {
@@ -199,13 +294,13 @@ pub struct ConfigError {
 }
 
 fn build_provider(
-    kind: ProviderKind,
+    factory: &ProviderFactory,
     raw: RawProvider,
     deny_empty_models: bool,
     env: &dyn Fn(&str) -> Option<String>,
     warnings: &mut Vec<String>,
 ) -> Result<ProviderConfig, ConfigError> {
-    let name = kind.name();
+    let name = factory.name;
     let mut keys = Vec::new();
     for (i, k) in raw.keys.into_iter().enumerate() {
         let path = format!("providers.{name}.keys[{i}]");
@@ -246,8 +341,8 @@ fn build_provider(
             weight: k.weight,
         });
     }
-    let mut p = ProviderConfig::with_defaults(kind, keys);
     let net = raw.network_config.unwrap_or_default();
+    let mut base_url = None;
     if let Some(url) = net.base_url.filter(|u| !u.trim().is_empty()) {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(ConfigError {
@@ -255,8 +350,9 @@ fn build_provider(
                 message: format!("`{url}` is not an http(s) URL"),
             });
         }
-        p.base_url = url.trim_end_matches('/').to_owned();
+        base_url = Some(url.trim_end_matches('/').to_owned());
     }
+    let mut p = ProviderConfig::with_defaults(factory, base_url, keys);
     for (header, value) in net.extra_headers.unwrap_or_default() {
         let path = format!("providers.{name}.network_config.extra_headers.{header}");
         let n = HeaderName::from_bytes(header.as_bytes()).map_err(|e| ConfigError {
@@ -269,14 +365,56 @@ fn build_provider(
         })?;
         p.extra_headers.insert(n, v);
     }
-    let secs = |v: Option<u64>, d: Duration| v.filter(|s| *s > 0).map_or(d, Duration::from_secs);
-    let millis =
-        |v: Option<u64>, d: Duration| v.filter(|s| *s > 0).map_or(d, Duration::from_millis);
-    p.request_timeout = secs(net.default_request_timeout_in_seconds, p.request_timeout);
-    p.stream_idle_timeout = secs(net.stream_idle_timeout_in_seconds, p.stream_idle_timeout);
-    p.max_retries = net.max_retries.unwrap_or(0);
-    p.retry_backoff_initial = millis(net.retry_backoff_initial_ms, p.retry_backoff_initial);
-    p.retry_backoff_max = millis(net.retry_backoff_max_ms, p.retry_backoff_max);
+    let at = |field: &str| format!("providers.{name}.network_config.{field}");
+    // Zero means "use the default", as in Bifrost.
+    let secs = |field: &str, v: Option<u64>, d: Duration| -> Result<Duration, ConfigError> {
+        match v.filter(|s| *s > 0) {
+            Some(s) => Ok(Duration::from_secs(in_range(
+                &at(field),
+                s,
+                1,
+                MAX_SECONDS,
+            )?)),
+            None => Ok(d),
+        }
+    };
+    let millis = |field: &str, v: Option<u64>, d: Duration| -> Result<Duration, ConfigError> {
+        match v.filter(|s| *s > 0) {
+            Some(ms) => Ok(Duration::from_millis(in_range(
+                &at(field),
+                ms,
+                1,
+                MAX_MILLIS,
+            )?)),
+            None => Ok(d),
+        }
+    };
+    p.request_timeout = secs(
+        "default_request_timeout_in_seconds",
+        net.default_request_timeout_in_seconds,
+        p.request_timeout,
+    )?;
+    p.stream_idle_timeout = secs(
+        "stream_idle_timeout_in_seconds",
+        net.stream_idle_timeout_in_seconds,
+        p.stream_idle_timeout,
+    )?;
+    p.max_retries = in_range(
+        &at("max_retries"),
+        net.max_retries.unwrap_or(0),
+        0,
+        MAX_RETRIES,
+    )?;
+    p.retry_backoff_initial = millis(
+        "retry_backoff_initial_ms",
+        net.retry_backoff_initial_ms,
+        p.retry_backoff_initial,
+    )?;
+    p.retry_backoff_max = millis(
+        "retry_backoff_max_ms",
+        net.retry_backoff_max_ms,
+        p.retry_backoff_max,
+    )?;
     if p.keys.is_empty() {
         warnings.push(format!(
             "provider `{name}` has no usable keys; requests to it will fail"
@@ -300,6 +438,10 @@ struct RawConfig {
 #[derive(Deserialize, Default)]
 struct RawClient {
     max_request_body_size_mb: Option<u64>,
+    models_cache_ttl_seconds: Option<u64>,
+    max_stream_event_size_mb: Option<u64>,
+    upstream_pool_idle_timeout_seconds: Option<u64>,
+    upstream_connect_timeout_seconds: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -362,8 +504,7 @@ mod tests {
             &env,
         )
         .unwrap();
-        let p = cfg.provider(ProviderKind::OpenAi).unwrap();
-        assert_eq!(p.base_url, "http://127.0.0.1:9");
+        let p = cfg.provider("openai").unwrap();
         assert_eq!(p.keys.len(), 1);
         assert_eq!(p.keys[0].value.expose(), "sk-from-env");
         assert!(p.keys[0].models.allows("gpt-4o-mini") && !p.keys[0].models.allows("gpt-4o"));
@@ -403,6 +544,39 @@ mod tests {
     }
 
     #[test]
+    fn huge_values_are_refused_with_their_path() {
+        for (field, path) in [
+            (
+                r#""network_config":{"stream_idle_timeout_in_seconds":18446744073709551615}"#,
+                "providers.openai.network_config.stream_idle_timeout_in_seconds",
+            ),
+            (
+                r#""network_config":{"retry_backoff_max_ms":18446744073709551000}"#,
+                "providers.openai.network_config.retry_backoff_max_ms",
+            ),
+            (
+                r#""network_config":{"default_request_timeout_in_seconds":9999999999}"#,
+                "providers.openai.network_config.default_request_timeout_in_seconds",
+            ),
+            (
+                r#""network_config":{"max_retries":4000000000}"#,
+                "providers.openai.network_config.max_retries",
+            ),
+        ] {
+            let text = format!(r#"{{"providers":{{"openai":{{"keys":[],{field}}}}}}}"#);
+            let e = Config::from_json(&text, &env).unwrap_err();
+            assert_eq!(e.path, path, "{e}");
+            assert!(e.message.contains("out of range"), "{e}");
+        }
+        let e = Config::from_json(
+            r#"{"client":{"max_request_body_size_mb":18446744073709551615}}"#,
+            &env,
+        )
+        .unwrap_err();
+        assert_eq!(e.path, "client.max_request_body_size_mb");
+    }
+
+    #[test]
     fn model_lists_follow_the_config_version() {
         let v1 = Config::from_json(
             r#"{"providers":{"openai":{"keys":[{"value":"k","models":[]}]}}}"#,
@@ -422,6 +596,6 @@ mod tests {
     fn env_start_enables_providers_with_keys() {
         let cfg = Config::from_env(&|v| (v == "OPENAI_API_KEY").then(|| "sk".to_owned()));
         assert_eq!(cfg.providers.len(), 1);
-        assert_eq!(cfg.providers[0].kind, ProviderKind::OpenAi);
+        assert_eq!(cfg.providers[0].name, "openai");
     }
 }

@@ -1,9 +1,11 @@
-//! The gateway's failure type: an Anthropic error type, the status to answer with, and a
-//! message that is safe to show the client.
+//! The gateway's failure type: an error kind, the status to answer with, and a message that
+//! is safe to show the client. Front doors turn it into their own error shape.
 
+use bytes::Bytes;
+use heimdall_protocol::dialect::TranslateError;
 use heimdall_protocol::error::{ErrorType, classify_upstream, parse_upstream_error};
 use heimdall_providers::ProviderError;
-use http::HeaderValue;
+use http::{HeaderMap, HeaderValue};
 
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{kind:?} ({status}): {message}")]
@@ -11,8 +13,20 @@ pub struct GatewayError {
     pub status: u16,
     pub kind: ErrorType,
     pub message: String,
-    /// Forwarded to the client on 429/529 so SDK retry logic waits as the upstream asked.
+    /// Forwarded to the client so SDK retry logic waits as the upstream asked.
     pub retry_after: Option<HeaderValue>,
+    /// On the pass-through path, the upstream's own answer, to return unmodified: clients
+    /// such as Claude Code match on an Anthropic upstream's error wording to recover.
+    pub upstream: Option<Box<UpstreamAnswer>>,
+}
+
+/// An upstream error answer as the client should receive it.
+#[derive(Debug, Clone)]
+pub struct UpstreamAnswer {
+    /// Headers worth keeping (`content-type`, `retry-after`, `x-should-retry`).
+    pub headers: HeaderMap,
+    /// The body, with the provider key scrubbed.
+    pub body: Bytes,
 }
 
 impl GatewayError {
@@ -22,6 +36,7 @@ impl GatewayError {
             kind,
             message: message.into(),
             retry_after: None,
+            upstream: None,
         }
     }
 
@@ -33,14 +48,25 @@ impl GatewayError {
         Self::new(ErrorType::NotFoundError, message)
     }
 
+    /// Heimdall's own failure: a 500 `api_error`, never blamed on the client.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorType::ApiError, message)
+    }
+
+    fn with_status(mut self, status: u16) -> Self {
+        self.status = status;
+        self
+    }
+
     /// Translates an upstream failure, keeping the upstream status. `secret` is the key used
-    /// for the call: it is scrubbed from anything the upstream echoed back.
-    pub fn from_provider(err: &ProviderError, secret: &str) -> Self {
+    /// for the call: it is scrubbed from anything the upstream echoed back. With
+    /// `pass_through`, the upstream's error body is kept for the client as it came.
+    pub fn from_provider(err: &ProviderError, secret: &str, pass_through: bool) -> Self {
         match err {
             ProviderError::Status {
                 provider,
                 status,
-                retry_after,
+                headers,
                 body,
             } => {
                 let parsed = parse_upstream_error(body);
@@ -56,22 +82,30 @@ impl GatewayError {
                     status: *status,
                     kind,
                     message: scrub(&detail, secret),
-                    retry_after: retry_after.clone(),
+                    retry_after: headers.get(http::header::RETRY_AFTER).cloned(),
+                    upstream: pass_through.then(|| {
+                        Box::new(UpstreamAnswer {
+                            headers: HeaderMap::clone(headers),
+                            body: scrub_bytes(body, secret),
+                        })
+                    }),
                 }
             }
             ProviderError::Timeout { .. } => {
-                let mut e = Self::new(ErrorType::TimeoutError, err.to_string());
-                e.status = 504;
-                e
+                Self::new(ErrorType::TimeoutError, err.to_string()).with_status(504)
             }
             ProviderError::Connect { .. } | ProviderError::Transport { .. } => {
-                let mut e = Self::new(ErrorType::ApiError, scrub(&err.to_string(), secret));
-                e.status = 502;
-                e
+                Self::new(ErrorType::ApiError, scrub(&err.to_string(), secret)).with_status(502)
             }
-            ProviderError::InvalidKey { .. } => Self::new(ErrorType::ApiError, err.to_string()),
+            ProviderError::InvalidKey { .. } => Self::internal(err.to_string()),
             ProviderError::Unsupported { .. } => Self::invalid_request(err.to_string()),
         }
+    }
+}
+
+impl From<TranslateError> for GatewayError {
+    fn from(e: TranslateError) -> Self {
+        GatewayError::new(e.error_type(), e.message())
     }
 }
 
@@ -84,22 +118,40 @@ pub(crate) fn scrub(text: &str, secret: &str) -> String {
     }
 }
 
+/// [`scrub`] for raw bytes; copies only when the key occurs.
+pub(crate) fn scrub_bytes(bytes: &Bytes, secret: &str) -> Bytes {
+    if secret.len() < 4 || memchr::memmem::find(bytes, secret.as_bytes()).is_none() {
+        return bytes.clone();
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut rest = &bytes[..];
+    while let Some(i) = memchr::memmem::find(rest, secret.as_bytes()) {
+        out.extend_from_slice(&rest[..i]);
+        out.extend_from_slice(b"***");
+        rest = &rest[i + secret.len()..];
+    }
+    out.extend_from_slice(rest);
+    Bytes::from(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
 
     #[test]
     fn keeps_status_and_scrubs_key() {
         let err = ProviderError::Status {
-            provider: "openai",
+            provider: "openai".into(),
             status: 401,
-            retry_after: None,
+            headers: Box::default(),
             body: Bytes::from_static(br#"{"error":{"message":"Incorrect API key provided: sk-secret-1","type":"invalid_request_error"}}"#),
         };
-        let g = GatewayError::from_provider(&err, "sk-secret-1");
+        let g = GatewayError::from_provider(&err, "sk-secret-1", true);
         assert_eq!(g.status, 401);
         assert_eq!(g.kind, ErrorType::AuthenticationError);
         assert!(!g.message.contains("sk-secret-1"), "{}", g.message);
+        let body = g.upstream.unwrap().body;
+        assert!(memchr::memmem::find(&body, b"sk-secret-1").is_none());
+        assert!(memchr::memmem::find(&body, b"Incorrect API key provided: ***").is_some());
     }
 }

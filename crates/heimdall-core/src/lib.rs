@@ -1,20 +1,27 @@
-//! Routing, credentials, retries and the request pipeline.
+//! The exchange: routing, credentials, retries, policy and records around one request path
+//! that every front door and every upstream dialect shares.
 //!
-//! **Architecture invariant:** this crate knows no HTTP server framework and no client-facing
-//! status handling beyond [`GatewayError`]'s `status`/`kind`; it never awaits a database on
-//! the request path (configuration is an in-memory snapshot).
+//! **Architecture invariant:** this crate knows no HTTP server framework and no wire dialect:
+//! it works through the protocol crate's traits and decides pass-through by dialect equality.
+//! It never awaits a database on the request path (configuration is an in-memory snapshot).
 
 mod attempt;
 pub mod config;
+mod context;
 mod error;
-mod gateway;
+mod exchange;
 mod models;
+mod policy;
 mod record;
 mod route;
 mod stream;
 mod tokens;
 
-pub use error::GatewayError;
-pub use gateway::{ClientRequest, DEFAULT_ANTHROPIC_VERSION, Gateway, Reply};
+pub use context::RequestContext;
+pub use error::{GatewayError, UpstreamAnswer};
+pub use exchange::{Gateway, Reply};
 pub use models::ModelsQuery;
+pub use policy::{Admission, AllowAll, Plan, Policy};
+pub use record::{LogSink, Outcome, RecordSink, RequestRecord};
 pub use stream::BodyStream;
+pub use tokens::{BYTES_PER_TOKEN, MAX_TOKENIZED_BYTES};

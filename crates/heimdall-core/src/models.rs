@@ -1,17 +1,30 @@
-//! `GET /v1/models`: the configured providers' models in Anthropic's list format with its
+//! Model listings: the configured providers' models in the front door's list format, with
 //! cursor pagination. Ids are what a client puts in `model`: `openai/gpt-4o-mini`, and bare
-//! `claude-…` for Anthropic (no prefix means Anthropic), so Anthropic-native clients see the ids
-//! they know.
+//! `claude-…` for the default provider, so Anthropic-native clients see the ids they know.
+//!
+//! Upstream listings are asked concurrently, each bounded by its provider's request timeout;
+//! a provider that fails or stalls contributes only the models its keys name. The merged list
+//! is cached for `client.models_cache_ttl_seconds` (a list missing a provider for a short
+//! while only), and one refresh runs at a time.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::join_all;
-use heimdall_providers::{Operation, ProviderKind};
-use serde::{Deserialize, Serialize};
+use heimdall_protocol::dialect::{ModelInfo, ModelPage};
+use heimdall_providers::Operation;
+use http::HeaderMap;
+use serde::Deserialize;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
 
 use crate::attempt::{self, Call};
 use crate::config::{ModelFilter, ProviderConfig};
+use crate::context::RequestContext;
 use crate::error::GatewayError;
-use crate::gateway::{DEFAULT_ANTHROPIC_VERSION, Gateway};
+use crate::exchange::{Gateway, read_body};
+use crate::route::{DEFAULT_PROVIDER, split_model};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct ModelsQuery {
@@ -20,73 +33,80 @@ pub struct ModelsQuery {
     pub before_id: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct ModelInfo {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    pub id: String,
-    pub display_name: String,
-    pub created_at: String,
-}
-
-#[derive(Serialize)]
-struct Page<'a> {
-    data: &'a [ModelInfo],
-    has_more: bool,
-    first_id: Option<&'a str>,
-    last_id: Option<&'a str>,
-}
-
 const DEFAULT_LIMIT: u32 = 20;
 const MAX_LIMIT: u32 = 1000;
+/// How long a listing that lacks a failed provider is reused.
+const DEGRADED_TTL: Duration = Duration::from_secs(10);
+
+/// The merged listing and when it stops being fresh.
+#[derive(Default)]
+pub(crate) struct ModelsCache(Mutex<Option<(Instant, Arc<Vec<ModelInfo>>)>>);
 
 impl Gateway {
-    pub async fn list_models(&self, q: &ModelsQuery) -> Result<Bytes, GatewayError> {
-        let all = self.catalog().await;
+    pub async fn list_models(
+        &self,
+        ctx: &RequestContext,
+        q: &ModelsQuery,
+    ) -> Result<Bytes, GatewayError> {
         let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
         if !(1..=MAX_LIMIT).contains(&limit) {
             return Err(GatewayError::invalid_request(format!(
                 "limit: Input should be between 1 and {MAX_LIMIT}"
             )));
         }
+        let all = self.catalog().await;
         let (data, has_more) = paginate(&all, q, limit as usize)?;
-        let page = Page {
-            data,
-            has_more,
-            first_id: data.first().map(|m| m.id.as_str()),
-            last_id: data.last().map(|m| m.id.as_str()),
-        };
-        to_json(&page)
+        Ok(Bytes::from(
+            ctx.front_door
+                .encode_model_page(ModelPage { data, has_more }),
+        ))
     }
 
     /// One model, answered under the id the client asked for (`anthropic/claude-x` and
     /// `claude-x` name the same model).
-    pub async fn get_model(&self, id: &str) -> Result<Bytes, GatewayError> {
-        let (kind, name) = crate::route::split_model(id)?;
-        let wanted = client_id(kind, name);
+    pub async fn get_model(&self, ctx: &RequestContext, id: &str) -> Result<Bytes, GatewayError> {
+        let (provider, name) = split_model(id)?;
+        let wanted = client_id(provider, name);
         let all = self.catalog().await;
         let mut found = all
-            .into_iter()
+            .iter()
             .find(|m| m.id == wanted)
+            .cloned()
             .ok_or_else(|| GatewayError::not_found(format!("model `{id}` not found")))?;
-        found.id = id.to_owned();
-        to_json(&found)
+        id.clone_into(&mut found.id);
+        Ok(Bytes::from(ctx.front_door.encode_model(&found)))
     }
 
-    async fn catalog(&self) -> Vec<ModelInfo> {
+    async fn catalog(&self) -> Arc<Vec<ModelInfo>> {
+        let mut cached = self.models.0.lock().await;
+        if let Some((fresh_until, list)) = cached.as_ref()
+            && Instant::now() < *fresh_until
+        {
+            return Arc::clone(list);
+        }
         let config = self.config();
         let lists = join_all(config.providers.iter().map(|p| self.provider_models(p))).await;
-        lists.into_iter().flatten().collect()
+        let complete = lists.iter().all(|(_, ok)| *ok);
+        let list: Arc<Vec<ModelInfo>> =
+            Arc::new(lists.into_iter().flat_map(|(models, _)| models).collect());
+        let ttl = if complete {
+            config.models_cache_ttl
+        } else {
+            config.models_cache_ttl.min(DEGRADED_TTL)
+        };
+        *cached = Some((Instant::now() + ttl, Arc::clone(&list)));
+        list
     }
 
-    async fn provider_models(&self, p: &ProviderConfig) -> Vec<ModelInfo> {
+    /// The provider's models, and whether its upstream listing (if asked) succeeded.
+    async fn provider_models(&self, p: &ProviderConfig) -> (Vec<ModelInfo>, bool) {
         let explicit = explicit_models(p);
         // Keys that all name their models say everything there is to list.
         if p.keys
             .iter()
             .all(|k| matches!(k.models, ModelFilter::Only(_)))
         {
-            return explicit;
+            return (explicit, true);
         }
         match self.upstream_models(p).await {
             Ok(mut list) => {
@@ -95,39 +115,45 @@ impl Gateway {
                         list.push(m);
                     }
                 }
-                list
+                (list, true)
             }
             Err(e) => {
-                tracing::warn!(provider = p.kind.name(), error = %e.message, "could not list upstream models");
-                explicit
+                tracing::warn!(provider = %p.name, error = %e.message, "could not list upstream models");
+                (explicit, false)
             }
         }
     }
 
     async fn upstream_models(&self, p: &ProviderConfig) -> Result<Vec<ModelInfo>, GatewayError> {
-        let mut headers = http::HeaderMap::new();
-        if p.kind == ProviderKind::Anthropic {
-            headers.insert(
-                "anthropic-version",
-                http::HeaderValue::from_static(DEFAULT_ANTHROPIC_VERSION),
-            );
-        }
+        let no_client_headers = HeaderMap::new();
         let answer = attempt::send(
             self.client(),
-            Call::new(p, None, Operation::ListModels, headers, None),
+            Call {
+                provider: p,
+                model: None,
+                operation: Operation::ListModels,
+                stream: false,
+                body: None,
+                forward_headers: &no_client_headers,
+                pass_through: false,
+            },
         )
         .await?;
-        let body = answer
-            .response
-            .bytes()
-            .await
-            .map_err(|e| GatewayError::from_provider(&e, answer.key.value.expose()))?;
-        parse_upstream_list(p.kind, &body).ok_or_else(|| {
-            GatewayError::invalid_request(format!(
-                "{} returned an unreadable model list",
-                p.kind.name()
-            ))
-        })
+        let body = read_body(answer, p).await?;
+        let list = p
+            .provider
+            .dialect("")
+            .decode_model_list(&body)
+            .ok_or_else(|| {
+                GatewayError::internal(format!("{} returned an unreadable model list", p.name))
+            })?;
+        Ok(list
+            .into_iter()
+            .map(|mut m| {
+                m.id = client_id(&p.name, &m.id);
+                m
+            })
+            .collect())
     }
 }
 
@@ -136,9 +162,13 @@ fn explicit_models(p: &ProviderConfig) -> Vec<ModelInfo> {
     for k in &p.keys {
         if let ModelFilter::Only(list) = &k.models {
             for m in list {
-                let id = client_id(p.kind, m);
+                let id = client_id(&p.name, m);
                 if !out.iter().any(|x| x.id == id) {
-                    out.push(info(id, m.clone(), 0));
+                    out.push(ModelInfo {
+                        id,
+                        display_name: m.clone(),
+                        created_at: heimdall_protocol::time::rfc3339(0),
+                    });
                 }
             }
         }
@@ -146,53 +176,13 @@ fn explicit_models(p: &ProviderConfig) -> Vec<ModelInfo> {
     out
 }
 
-/// The id a client uses to route to `model` on `kind`.
-fn client_id(kind: ProviderKind, model: &str) -> String {
-    if kind == ProviderKind::Anthropic {
+/// The id a client uses to route to `model` on `provider`.
+fn client_id(provider: &str, model: &str) -> String {
+    if provider == DEFAULT_PROVIDER {
         model.to_owned()
     } else {
-        format!("{}/{model}", kind.name())
+        format!("{provider}/{model}")
     }
-}
-
-fn info(id: String, display_name: String, created_unix: i64) -> ModelInfo {
-    ModelInfo {
-        kind: "model",
-        id,
-        display_name,
-        created_at: rfc3339(created_unix),
-    }
-}
-
-fn parse_upstream_list(kind: ProviderKind, body: &[u8]) -> Option<Vec<ModelInfo>> {
-    #[derive(Deserialize)]
-    struct List {
-        data: Vec<Item>,
-    }
-    #[derive(Deserialize)]
-    struct Item {
-        id: String,
-        display_name: Option<String>,
-        created_at: Option<String>,
-        created: Option<i64>,
-    }
-    let list: List = serde_json::from_slice(body).ok()?;
-    Some(
-        list.data
-            .into_iter()
-            .map(|m| {
-                let mut i = info(
-                    client_id(kind, &m.id),
-                    m.display_name.unwrap_or_else(|| m.id.clone()),
-                    m.created.unwrap_or(0),
-                );
-                if let Some(c) = m.created_at {
-                    i.created_at = c;
-                }
-                i
-            })
-            .collect(),
-    )
 }
 
 fn paginate<'a>(
@@ -218,48 +208,18 @@ fn paginate<'a>(
     Ok((&all[start..end], end < all.len()))
 }
 
-fn to_json<T: Serialize>(v: &T) -> Result<Bytes, GatewayError> {
-    serde_json::to_vec(v)
-        .map(Bytes::from)
-        .map_err(|e| GatewayError::invalid_request(e.to_string()))
-}
-
-/// Seconds since the Unix epoch as `YYYY-MM-DDTHH:MM:SSZ` (civil-from-days, proleptic Gregorian).
-fn rfc3339(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn dates() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_730_000_000), "2024-10-27T03:33:20Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-    }
-
-    #[test]
     fn pages_by_cursor() {
         let all: Vec<_> = (0..5)
-            .map(|i| info(format!("p/m{i}"), String::new(), 0))
+            .map(|i| ModelInfo {
+                id: format!("p/m{i}"),
+                display_name: String::new(),
+                created_at: String::new(),
+            })
             .collect();
         let q = |a: Option<&str>, b: Option<&str>| ModelsQuery {
             limit: None,

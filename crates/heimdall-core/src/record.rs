@@ -1,57 +1,81 @@
-//! The per-request record: what was asked, where it went, what it cost, how it ended.
-//! It is written to the log when dropped, so a request cancelled by a disconnecting client is
-//! recorded too. (Request logs in a store and metrics build on this in later work.)
+//! The per-request record, its sink, and the guard that hands it over exactly once, whether
+//! the request succeeded, failed, was refused before routing, or was cancelled by a client
+//! that left mid-stream.
 
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::Duration;
 
-use heimdall_protocol::usage::Usage;
+use heimdall_protocol::canonical::Usage;
+use heimdall_protocol::dialect::Endpoint;
+use heimdall_protocol::error::ErrorType;
+
+use crate::context::RequestContext;
+use crate::error::GatewayError;
+use crate::policy::{Admission, Policy};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// Still running; at drop time this means the client went away.
-    Pending,
+    /// Still running; at hand-over this means the client went away.
+    Cancelled,
     Success,
-    Failed(u16),
-    /// The stream had started, then broke.
-    StreamError,
+    /// Answered with an error status before any byte of an answer.
+    Failed {
+        status: u16,
+        kind: ErrorType,
+    },
+    /// The stream had started, then ended with an error event.
+    StreamError {
+        kind: ErrorType,
+    },
 }
 
-#[derive(Debug)]
+/// What happened to one request.
+#[derive(Debug, Clone)]
 pub struct RequestRecord {
     pub request_id: String,
-    pub provider: &'static str,
-    pub model: String,
+    pub endpoint: Endpoint,
+    /// The front door's dialect name.
+    pub front_door: &'static str,
+    /// The configured provider, once routing got that far.
+    pub provider: Option<String>,
+    /// The model as the client named it, once read.
+    pub model: Option<String>,
+    /// The name (never the value) of the key that answered.
+    pub key_name: Option<String>,
     pub stream: bool,
+    pub pass_through: bool,
     pub usage: Usage,
+    pub stop_reason: Option<String>,
     pub outcome: Outcome,
-    started: Instant,
+    pub error_message: Option<String>,
+    pub latency: Duration,
 }
 
-impl RequestRecord {
-    pub fn new(request_id: &str, provider: &'static str, model: &str, stream: bool) -> Self {
-        Self {
-            request_id: request_id.to_owned(),
-            provider,
-            model: model.to_owned(),
-            stream,
-            usage: Usage::default(),
-            outcome: Outcome::Pending,
-            started: Instant::now(),
-        }
-    }
+/// Where finished records go. Implementations must not block: a store queues records on a
+/// bounded channel and counts what it drops.
+pub trait RecordSink: Send + Sync {
+    fn record(&self, record: RequestRecord);
 }
 
-impl Drop for RequestRecord {
-    fn drop(&mut self) {
-        let elapsed_ms = self.started.elapsed().as_secs_f64() * 1e3;
-        let u = self.usage;
+/// Writes each record as one structured log line; client-supplied strings are passed as
+/// field values, which the log formatter escapes.
+pub struct LogSink;
+
+impl RecordSink for LogSink {
+    fn record(&self, r: RequestRecord) {
+        let elapsed_ms = r.latency.as_secs_f64() * 1e3;
+        let u = r.usage;
+        let provider = r.provider.as_deref().unwrap_or("-");
+        let model = r.model.as_deref().unwrap_or("-");
+        let key = r.key_name.as_deref().unwrap_or("-");
         macro_rules! emit {
             ($level:ident, $msg:literal, $outcome:expr) => {
                 tracing::$level!(
-                    request_id = %self.request_id,
-                    provider = self.provider,
-                    model = %self.model,
-                    stream = self.stream,
+                    request_id = %r.request_id,
+                    provider,
+                    model,
+                    key,
+                    stream = r.stream,
                     outcome = $outcome,
                     input_tokens = u.input_tokens,
                     output_tokens = u.output_tokens,
@@ -62,17 +86,90 @@ impl Drop for RequestRecord {
                 )
             };
         }
-        match self.outcome {
+        match r.outcome {
             Outcome::Success => emit!(info, "request completed", "success"),
-            Outcome::Failed(status) => {
-                tracing::info!(request_id = %self.request_id, provider = self.provider, model = %self.model, status, elapsed_ms, "request failed")
+            Outcome::Failed { status, kind } => tracing::info!(
+                request_id = %r.request_id,
+                provider,
+                model,
+                status,
+                error_type = kind.as_str(),
+                error = r.error_message.as_deref().unwrap_or_default(),
+                elapsed_ms,
+                "request failed"
+            ),
+            Outcome::StreamError { .. } => {
+                emit!(warn, "stream ended with an error", "stream_error")
             }
-            Outcome::StreamError => emit!(warn, "stream ended with an error", "stream_error"),
-            Outcome::Pending => emit!(
+            Outcome::Cancelled => emit!(
                 info,
                 "client disconnected; upstream request cancelled",
                 "cancelled"
             ),
         }
+    }
+}
+
+/// Owns a request's record until it is over; on drop it settles the policy and hands the
+/// record to the sink, so no path can skip either.
+pub(crate) struct RecordGuard {
+    pub record: RequestRecord,
+    pub admission: Admission,
+    ctx: Arc<RequestContext>,
+    policy: Arc<dyn Policy>,
+    sink: Arc<dyn RecordSink>,
+}
+
+impl RecordGuard {
+    pub fn new(
+        ctx: Arc<RequestContext>,
+        endpoint: Endpoint,
+        policy: Arc<dyn Policy>,
+        sink: Arc<dyn RecordSink>,
+    ) -> Self {
+        Self {
+            record: RequestRecord {
+                request_id: ctx.request_id.clone(),
+                endpoint,
+                front_door: ctx.front_door.dialect().0,
+                provider: None,
+                model: None,
+                key_name: None,
+                stream: false,
+                pass_through: false,
+                usage: Usage::default(),
+                stop_reason: None,
+                outcome: Outcome::Cancelled,
+                error_message: None,
+                latency: Duration::ZERO,
+            },
+            admission: Admission::default(),
+            ctx,
+            policy,
+            sink,
+        }
+    }
+
+    pub fn fail(&mut self, err: &GatewayError) {
+        self.record.outcome = Outcome::Failed {
+            status: err.status,
+            kind: err.kind,
+        };
+        self.record.error_message = Some(err.message.clone());
+    }
+
+    pub fn stream_failed(&mut self, kind: ErrorType, message: &str) {
+        self.record.outcome = Outcome::StreamError { kind };
+        self.record.error_message = Some(message.to_owned());
+    }
+}
+
+impl Drop for RecordGuard {
+    fn drop(&mut self) {
+        self.record.latency = self.ctx.received.elapsed();
+        let admission = std::mem::take(&mut self.admission);
+        self.policy.settle(&self.ctx, admission, &self.record);
+        let record = self.record.clone();
+        self.sink.record(record);
     }
 }

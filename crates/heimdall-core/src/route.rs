@@ -1,37 +1,48 @@
-//! From the client's `model` to a provider and the model name that provider knows.
-
-use heimdall_providers::ProviderKind;
+//! From the client's `model` to a configured provider and the model name that provider knows.
 
 use crate::config::{Config, ProviderConfig};
 use crate::error::GatewayError;
 
+/// The provider a model routes to when it has no `provider/` prefix.
+pub const DEFAULT_PROVIDER: &str = "anthropic";
+
+/// Where a request goes.
+pub struct Route<'a> {
+    pub provider: &'a ProviderConfig,
+    /// The model as the provider knows it (prefix removed).
+    pub upstream_model: &'a str,
+}
+
 /// `provider/model`, split at the first `/`; no prefix means Anthropic.
-pub fn split_model(model: &str) -> Result<(ProviderKind, &str), GatewayError> {
+pub fn split_model(model: &str) -> Result<(&str, &str), GatewayError> {
     let Some((prefix, rest)) = model.split_once('/') else {
-        return Ok((ProviderKind::Anthropic, model));
+        return Ok((DEFAULT_PROVIDER, model));
     };
-    let kind = ProviderKind::from_name(prefix).ok_or_else(|| {
-        GatewayError::invalid_request(format!(
+    if heimdall_providers::factory(prefix).is_none() {
+        return Err(GatewayError::invalid_request(format!(
             "model `{model}`: unknown provider `{prefix}` (use `provider/model`, e.g. `openai/gpt-4o-mini`)"
-        ))
-    })?;
+        )));
+    }
     if rest.is_empty() {
         return Err(GatewayError::invalid_request(format!(
             "model `{model}`: the model name after `{prefix}/` is empty"
         )));
     }
-    Ok((kind, rest))
+    Ok((prefix, rest))
 }
 
-/// The configured provider for `kind`, or a client error naming it and how to enable it.
-pub fn configured(config: &Config, kind: ProviderKind) -> Result<&ProviderConfig, GatewayError> {
-    config.provider(kind).ok_or_else(|| {
+pub fn resolve<'a>(config: &'a Config, model: &'a str) -> Result<Route<'a>, GatewayError> {
+    let (name, upstream_model) = split_model(model)?;
+    let provider = config.provider(name).ok_or_else(|| {
+        let how = heimdall_providers::factory(name)
+            .map_or_else(String::new, |f| format!("set {} or ", f.env_var));
         GatewayError::invalid_request(format!(
-            "provider `{}` is not configured: set {} or add providers.{} to config.json",
-            kind.name(),
-            kind.env_var(),
-            kind.name()
+            "provider `{name}` is not configured: {how}add providers.{name} to config.json"
         ))
+    })?;
+    Ok(Route {
+        provider,
+        upstream_model,
     })
 }
 
@@ -41,13 +52,10 @@ mod tests {
 
     #[test]
     fn splits_at_first_slash() {
-        assert_eq!(
-            split_model("claude-x").unwrap(),
-            (ProviderKind::Anthropic, "claude-x")
-        );
+        assert_eq!(split_model("claude-x").unwrap(), ("anthropic", "claude-x"));
         assert_eq!(
             split_model("openai/ft:gpt/odd").unwrap(),
-            (ProviderKind::OpenAi, "ft:gpt/odd")
+            ("openai", "ft:gpt/odd")
         );
         assert!(
             split_model("nope/x")
@@ -56,5 +64,15 @@ mod tests {
                 .contains("unknown provider `nope`")
         );
         assert!(split_model("openai/").is_err());
+    }
+
+    #[test]
+    fn unconfigured_providers_say_how_to_enable_them() {
+        let config = Config::from_env(&|_| None);
+        let err = resolve(&config, "openai/gpt-4o-mini").err().unwrap();
+        assert_eq!(
+            err.message,
+            "provider `openai` is not configured: set OPENAI_API_KEY or add providers.openai to config.json"
+        );
     }
 }

@@ -1,95 +1,109 @@
-//! Response streams handed to the server: Anthropic SSE either passed through byte for byte
-//! or produced by a translator from another dialect. Both apply the idle timeout, report a
-//! broken upstream as an in-band `error` event, and keep the usage for the request record.
+//! The stream pump: upstream bytes → framer → (usage tap | decoder → assembler → encoder) →
+//! client bytes. It applies the idle timeout, sends keep-alives during long silences on
+//! translated streams, reports a broken upstream as an in-band error event, and keeps the
+//! request record up to date. Dropping the stream (the client left) drops the upstream
+//! response, which closes that connection and so cancels the upstream request.
 
 use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
-use heimdall_protocol::error::{ErrorType, anthropic_error_body};
-use heimdall_protocol::sse::{SseFramer, write_event};
-use heimdall_protocol::translate::openai_chat::StreamTranslator;
-use heimdall_protocol::usage::AnthropicUsageTap;
+use heimdall_protocol::canonical::{Assembler, Delta, StreamEncoder};
+use heimdall_protocol::dialect::{StreamDecoder, TapVerdict, UsageTap};
+use heimdall_protocol::error::{ErrorType, parse_upstream_error};
+use heimdall_protocol::framing::{Frame, Framer};
 use heimdall_providers::{ByteStream, UpstreamResponse};
 use tokio::time::Instant;
 
-use crate::error::scrub;
-use crate::record::{Outcome, RequestRecord};
+use crate::error::{scrub, scrub_bytes};
+use crate::record::{Outcome, RecordGuard};
 
-/// The body of a streaming answer. Dropping it (the client left) drops the upstream response,
-/// which closes that connection and so cancels the upstream request.
+/// The body of a streaming answer.
 pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
 
-/// How a stream's dialect is handled.
-pub(crate) enum Dialect {
-    /// Anthropic upstream: forward complete events unchanged, read usage on the side.
-    PassThrough(AnthropicUsageTap),
-    /// Another dialect: every upstream event goes through the translator.
-    Translated(Box<StreamTranslator>),
+/// How the upstream's frames become the client's bytes.
+pub(crate) enum Mode {
+    /// Same dialect on both sides: frames are forwarded as received while a tap reads usage;
+    /// the encoder writes only Heimdall's own error events.
+    PassThrough {
+        tap: Box<dyn UsageTap>,
+        encoder: Box<dyn StreamEncoder>,
+    },
+    Translate {
+        decoder: Box<dyn StreamDecoder>,
+        assembler: Box<Assembler>,
+    },
+}
+
+pub(crate) struct Pump {
+    pub response: UpstreamResponse,
+    pub framer: Box<dyn Framer>,
+    pub mode: Mode,
+    pub idle: Duration,
+    pub guard: RecordGuard,
+    /// The key used for the call, scrubbed from anything the upstream sends.
+    pub secret: String,
 }
 
 struct State {
     upstream: ByteStream,
-    framer: SseFramer,
-    dialect: Dialect,
+    framer: Box<dyn Framer>,
+    mode: Mode,
     idle: Duration,
-    record: RequestRecord,
-    /// When the current upstream silence becomes an idle timeout.
-    idle_deadline: Option<Instant>,
-    /// Scrubbed from transport error messages.
+    guard: RecordGuard,
     secret: String,
+    /// When the current upstream silence becomes an idle timeout. Only complete frames
+    /// reset it: an upstream dripping bytes that never finish an event is silent too.
+    idle_deadline: Instant,
+    deltas: Vec<Delta>,
     done: bool,
 }
 
-pub(crate) fn sse_body(
-    response: UpstreamResponse,
-    dialect: Dialect,
-    idle: Duration,
-    record: RequestRecord,
-    secret: &str,
-) -> BodyStream {
+/// Longest upstream silence on a translated stream before Heimdall sends a keep-alive of its
+/// own, so proxies between it and the client keep the connection while a reasoning model
+/// thinks. (Pass-through upstreams send their own, and pass-through bytes stay untouched.)
+const KEEPALIVE: Duration = Duration::from_secs(10);
+
+pub(crate) fn body(pump: Pump) -> BodyStream {
     let mut state = State {
-        upstream: response.into_stream(),
-        framer: SseFramer::new(),
-        dialect,
-        idle,
-        idle_deadline: None,
-        record,
-        secret: secret.to_owned(),
+        upstream: pump.response.into_stream(),
+        framer: pump.framer,
+        mode: pump.mode,
+        idle: pump.idle,
+        guard: pump.guard,
+        secret: pump.secret,
+        idle_deadline: Instant::now() + pump.idle,
+        deltas: Vec::new(),
         done: false,
     };
-    // The translator's message_start goes out at once, before the first upstream chunk.
+    // A translated stream's message start goes out at once, before the first upstream chunk.
     let mut first = BytesMut::new();
-    if let Dialect::Translated(t) = &mut state.dialect {
-        t.start(&mut first);
+    if let Mode::Translate { assembler, .. } = &mut state.mode {
+        assembler.start(&mut first);
     }
     let head = futures_util::stream::iter((!first.is_empty()).then(|| Ok(first.freeze())));
     Box::pin(head.chain(futures_util::stream::unfold(state, next_chunk)))
 }
 
-/// Longest upstream silence on a translated stream before Heimdall sends a `ping` of its own,
-/// so proxies between it and the client keep the connection while a reasoning model thinks.
-/// (Anthropic upstreams send their own pings, and pass-through bytes stay untouched.)
-const KEEPALIVE: Duration = Duration::from_secs(10);
-
 async fn next_chunk(mut s: State) -> Option<(Result<Bytes, std::io::Error>, State)> {
     let mut out = BytesMut::new();
     while !s.done && out.is_empty() {
         let now = Instant::now();
-        let deadline = *s.idle_deadline.get_or_insert(now + s.idle);
-        let wait = match s.dialect {
-            Dialect::Translated(_) => deadline.saturating_duration_since(now).min(s.keepalive()),
-            Dialect::PassThrough(_) => deadline.saturating_duration_since(now),
+        let until_idle = s.idle_deadline.saturating_duration_since(now);
+        let wait = match s.mode {
+            Mode::Translate { .. } => until_idle.min(s.keepalive()),
+            Mode::PassThrough { .. } => until_idle,
         };
         match tokio::time::timeout(wait, s.upstream.next()).await {
             Ok(Some(Ok(chunk))) => {
-                s.idle_deadline = None;
                 s.framer.push(&chunk);
-                s.drain_events(&mut out);
+                s.drain_frames(&mut out);
             }
-            Err(_) if Instant::now() < deadline => {
-                write_event(&mut out, "ping", br#"{"type":"ping"}"#);
+            Err(_) if Instant::now() < s.idle_deadline => {
+                if let Mode::Translate { assembler, .. } = &mut s.mode {
+                    assembler.keepalive(&mut out);
+                }
             }
             Ok(Some(Err(e))) => {
                 let msg = scrub(&format!("upstream failed mid-stream: {e}"), &s.secret);
@@ -112,34 +126,54 @@ async fn next_chunk(mut s: State) -> Option<(Result<Bytes, std::io::Error>, Stat
 }
 
 impl State {
-    /// Ping often enough that a short idle timeout is still preceded by pings.
+    /// Keep-alives often enough that a short idle timeout is still preceded by some.
     fn keepalive(&self) -> Duration {
         KEEPALIVE.min(self.idle / 2)
     }
 
-    fn drain_events(&mut self, out: &mut BytesMut) {
-        while let Some(event) = self.framer.next_event() {
-            match &mut self.dialect {
-                Dialect::PassThrough(tap) => {
-                    tap.observe(&event);
-                    out.extend_from_slice(&event.raw);
-                    if event.event_name() == Some("error") {
-                        self.record.outcome = Outcome::StreamError;
-                        self.done = true;
-                    }
+    fn drain_frames(&mut self, out: &mut BytesMut) {
+        while !self.done {
+            match self.framer.next_frame() {
+                Ok(Some(frame)) => {
+                    self.idle_deadline = Instant::now() + self.idle;
+                    self.frame(&frame, out);
                 }
-                Dialect::Translated(t) => {
-                    t.push_data(&event.data, out);
-                    if t.is_done() {
+                Ok(None) => break,
+                Err(e) => self.fail(ErrorType::ApiError, &e.to_string(), out),
+            }
+        }
+    }
+
+    fn frame(&mut self, frame: &Frame, out: &mut BytesMut) {
+        match &mut self.mode {
+            Mode::PassThrough { tap, .. } => {
+                let verdict = tap.observe(frame);
+                out.extend_from_slice(&scrub_bytes(&frame.raw, &self.secret));
+                match verdict {
+                    TapVerdict::Continue => {}
+                    TapVerdict::Complete => self.done = true,
+                    TapVerdict::Failed => {
+                        let (kind, message) = in_band_error(&frame.data);
+                        self.guard
+                            .stream_failed(kind, &scrub(&message, &self.secret));
                         self.done = true;
-                        if t.failed() {
-                            self.record.outcome = Outcome::StreamError;
-                        }
                     }
                 }
             }
-            if self.done {
-                break;
+            Mode::Translate { decoder, assembler } => {
+                decoder.frame(frame, &mut self.deltas);
+                for delta in self.deltas.drain(..) {
+                    let delta = match delta {
+                        Delta::Error { kind, message } => {
+                            let message = scrub(&message, &self.secret);
+                            self.guard.stream_failed(kind, &message);
+                            Delta::Error { kind, message }
+                        }
+                        other => other,
+                    };
+                    assembler.push(delta, out);
+                }
+                self.done = assembler.is_done();
             }
         }
         self.sync_record();
@@ -147,17 +181,15 @@ impl State {
 
     fn end_of_upstream(&mut self, out: &mut BytesMut) {
         if let Some(tail) = self.framer.finish() {
-            // An event cut off by EOF: hand it over as if terminated (some servers omit the
-            // final blank line), then judge completeness.
-            self.framer.push(&tail.raw);
-            self.framer.push(b"\n\n");
-            self.drain_events(out);
+            // An event cut off by EOF: taken as if terminated (some servers omit the final
+            // blank line), then completeness is judged.
+            self.frame(&tail, out);
         }
         if self.done {
             return;
         }
-        match &mut self.dialect {
-            Dialect::PassThrough(tap) if !tap.completed() => {
+        match &mut self.mode {
+            Mode::PassThrough { .. } => {
                 self.fail(
                     ErrorType::ApiError,
                     "upstream stream ended before message_stop",
@@ -165,36 +197,56 @@ impl State {
                 );
                 return;
             }
-            Dialect::PassThrough(_) => {}
-            Dialect::Translated(t) => t.finish(out),
+            Mode::Translate { decoder, assembler } => {
+                decoder.end(&mut self.deltas);
+                for delta in self.deltas.drain(..) {
+                    if let Delta::Error { kind, message } = &delta {
+                        self.guard.stream_failed(*kind, message);
+                    }
+                    assembler.push(delta, out);
+                }
+                assembler.finish(out);
+            }
         }
         self.done = true;
         self.sync_record();
     }
 
     fn fail(&mut self, kind: ErrorType, message: &str, out: &mut BytesMut) {
-        match &mut self.dialect {
-            Dialect::Translated(t) => t.fail(kind, message, out),
-            Dialect::PassThrough(_) => {
-                write_event(
-                    out,
-                    "error",
-                    &anthropic_error_body(kind, message, Some(&self.record.request_id)),
-                );
-            }
+        match &mut self.mode {
+            Mode::Translate { assembler, .. } => assembler.fail(kind, message, out),
+            Mode::PassThrough { encoder, .. } => encoder.error(kind, message, out),
         }
         self.done = true;
         self.sync_record();
-        self.record.outcome = Outcome::StreamError;
+        self.guard.stream_failed(kind, message);
     }
 
     fn sync_record(&mut self) {
-        self.record.usage = match &self.dialect {
-            Dialect::PassThrough(tap) => tap.usage(),
-            Dialect::Translated(t) => t.usage(),
-        };
-        if self.done && self.record.outcome == Outcome::Pending {
-            self.record.outcome = Outcome::Success;
+        let record = &mut self.guard.record;
+        match &self.mode {
+            Mode::PassThrough { tap, .. } => {
+                record.usage = tap.usage();
+                record.stop_reason = tap.stop_reason().map(str::to_owned);
+            }
+            Mode::Translate { assembler, .. } => record.usage = assembler.usage(),
         }
+        if self.done && record.outcome == Outcome::Cancelled {
+            record.outcome = Outcome::Success;
+        }
+    }
+}
+
+/// The kind and message of an error event an upstream sent in its stream.
+fn in_band_error(data: &[u8]) -> (ErrorType, String) {
+    match parse_upstream_error(data) {
+        Some(e) => (
+            e.upstream_type
+                .as_deref()
+                .and_then(ErrorType::parse)
+                .unwrap_or(ErrorType::ApiError),
+            e.message,
+        ),
+        None => (ErrorType::ApiError, "upstream reported an error".to_owned()),
     }
 }

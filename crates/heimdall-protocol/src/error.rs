@@ -1,7 +1,8 @@
-//! The Anthropic error vocabulary: `error.type` values, their HTTP statuses, and error bodies.
+//! The canonical error vocabulary: Anthropic's `error.type` values and their HTTP statuses,
+//! and reading what an upstream said in its error body.
 //!
-//! Every error Heimdall returns on the `/anthropic` surface uses this shape, whichever upstream
-//! failed, so clients can switch on `error.type` exactly as they do against Anthropic.
+//! Every failure, whichever upstream or part of Heimdall it comes from, is classified into one
+//! of these kinds; each front door turns a kind into its own status and body.
 
 use serde::{Deserialize, Serialize};
 
@@ -56,7 +57,7 @@ impl ErrorType {
         }
     }
 
-    /// The type an upstream status maps to (protocols.md §3). Unknown 4xx map to
+    /// The type an upstream status maps to, as Anthropic pairs them. Unknown 4xx map to
     /// `invalid_request_error`, not to a 5xx, so clients do not retry a deterministic failure.
     pub const fn from_status(status: u16) -> Self {
         match status {
@@ -92,33 +93,6 @@ impl ErrorType {
     }
 }
 
-/// `{"type":"error","error":{"type":…,"message":…},"request_id":…}`: the body of every
-/// non-2xx answer and the `data` of an SSE `error` event.
-pub fn anthropic_error_body(kind: ErrorType, message: &str, request_id: Option<&str>) -> Vec<u8> {
-    #[derive(Serialize)]
-    struct Body<'a> {
-        r#type: &'static str,
-        error: Inner<'a>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        request_id: Option<&'a str>,
-    }
-    #[derive(Serialize)]
-    struct Inner<'a> {
-        r#type: &'static str,
-        message: &'a str,
-    }
-    let body = Body {
-        r#type: "error",
-        error: Inner {
-            r#type: kind.as_str(),
-            message,
-        },
-        request_id,
-    };
-    // Serializing plain strings into a Vec cannot fail.
-    serde_json::to_vec(&body).unwrap_or_default()
-}
-
 /// What an upstream said in its error body, in whichever dialect it speaks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamError {
@@ -151,7 +125,7 @@ pub fn parse_upstream_error(body: &[u8]) -> Option<UpstreamError> {
     })
 }
 
-/// Chooses the Anthropic type for an upstream failure: the status decides (protocols.md §3),
+/// Chooses the Anthropic type for an upstream failure: the status decides (SDKs retry by status),
 /// except that a documented Anthropic type in the body is kept when it names this very status
 /// (so a future Anthropic type sharing a status is not flattened).
 pub fn classify_upstream(status: u16, upstream_type: Option<&str>) -> ErrorType {
@@ -185,16 +159,6 @@ mod tests {
         }
         assert_eq!(ErrorType::from_status(422), ErrorType::InvalidRequestError);
         assert_eq!(ErrorType::from_status(503), ErrorType::OverloadedError);
-    }
-
-    #[test]
-    fn body_shape() {
-        let body = anthropic_error_body(ErrorType::NotFoundError, "no \"x\"", Some("req_1"));
-        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(
-            v,
-            serde_json::json!({"type":"error","error":{"type":"not_found_error","message":"no \"x\""},"request_id":"req_1"})
-        );
     }
 
     #[test]

@@ -1,23 +1,22 @@
-//! Wire types of the LLM API dialects Heimdall speaks, and pure translation between them.
+//! The canonical form, the dialects Heimdall speaks, and pure translation between them.
 //!
 //! **Architecture invariant:** nothing in this crate does IO, reads a clock or draws random
-//! numbers. Every function is deterministic given its input, so it is tested with golden files.
-//! Ids that must be fresh (message ids) are passed in by the caller.
+//! numbers, and it depends on no other Heimdall crate. Every function is deterministic given
+//! its input, so it is tested with golden files. Ids that must be fresh (message ids) are
+//! passed in by the caller.
 //!
 //! Layout:
-//! - [`anthropic`]: Anthropic Messages API types (requests, responses, stream events), the cheap
-//!   request head peek used on the pass-through path, and error bodies.
-//! - [`openai`]: OpenAI Chat Completions types.
-//! - [`translate`]: dialect-to-dialect conversion, including the streaming state machines.
-//! - [`sse`]: an incremental server-sent-events framer and encoder shared by all paths.
-//! - [`usage`]: token usage as Heimdall accounts it, and the tap that reads it from Anthropic
-//!   streams without re-encoding them.
-//! - [`error`]: the Anthropic error vocabulary and its HTTP status mapping.
+//! - [`canonical`]: the form every front door and upstream dialect meets in, the stream
+//!   vocabularies ([`canonical::Delta`], [`canonical::Event`]) and the one
+//!   [`canonical::Assembler`] that owns the stream grammar.
+//! - [`dialect`]: one folder per wire dialect, behind the traits the exchange uses.
+//! - [`framing`]: how a byte stream splits into messages (SSE today).
+//! - [`error`]: the error vocabulary and its HTTP status mapping.
+//! - [`ids`], [`time`]: identifier rules and calendar arithmetic the wire formats need.
 
-pub mod anthropic;
+pub mod canonical;
+pub mod dialect;
 pub mod error;
+pub mod framing;
 pub mod ids;
-pub mod openai;
-pub mod sse;
-pub mod translate;
-pub mod usage;
+pub mod time;

@@ -1,20 +1,21 @@
 //! Request goldens: `fixtures/requests/NAME.anthropic.json` → `NAME.openai.json` (compared as
-//! JSON values), or → `NAME.error.txt` (the exact client-facing message).
+//! JSON values), or → `NAME.error.txt` (the exact client-facing message). Each goes the way
+//! the exchange takes it: Anthropic front door → canonical request → OpenAI Chat dialect.
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
 mod common;
 
-use heimdall_protocol::anthropic::{CountTokensRequest, MessagesRequest};
-use heimdall_protocol::translate::TranslateError;
-use heimdall_protocol::translate::openai_chat::{count_text, request_body};
+use heimdall_protocol::dialect::anthropic::Anthropic;
+use heimdall_protocol::dialect::openai_chat::OpenAiChat;
+use heimdall_protocol::dialect::{Endpoint, FrontDoor, TranslateError, UpstreamCodec};
 use serde_json::{Value, json};
 
 const UPSTREAM_MODEL: &str = "gpt-5";
 
 fn translate(body: &[u8]) -> Result<Value, TranslateError> {
-    let req = MessagesRequest::from_slice(body)?;
-    let out = request_body(&req, UPSTREAM_MODEL)?;
+    let req = Anthropic.decode_request(body, Endpoint::Messages)?;
+    let out = OpenAiChat.encode_request(&req, UPSTREAM_MODEL)?;
     Ok(serde_json::from_slice(&out).unwrap())
 }
 
@@ -131,7 +132,8 @@ fn thinking_maps_to_reasoning_effort() {
 
 #[test]
 fn count_text_covers_everything_sent() {
-    let req = CountTokensRequest::from_slice(
+    let req = Anthropic
+        .decode_request(
         br#"{"model":"m","system":[{"type":"text","text":"SYS"}],
         "tools":[{"name":"TOOLNAME","description":"TOOLDESC","input_schema":{"type":"object","title":"SCHEMA"}}],
         "messages":[
@@ -139,9 +141,10 @@ fn count_text_covers_everything_sent() {
           {"role":"assistant","content":[{"type":"thinking","thinking":"HIDDEN","signature":"s"},{"type":"tool_use","id":"toolu_1","name":"CALLED","input":{"q":"INPUT"}}]},
           {"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_1","content":[{"type":"text","text":"RESULT"}]},
                                     {"type":"document","source":{"type":"text","media_type":"text/plain","data":"DOC"}}]}]}"#,
+        Endpoint::CountTokens,
     )
     .unwrap();
-    let text = count_text(&req);
+    let text = req.counting_text();
     for needle in [
         "SYS", "TOOLNAME", "TOOLDESC", "SCHEMA", "USER", "CALLED", "INPUT", "RESULT", "DOC",
     ] {

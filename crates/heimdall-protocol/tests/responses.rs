@@ -1,20 +1,28 @@
 //! Response goldens: `fixtures/responses/NAME.openai.json` (an upstream 200 body) →
-//! `NAME.anthropic.json`, or → `NAME.error.txt`.
+//! `NAME.anthropic.json`, or → `NAME.error.txt`: OpenAI Chat dialect → canonical response →
+//! Anthropic front door.
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
 mod common;
 
-use heimdall_protocol::translate::openai_chat::response_body;
-use heimdall_protocol::usage::Usage;
+use heimdall_protocol::canonical::Usage;
+use heimdall_protocol::dialect::anthropic::Anthropic;
+use heimdall_protocol::dialect::openai_chat::OpenAiChat;
+use heimdall_protocol::dialect::{FrontDoor, ResponseContext, TranslateError, UpstreamCodec};
 use serde_json::Value;
+
+fn translate(body: &[u8], ctx: &ResponseContext) -> Result<(Vec<u8>, Usage), TranslateError> {
+    let response = OpenAiChat.decode_response(body, ctx)?;
+    Ok((Anthropic.encode_response(&response), response.usage))
+}
 
 #[test]
 fn response_goldens() {
     for (stem, input) in common::inputs("responses", ".openai.json") {
         let body = std::fs::read(&input).unwrap();
         let (expected, is_error) = common::expected_path("responses", &stem, ".anthropic.json");
-        match (response_body(&body, &common::ctx()), is_error) {
+        match (translate(&body, &common::ctx()), is_error) {
             (Ok((bytes, usage)), false) => {
                 let v: Value = serde_json::from_slice(&bytes).unwrap();
                 // The accounted usage is the one the client sees.

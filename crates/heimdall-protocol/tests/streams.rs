@@ -1,40 +1,58 @@
 //! Stream goldens: a recorded upstream transcript `fixtures/streams/NAME.openai.sse` →
-//! the exact Anthropic SSE text `NAME.anthropic.sse`. Every output is also checked against the
-//! Anthropic stream grammar, and must not depend on how the upstream bytes were chunked.
+//! the exact Anthropic SSE text `NAME.anthropic.sse`, the way the exchange's pump produces it:
+//! framer → OpenAI Chat decoder → assembler → Anthropic encoder. Every output is also checked
+//! against the Anthropic stream grammar, and must not depend on how the upstream bytes were
+//! chunked.
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
 mod common;
 
 use bytes::BytesMut;
+use heimdall_protocol::canonical::{Assembler, Delta, Usage};
+use heimdall_protocol::dialect::anthropic::Anthropic;
+use heimdall_protocol::dialect::openai_chat::OpenAiChat;
+use heimdall_protocol::dialect::{FrontDoor, UpstreamCodec, UpstreamDialect};
 use heimdall_protocol::error::ErrorType;
-use heimdall_protocol::sse::SseFramer;
-use heimdall_protocol::translate::StreamStatus;
-use heimdall_protocol::translate::openai_chat::StreamTranslator;
 
-/// Runs the translator the way the gateway does: `start`, one `push_data` per framed event,
-/// and `finish` at EOF if the upstream never said `[DONE]`.
-fn run(wire: &[u8], chunk: usize) -> (String, heimdall_protocol::usage::Usage) {
-    let mut t = StreamTranslator::new(common::ctx());
+const REQUEST_ID: &str = "req_01TestTestTestTestTestTe";
+
+fn assembler() -> Assembler {
+    Assembler::new(common::ctx(), Anthropic.stream_encoder(REQUEST_ID))
+}
+
+/// Runs the pipeline the way the gateway's stream pump does.
+fn run(wire: &[u8], chunk: usize) -> (String, Usage) {
+    let mut asm = assembler();
+    let mut framer = OpenAiChat.framer(1 << 20);
+    let mut decoder = OpenAiChat.stream_decoder(&common::ctx());
     let mut out = BytesMut::new();
-    t.start(&mut out);
-    let mut framer = SseFramer::new();
+    let mut deltas = Vec::new();
+    asm.start(&mut out);
     'read: for piece in wire.chunks(chunk) {
         framer.push(piece);
-        while let Some(ev) = framer.next_event() {
-            if t.push_data(&ev.data, &mut out) == StreamStatus::Done {
+        while let Some(frame) = framer.next_frame().unwrap() {
+            decoder.frame(&frame, &mut deltas);
+            for d in deltas.drain(..) {
+                asm.push(d, &mut out);
+            }
+            if asm.is_done() {
                 break 'read;
             }
         }
     }
-    if !t.is_done() {
-        if let Some(ev) = framer.finish() {
-            t.push_data(&ev.data, &mut out);
+    if !asm.is_done() {
+        if let Some(frame) = framer.finish() {
+            decoder.frame(&frame, &mut deltas);
         }
-        t.finish(&mut out);
+        decoder.end(&mut deltas);
+        for d in deltas.drain(..) {
+            asm.push(d, &mut out);
+        }
+        asm.finish(&mut out);
     }
-    assert!(t.is_done());
-    (String::from_utf8(out.to_vec()).unwrap(), t.usage())
+    assert!(asm.is_done());
+    (String::from_utf8(out.to_vec()).unwrap(), asm.usage())
 }
 
 #[test]
@@ -42,7 +60,7 @@ fn stream_goldens() {
     for (stem, input) in common::inputs("streams", ".openai.sse") {
         let wire = std::fs::read(&input).unwrap();
         let (text, usage) = run(&wire, wire.len());
-        common::assert_grammar(&text);
+        let events = common::assert_grammar(&text);
         for chunk in [1, 7, 64] {
             assert_eq!(
                 run(&wire, chunk),
@@ -51,8 +69,7 @@ fn stream_goldens() {
             );
         }
         // The usage the gateway accounts is the one reported to the client.
-        let frames = common::frames(&text);
-        if let Some(delta) = frames.iter().find(|f| f.event == "message_delta") {
+        if let Some(delta) = events.iter().find(|e| e.name == "message_delta") {
             assert_eq!(
                 delta.data["usage"]["output_tokens"], usage.output_tokens,
                 "{stem}"
@@ -71,36 +88,35 @@ fn stream_goldens() {
 
 #[test]
 fn transport_failure_ends_with_one_error() {
-    let mut t = StreamTranslator::new(common::ctx());
+    let mut asm = assembler();
     let mut out = BytesMut::new();
-    t.start(&mut out);
-    let chunk = br#"{"choices":[{"index":0,"delta":{"content":"Hel"}}]}"#;
-    assert_eq!(t.push_data(chunk, &mut out), StreamStatus::Continue);
-    t.fail(
+    asm.start(&mut out);
+    asm.push(Delta::Text("Hel".into()), &mut out);
+    asm.fail(
         ErrorType::OverloadedError,
         "upstream connection reset",
         &mut out,
     );
-    t.fail(ErrorType::ApiError, "again", &mut out);
-    t.finish(&mut out);
-    assert_eq!(t.push_data(b"[DONE]", &mut out), StreamStatus::Done);
+    asm.fail(ErrorType::ApiError, "again", &mut out);
+    asm.finish(&mut out);
+    asm.push(Delta::Done, &mut out);
     let text = String::from_utf8(out.to_vec()).unwrap();
     common::assert_grammar(&text);
-    assert!(text.ends_with(
-        "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"upstream connection reset\"}}\n\n"
-    ));
+    assert!(text.ends_with(&format!(
+        "event: error\ndata: {{\"type\":\"error\",\"error\":{{\"type\":\"overloaded_error\",\"message\":\"upstream connection reset\"}},\"request_id\":\"{REQUEST_ID}\"}}\n\n"
+    )));
     assert_eq!(text.matches("event: error").count(), 1);
 }
 
 #[test]
 fn start_and_finish_are_idempotent() {
-    let mut t = StreamTranslator::new(common::ctx());
+    let mut asm = assembler();
     let mut out = BytesMut::new();
-    t.start(&mut out);
-    t.start(&mut out);
-    t.finish(&mut out);
+    asm.start(&mut out);
+    asm.start(&mut out);
+    asm.finish(&mut out);
     let once = out.clone();
-    t.finish(&mut out);
+    asm.finish(&mut out);
     assert_eq!(out, once);
     common::assert_grammar(std::str::from_utf8(&out).unwrap());
 }

@@ -4,9 +4,9 @@ use std::sync::Once;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method};
+use http::{HeaderMap, HeaderName};
 
-use crate::provider::{Operation, ProviderKind};
+use crate::provider::PreparedRequest;
 
 /// Connection settings of the shared client, from `config.json`'s provider network settings.
 #[derive(Debug, Clone)]
@@ -28,52 +28,36 @@ impl Default for ClientOptions {
     }
 }
 
-/// One request to one upstream with one key.
-#[derive(Debug)]
-pub struct UpstreamRequest<'a> {
-    pub provider: ProviderKind,
-    pub operation: Operation,
-    pub base_url: &'a str,
-    pub key: &'a str,
-    /// Static headers from `network_config.extra_headers`.
-    pub extra_headers: &'a HeaderMap,
-    /// Headers the gateway decided to forward from the client (e.g. `anthropic-version`).
-    pub headers: HeaderMap,
-    /// `None` sends a GET.
-    pub body: Option<Bytes>,
-    /// How long to wait for the response status line and headers.
-    pub first_byte_timeout: Duration,
-}
+/// Headers of an upstream error answer that a client may act on.
+const KEPT_ERROR_HEADERS: [HeaderName; 4] = [
+    http::header::CONTENT_TYPE,
+    http::header::RETRY_AFTER,
+    HeaderName::from_static("retry-after-ms"),
+    HeaderName::from_static("x-should-retry"),
+];
 
 /// Why an upstream call failed. Messages never contain the provider key.
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
     #[error("could not connect to {provider}: {message}")]
-    Connect {
-        provider: &'static str,
-        message: String,
-    },
+    Connect { provider: String, message: String },
     #[error("{provider} did not answer within {seconds} s")]
-    Timeout {
-        provider: &'static str,
-        seconds: u64,
-    },
+    Timeout { provider: String, seconds: u64 },
     #[error("{provider} answered with status {status}")]
     Status {
-        provider: &'static str,
+        provider: String,
         status: u16,
-        retry_after: Option<HeaderValue>,
+        /// The answer's headers that matter to a client: `content-type`, `retry-after`,
+        /// `retry-after-ms`, `x-should-retry`. Boxed: errors travel in `Result`s everywhere.
+        headers: Box<HeaderMap>,
         body: Bytes,
     },
     #[error("{provider} connection failed: {message}")]
-    Transport {
-        provider: &'static str,
-        message: String,
-    },
+    Transport { provider: String, message: String },
     #[error("the configured {provider} key is not a valid header value")]
-    InvalidKey { provider: &'static str },
+    InvalidKey { provider: String },
     #[error("{provider} does not support this operation")]
-    Unsupported { provider: &'static str },
+    Unsupported { provider: String },
 }
 
 impl ProviderError {
@@ -83,6 +67,18 @@ impl ProviderError {
             Self::Connect { .. } | Self::Timeout { .. } | Self::Transport { .. } => true,
             Self::Status { status, .. } => matches!(status, 408 | 409 | 429 | 500..=599),
             Self::InvalidKey { .. } | Self::Unsupported { .. } => false,
+        }
+    }
+
+    /// The provider's name, for messages that must not show URLs.
+    pub fn provider(&self) -> &str {
+        match self {
+            Self::Connect { provider, .. }
+            | Self::Timeout { provider, .. }
+            | Self::Status { provider, .. }
+            | Self::Transport { provider, .. }
+            | Self::InvalidKey { provider }
+            | Self::Unsupported { provider } => provider,
         }
     }
 
@@ -121,7 +117,7 @@ impl UpstreamClient {
             .no_proxy()
             .build()
             .map_err(|e| ProviderError::Transport {
-                provider: "http client",
+                provider: "http client".to_owned(),
                 message: e.to_string(),
             })?;
         Ok(Self { http })
@@ -130,51 +126,47 @@ impl UpstreamClient {
     /// Sends the request and waits for the status and headers. A non-2xx answer is read in
     /// full and returned as [`ProviderError::Status`]; a 2xx answer is returned with its body
     /// unread, so the caller can stream it.
-    pub async fn send(&self, req: UpstreamRequest<'_>) -> Result<UpstreamResponse, ProviderError> {
-        let provider = req.provider.name();
-        let path = req
-            .provider
-            .path(req.operation)
-            .ok_or(ProviderError::Unsupported { provider })?;
-        let url = format!("{}{}", req.base_url.trim_end_matches('/'), path);
-        let mut headers = req.headers;
-        for (name, value) in req.extra_headers {
-            headers.insert(name.clone(), value.clone());
+    pub async fn send(
+        &self,
+        req: PreparedRequest,
+        provider: &str,
+        first_byte_timeout: Duration,
+    ) -> Result<UpstreamResponse, ProviderError> {
+        let mut builder = self.http.request(req.method, req.url).headers(req.headers);
+        if let Some(body) = req.body {
+            builder = builder.body(body);
         }
-        req.provider
-            .auth_headers(req.key, &mut headers)
-            .ok_or(ProviderError::InvalidKey { provider })?;
-        let builder = match req.body {
-            Some(body) => {
-                headers.insert(
-                    http::header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                );
-                self.http.request(Method::POST, url).body(body)
-            }
-            None => self.http.request(Method::GET, url),
-        }
-        .headers(headers);
-        let seconds = req.first_byte_timeout.as_secs();
-        let response = tokio::time::timeout(req.first_byte_timeout, builder.send())
+        let seconds = first_byte_timeout.as_secs();
+        let response = tokio::time::timeout(first_byte_timeout, builder.send())
             .await
-            .map_err(|_| ProviderError::Timeout { provider, seconds })?
+            .map_err(|_| ProviderError::Timeout {
+                provider: provider.to_owned(),
+                seconds,
+            })?
             .map_err(|e| classify_send_error(provider, &e))?;
         let status = response.status();
         if status.is_success() {
-            return Ok(UpstreamResponse { provider, response });
+            return Ok(UpstreamResponse {
+                provider: provider.to_owned(),
+                response,
+            });
         }
-        let retry_after = response.headers().get(http::header::RETRY_AFTER).cloned();
+        let mut headers = HeaderMap::new();
+        for name in KEPT_ERROR_HEADERS {
+            if let Some(v) = response.headers().get(&name) {
+                headers.insert(name, v.clone());
+            }
+        }
         // Error bodies are small; a bounded wait keeps a stalled error body from hanging us.
-        let body = tokio::time::timeout(req.first_byte_timeout, response.bytes())
+        let body = tokio::time::timeout(first_byte_timeout, response.bytes())
             .await
             .ok()
             .and_then(Result::ok)
             .unwrap_or_default();
         Err(ProviderError::Status {
-            provider,
+            provider: provider.to_owned(),
             status: status.as_u16(),
-            retry_after,
+            headers: Box::new(headers),
             body,
         })
     }
@@ -183,7 +175,7 @@ impl UpstreamClient {
 /// A 2xx upstream answer whose body has not been read yet.
 #[derive(Debug)]
 pub struct UpstreamResponse {
-    provider: &'static str,
+    provider: String,
     response: reqwest::Response,
 }
 
@@ -209,14 +201,15 @@ impl UpstreamResponse {
         let provider = self.provider;
         Box::pin(self.response.bytes_stream().map(move |r| {
             r.map_err(|e| ProviderError::Transport {
-                provider,
+                provider: provider.clone(),
                 message: error_chain(&e),
             })
         }))
     }
 }
 
-fn classify_send_error(provider: &'static str, e: &reqwest::Error) -> ProviderError {
+fn classify_send_error(provider: &str, e: &reqwest::Error) -> ProviderError {
+    let provider = provider.to_owned();
     // reqwest's Display includes the URL, which never carries a key for our providers.
     let message = error_chain(e);
     if e.is_connect() {

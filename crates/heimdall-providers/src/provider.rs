@@ -1,13 +1,14 @@
-//! The providers Heimdall can reach and their wire facts.
+//! What a provider is to the rest of Heimdall: a value behind [`Provider`], built at start-up
+//! from its configuration by the factory registered under its name.
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use std::sync::Arc;
 
-/// A provider family. Names are Bifrost's, so `config.json` files carry over unchanged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ProviderKind {
-    Anthropic,
-    OpenAi,
-}
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use heimdall_protocol::dialect::UpstreamDialect;
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+
+use crate::client::ProviderError;
 
 /// What the gateway asks an upstream to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,96 +18,98 @@ pub enum Operation {
     ListModels,
 }
 
-impl ProviderKind {
-    pub const ALL: [ProviderKind; 2] = [ProviderKind::Anthropic, ProviderKind::OpenAi];
-
-    /// The prefix in `provider/model` and the key under `providers` in `config.json`.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::Anthropic => "anthropic",
-            Self::OpenAi => "openai",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.name() == name)
-    }
-
-    /// The environment variable that enables this provider when no config file exists.
-    pub const fn env_var(self) -> &'static str {
-        match self {
-            Self::Anthropic => "ANTHROPIC_API_KEY",
-            Self::OpenAi => "OPENAI_API_KEY",
-        }
-    }
-
-    /// The provider's root URL, without a version path (`network_config.base_url` overrides it).
-    pub const fn default_base_url(self) -> &'static str {
-        match self {
-            Self::Anthropic => "https://api.anthropic.com",
-            Self::OpenAi => "https://api.openai.com",
-        }
-    }
-
-    /// True when the provider speaks the Anthropic Messages dialect natively, so requests pass
-    /// through untranslated.
-    pub const fn speaks_anthropic(self) -> bool {
-        matches!(self, Self::Anthropic)
-    }
-
-    /// The path appended to the base URL, or `None` when the provider has no such endpoint.
-    pub const fn path(self, op: Operation) -> Option<&'static str> {
-        match (self, op) {
-            (Self::Anthropic, Operation::Messages) => Some("/v1/messages"),
-            (Self::Anthropic, Operation::CountTokens) => Some("/v1/messages/count_tokens"),
-            (Self::Anthropic, Operation::ListModels) => Some("/v1/models"),
-            (Self::OpenAi, Operation::Messages) => Some("/v1/chat/completions"),
-            (Self::OpenAi, Operation::CountTokens) => None,
-            (Self::OpenAi, Operation::ListModels) => Some("/v1/models"),
-        }
-    }
-
-    /// Writes the provider's auth headers for `key`. A key that is not a valid header value
-    /// yields `None`; the caller reports it without echoing the key.
-    pub fn auth_headers(self, key: &str, headers: &mut HeaderMap) -> Option<()> {
-        match self {
-            Self::Anthropic => {
-                let mut v = HeaderValue::from_str(key).ok()?;
-                v.set_sensitive(true);
-                headers.insert(HeaderName::from_static("x-api-key"), v);
-            }
-            Self::OpenAi => {
-                let mut v = HeaderValue::from_str(&format!("Bearer {key}")).ok()?;
-                v.set_sensitive(true);
-                headers.insert(http::header::AUTHORIZATION, v);
-            }
-        }
-        Some(())
-    }
+/// One upstream request, before and after authorization.
+#[derive(Debug, Clone)]
+pub struct PreparedRequest {
+    pub method: Method,
+    pub url: String,
+    pub headers: HeaderMap,
+    pub body: Option<Bytes>,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The configured settings every provider takes (Bifrost's `network_config` and the name the
+/// provider was configured under).
+#[derive(Debug, Clone)]
+pub struct ProviderSettings {
+    pub name: String,
+    /// Root URL without a version path; the provider appends its own paths.
+    pub base_url: String,
+}
 
-    #[test]
-    fn names_round_trip() {
-        for k in ProviderKind::ALL {
-            assert_eq!(ProviderKind::from_name(k.name()), Some(k));
-        }
-        assert_eq!(ProviderKind::from_name("nope"), None);
-    }
+/// A configured upstream. Implementations know URLs, body tweaks and authentication; they know
+/// nothing of routing, keys' selection or the client-facing server.
+pub trait Provider: Send + Sync {
+    /// The name under which it was configured, the prefix in `name/model`.
+    fn name(&self) -> &str;
+    /// The dialect this provider speaks for `model`.
+    fn dialect(&self, model: &str) -> &'static dyn UpstreamDialect;
+    /// The HTTP request for `op` on `model`: URL, method, headers taken from the client's
+    /// forwarded headers, and the body (tweaked where the provider needs it). `None` body:
+    /// the operation takes none.
+    fn prepare(
+        &self,
+        op: Operation,
+        model: &str,
+        stream: bool,
+        body: Option<Bytes>,
+        client_headers: &HeaderMap,
+    ) -> Result<PreparedRequest, ProviderError>;
+    /// Adds credentials for `key`: a header, a signature over the body, or a cached token.
+    fn authorize<'a>(
+        &'a self,
+        request: &'a mut PreparedRequest,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<(), ProviderError>>;
+}
 
-    #[test]
-    fn auth_headers_are_marked_sensitive() {
-        let mut h = HeaderMap::new();
-        ProviderKind::OpenAi.auth_headers("sk-1", &mut h).unwrap();
-        assert!(h["authorization"].is_sensitive());
-        assert_eq!(h["authorization"], "Bearer sk-1");
-        assert!(
-            ProviderKind::Anthropic
-                .auth_headers("bad\nkey", &mut h)
-                .is_none()
+/// How a provider family is created from configuration; one entry per family in the
+/// [registry](crate::registry).
+pub struct ProviderFactory {
+    /// The key under `providers` in `config.json` and the model prefix.
+    pub name: &'static str,
+    /// The environment variable holding a key for the zero-config start.
+    pub env_var: &'static str,
+    pub default_base_url: &'static str,
+    pub build: fn(ProviderSettings) -> Arc<dyn Provider>,
+}
+
+/// Joins the configured root and an operation's path.
+pub fn url(base_url: &str, path: &str) -> String {
+    format!("{}{}", base_url.trim_end_matches('/'), path)
+}
+
+/// Sets `name: value` as a sensitive header; a key that is not a valid header value is
+/// reported without echoing it.
+pub fn set_secret_header(
+    request: &mut PreparedRequest,
+    name: HeaderName,
+    value: &str,
+    provider: &str,
+) -> Result<(), ProviderError> {
+    let mut v = HeaderValue::from_str(value).map_err(|_| ProviderError::InvalidKey {
+        provider: provider.to_owned(),
+    })?;
+    v.set_sensitive(true);
+    request.headers.insert(name, v);
+    Ok(())
+}
+
+/// The method a body implies: POST with a JSON body, GET without.
+pub fn json_request(url: String, headers: HeaderMap, body: Option<Bytes>) -> PreparedRequest {
+    let mut headers = headers;
+    let method = if body.is_some() {
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
         );
+        Method::POST
+    } else {
+        Method::GET
+    };
+    PreparedRequest {
+        method,
+        url,
+        headers,
+        body,
     }
 }

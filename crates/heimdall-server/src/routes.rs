@@ -10,12 +10,17 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
-use heimdall_core::{ClientRequest, Gateway, GatewayError, ModelsQuery, Reply};
-use heimdall_protocol::error::{ErrorType, anthropic_error_body};
+use heimdall_core::{Gateway, GatewayError, ModelsQuery, Reply, RequestContext};
+use heimdall_protocol::dialect::FrontDoor;
+use heimdall_protocol::dialect::anthropic::Anthropic;
+use heimdall_protocol::error::ErrorType;
 
 /// The request id of the current request, set by [`request_id`] before any handler runs.
 #[derive(Clone)]
 struct RequestId(String);
+
+/// The front door of the `/anthropic` routes.
+static ANTHROPIC: Anthropic = Anthropic;
 
 pub fn router(gateway: Arc<Gateway>) -> Router {
     let anthropic = Router::new()
@@ -56,9 +61,16 @@ async fn request_id(mut req: Request, next: Next) -> Response {
     res
 }
 
-fn error_response(err: &GatewayError, request_id: Option<&str>) -> Response {
+/// An error in the front door's shape, or, on the pass-through path, the upstream's own
+/// answer as it came (key scrubbed).
+fn error_response(front: &dyn FrontDoor, err: &GatewayError, request_id: &str) -> Response {
     let status = StatusCode::from_u16(err.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let body = anthropic_error_body(err.kind, &err.message, request_id);
+    if let Some(upstream) = &err.upstream {
+        let mut res = (status, Body::from(upstream.body.clone())).into_response();
+        res.headers_mut().extend(upstream.headers.clone());
+        return res;
+    }
+    let body = front.error_body(err.kind, &err.message, request_id);
     let mut res = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
     if let Some(ra) = &err.retry_after {
         res.headers_mut().insert(header::RETRY_AFTER, ra.clone());
@@ -68,8 +80,19 @@ fn error_response(err: &GatewayError, request_id: Option<&str>) -> Response {
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("a request handler panicked");
-    let err = GatewayError::new(ErrorType::ApiError, "internal error in the gateway");
-    let mut res = error_response(&err, None);
+    // The request id is only in the outer layer's header: the panicking handler took the
+    // request with it.
+    let body = heimdall_protocol::dialect::anthropic::error_body(
+        ErrorType::ApiError,
+        "internal error in the gateway",
+        None,
+    );
+    let mut res = (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response();
     // Retrying the same request would hit the same bug.
     res.headers_mut()
         .insert("x-should-retry", HeaderValue::from_static("false"));
@@ -97,18 +120,13 @@ async fn read_body(gateway: &Gateway, body: Body) -> Result<Bytes, GatewayError>
     })
 }
 
-/// Reads the body (within the limit) and what the gateway needs from the headers.
-async fn client_request(
-    gateway: &Gateway,
-    headers: &HeaderMap,
-    body: Body,
-    request_id: &RequestId,
-) -> Result<ClientRequest, GatewayError> {
-    Ok(ClientRequest {
-        body: read_body(gateway, body).await?,
-        anthropic_version: headers.get("anthropic-version").cloned(),
-        request_id: request_id.0.clone(),
-    })
+/// What core needs to know about a request on the `/anthropic` surface.
+fn context(headers: &HeaderMap, rid: &RequestId) -> Arc<RequestContext> {
+    Arc::new(RequestContext::from_headers(
+        rid.0.clone(),
+        &ANTHROPIC,
+        headers,
+    ))
 }
 
 async fn messages(
@@ -117,8 +135,9 @@ async fn messages(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let result = match client_request(&gateway, &headers, body, &rid).await {
-        Ok(req) => gateway.messages(req).await,
+    let ctx = context(&headers, &rid);
+    let result = match read_body(&gateway, body).await {
+        Ok(body) => gateway.messages(Arc::clone(&ctx), body).await,
         Err(e) => Err(e),
     };
     match result {
@@ -131,7 +150,7 @@ async fn messages(
             Body::from_stream(stream),
         )
             .into_response(),
-        Err(e) => error_response(&e, Some(&rid.0)),
+        Err(e) => error_response(ctx.front_door, &e, &rid.0),
     }
 }
 
@@ -141,39 +160,44 @@ async fn count_tokens(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let result = match client_request(&gateway, &headers, body, &rid).await {
-        Ok(req) => gateway.count_tokens(req).await,
+    let ctx = context(&headers, &rid);
+    let result = match read_body(&gateway, body).await {
+        Ok(body) => gateway.count_tokens(Arc::clone(&ctx), body).await,
         Err(e) => Err(e),
     };
-    json_or_error(result, &rid)
+    json_or_error(&ctx, result)
 }
 
-/// A JSON answer, or the error in Anthropic's shape.
-fn json_or_error(result: Result<Bytes, GatewayError>, rid: &RequestId) -> Response {
+/// A JSON answer, or the error in the front door's shape.
+fn json_or_error(ctx: &RequestContext, result: Result<Bytes, GatewayError>) -> Response {
     match result {
         Ok(bytes) => json_response(bytes),
-        Err(e) => error_response(&e, Some(&rid.0)),
+        Err(e) => error_response(ctx.front_door, &e, &ctx.request_id),
     }
 }
 
 async fn list_models(
     State(gateway): State<Arc<Gateway>>,
     axum::Extension(rid): axum::Extension<RequestId>,
+    headers: HeaderMap,
     query: Result<Query<ModelsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
+    let ctx = context(&headers, &rid);
     let result = match query {
-        Ok(Query(q)) => gateway.list_models(&q).await,
+        Ok(Query(q)) => gateway.list_models(&ctx, &q).await,
         Err(e) => Err(GatewayError::invalid_request(e.body_text())),
     };
-    json_or_error(result, &rid)
+    json_or_error(&ctx, result)
 }
 
 async fn get_model(
     State(gateway): State<Arc<Gateway>>,
     axum::Extension(rid): axum::Extension<RequestId>,
+    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    json_or_error(gateway.get_model(&id).await, &rid)
+    let ctx = context(&headers, &rid);
+    json_or_error(&ctx, gateway.get_model(&ctx, &id).await)
 }
 
 async fn health() -> Response {
@@ -186,7 +210,7 @@ async fn not_found(axum::Extension(rid): axum::Extension<RequestId>, req: Reques
         req.method(),
         req.uri().path()
     ));
-    error_response(&err, Some(&rid.0))
+    error_response(&ANTHROPIC, &err, &rid.0)
 }
 
 async fn method_not_allowed(
@@ -199,7 +223,7 @@ async fn method_not_allowed(
         req.uri().path()
     ));
     err.status = 405;
-    error_response(&err, Some(&rid.0))
+    error_response(&ANTHROPIC, &err, &rid.0)
 }
 
 #[cfg(test)]

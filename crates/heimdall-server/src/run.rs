@@ -37,7 +37,7 @@ pub fn load_config(cli: &Cli) -> anyhow::Result<Config> {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
             let config = Config::from_env(&env);
-            let names: Vec<_> = config.providers.iter().map(|p| p.kind.name()).collect();
+            let names: Vec<_> = config.providers.iter().map(|p| p.name.as_str()).collect();
             if names.is_empty() {
                 tracing::warn!(
                     path = %path.display(),
@@ -55,7 +55,7 @@ pub fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     for w in &config.warnings {
         tracing::warn!(path = %path.display(), "{w}");
     }
-    let names: Vec<_> = config.providers.iter().map(|p| p.kind.name()).collect();
+    let names: Vec<_> = config.providers.iter().map(|p| p.name.as_str()).collect();
     tracing::info!(path = %path.display(), providers = ?names, "configuration loaded");
     Ok(config)
 }

@@ -9,11 +9,49 @@ use serde_json::{Value, json};
 
 async fn error_of(res: reqwest::Response) -> (u16, Value) {
     let status = res.status().as_u16();
-    assert!(res.headers().contains_key("request-id"));
+    assert!(
+        res.headers()["request-id"]
+            .to_str()
+            .unwrap()
+            .starts_with("req_")
+    );
     let v: Value = res.json().await.unwrap();
     assert_eq!(v["type"], "error", "{v}");
-    assert!(v["request_id"].as_str().unwrap().starts_with("req_"));
+    // Pass-through errors are the upstream's own body, which may carry its own request id.
+    if let Some(id) = v.get("request_id") {
+        assert!(id.as_str().unwrap().starts_with("req_"), "{v}");
+    }
     (status, v["error"].clone())
+}
+
+#[tokio::test]
+async fn pass_through_errors_reach_the_client_unmodified() {
+    let h = Harness::start().await;
+    let body = request(CLAUDE, "[[mock:error 429 retry_after=3]]", false);
+    // What the upstream itself answers to this request.
+    let direct = h
+        .http
+        .post(format!("{}/v1/messages", h.mock.base_url()))
+        .header("x-api-key", common::ANTHROPIC_KEY)
+        .header("anthropic-version", "2023-06-01")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let direct_status = direct.status();
+    let direct_type = direct.headers()["content-type"].clone();
+    let direct_body = direct.bytes().await.unwrap();
+    let res = h.messages(&body).await;
+    assert_eq!(res.status(), direct_status);
+    assert_eq!(res.headers()["retry-after"], "3");
+    assert_eq!(res.headers()["content-type"], direct_type);
+    assert!(
+        res.headers()["request-id"]
+            .to_str()
+            .unwrap()
+            .starts_with("req_")
+    );
+    assert_eq!(res.bytes().await.unwrap(), direct_body);
 }
 
 #[tokio::test]
@@ -57,9 +95,15 @@ async fn upstream_errors_keep_status_and_retry_after_for_both_providers() {
             .messages(&request(model, "[[mock:error 503]]", true))
             .await;
         let (status, e) = error_of(res).await;
+        // A translated upstream's 503 is classified; an Anthropic upstream's body is its own.
+        let kind = if model == CLAUDE {
+            "api_error"
+        } else {
+            "overloaded_error"
+        };
         assert_eq!(
             (status, e["type"].as_str().unwrap()),
-            (503, "overloaded_error"),
+            (503, kind),
             "{model}"
         );
     }

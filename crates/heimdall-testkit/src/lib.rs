@@ -7,6 +7,7 @@
 //! - [`http_client`]: a reqwest client usable despite the workspace's `rustls-no-provider`.
 
 pub mod gateway;
+pub mod grammar;
 pub mod mock;
 
 pub use gateway::GatewayProcess;

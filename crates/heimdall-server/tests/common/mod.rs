@@ -103,108 +103,26 @@ pub fn request(model: &str, text: &str, stream: bool) -> Value {
     json!({"model": model, "max_tokens": 64, "stream": stream, "messages": user(text)})
 }
 
-/// One SSE event as the client sees it.
-#[derive(Debug, Clone)]
-pub struct Event {
-    pub name: String,
-    pub data: Value,
-}
+pub use heimdall_testkit::grammar::{Ending, Event};
 
-/// Parses an Anthropic SSE body, asserting that every `data:` line has its `event:` line and
-/// that the JSON `type` equals the event name.
+/// Parses an Anthropic SSE body with the testkit's strict parser (every `data:` line has its
+/// `event:` line, JSON `type` equals the event name).
 pub fn parse_sse(text: &str) -> Vec<Event> {
-    let mut out = Vec::new();
-    for block in text.split("\n\n").filter(|b| !b.trim().is_empty()) {
-        let mut name = None;
-        let mut data = None;
-        for line in block.lines() {
-            if let Some(v) = line.strip_prefix("event: ") {
-                name = Some(v.to_owned());
-            } else if let Some(v) = line.strip_prefix("data: ") {
-                data = Some(v.to_owned());
-            }
-        }
-        let name = name.unwrap_or_else(|| panic!("data without event line: {block:?}"));
-        let data: Value = serde_json::from_str(&data.expect("data line")).expect("json data");
-        assert_eq!(
-            data["type"],
-            name.as_str(),
-            "type != event name in {block:?}"
-        );
-        out.push(Event { name, data });
-    }
-    out
+    heimdall_testkit::grammar::parse(text).unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
 
-/// Asserts Anthropic's stream grammar: message_start first; blocks 0,1,2… started, filled and
-/// stopped in order without overlap; message_delta then message_stop last — or an `error`
-/// event as the very last event when `expect_error`.
+/// Asserts Anthropic's stream grammar with the testkit's strict checker, ending with
+/// `message_stop`, or with an `error` event when `expect_error`.
 pub fn assert_grammar(events: &[Event], expect_error: bool) {
-    let names: Vec<&str> = events.iter().map(|e| e.name.as_str()).collect();
-    assert_eq!(names.first(), Some(&"message_start"), "{names:?}");
-    let usage = &events[0].data["message"]["usage"];
-    assert!(
-        usage["input_tokens"].is_u64() && usage["output_tokens"].is_u64(),
-        "{usage}"
-    );
-    let mut open: Option<u64> = None;
-    let mut next_index = 0u64;
-    let mut saw_delta = false;
-    for (i, e) in events.iter().enumerate().skip(1) {
-        match e.name.as_str() {
-            "content_block_start" => {
-                assert!(open.is_none(), "overlapping blocks at {i}: {names:?}");
-                assert_eq!(e.data["index"], next_index, "{names:?}");
-                if e.data["content_block"]["type"] == "text" {
-                    assert_eq!(e.data["content_block"]["text"], "");
-                }
-                open = Some(next_index);
-                next_index += 1;
-            }
-            "content_block_delta" => {
-                assert_eq!(
-                    Some(e.data["index"].as_u64().expect("index")),
-                    open,
-                    "{names:?}"
-                );
-            }
-            "content_block_stop" => {
-                assert_eq!(
-                    Some(e.data["index"].as_u64().expect("index")),
-                    open,
-                    "{names:?}"
-                );
-                open = None;
-            }
-            "message_delta" => {
-                assert!(open.is_none(), "message_delta inside a block");
-                assert!(e.data["usage"]["output_tokens"].is_u64());
-                saw_delta = true;
-            }
-            "message_stop" => {
-                assert!(saw_delta && i == events.len() - 1, "{names:?}");
-            }
-            "ping" => {}
-            "error" => {
-                assert!(
-                    expect_error && i == events.len() - 1,
-                    "unexpected error: {:?}",
-                    e.data
-                );
-            }
-            other => panic!("unknown event {other}"),
-        }
+    let want = if expect_error {
+        Ending::Error
+    } else {
+        Ending::MessageStop
+    };
+    match heimdall_testkit::grammar::check(events) {
+        Ok(ending) => assert_eq!(ending, want, "{events:?}"),
+        Err(e) => panic!("stream grammar violated: {e}\n{events:?}"),
     }
-    let last = *names.last().expect("events");
-    assert_eq!(
-        last,
-        if expect_error {
-            "error"
-        } else {
-            "message_stop"
-        },
-        "{names:?}"
-    );
 }
 
 /// The concatenated text of all text deltas.

@@ -1,16 +1,10 @@
-//! Token usage as Heimdall accounts it, in Anthropic's terms (input excludes cached tokens).
+//! Usage read from Anthropic answers that pass through untranslated.
 
 use serde::Deserialize;
 
-use crate::sse::SseEvent;
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Usage {
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub cache_read_input_tokens: u64,
-    pub cache_creation_input_tokens: u64,
-}
+use crate::canonical::Usage;
+use crate::dialect::{TapVerdict, UsageTap};
+use crate::framing::Frame;
 
 /// The usage object of an Anthropic message or `message_delta`; absent counts stay `None` so
 /// a delta only overwrites what it carries (Anthropic's counts are cumulative).
@@ -22,14 +16,15 @@ struct WireUsage {
     cache_creation_input_tokens: Option<u64>,
 }
 
-impl Usage {
-    fn apply(&mut self, w: &WireUsage) {
+impl WireUsage {
+    fn apply_to(&self, u: &mut Usage) {
+        let w = self;
         let fields = [
-            (&mut self.input_tokens, w.input_tokens),
-            (&mut self.output_tokens, w.output_tokens),
-            (&mut self.cache_read_input_tokens, w.cache_read_input_tokens),
+            (&mut u.input_tokens, w.input_tokens),
+            (&mut u.output_tokens, w.output_tokens),
+            (&mut u.cache_read_input_tokens, w.cache_read_input_tokens),
             (
-                &mut self.cache_creation_input_tokens,
+                &mut u.cache_creation_input_tokens,
                 w.cache_creation_input_tokens,
             ),
         ];
@@ -39,18 +34,18 @@ impl Usage {
             }
         }
     }
+}
 
-    /// Reads `usage` from a non-streaming Anthropic message body.
-    pub fn from_anthropic_message(body: &[u8]) -> Option<Usage> {
-        #[derive(Deserialize)]
-        struct Msg {
-            usage: WireUsage,
-        }
-        let msg: Msg = serde_json::from_slice(body).ok()?;
-        let mut u = Usage::default();
-        u.apply(&msg.usage);
-        Some(u)
+/// Reads `usage` from a non-streaming Anthropic message body.
+pub(super) fn message_usage(body: &[u8]) -> Option<Usage> {
+    #[derive(Deserialize)]
+    struct Msg {
+        usage: WireUsage,
     }
+    let msg: Msg = serde_json::from_slice(body).ok()?;
+    let mut u = Usage::default();
+    msg.usage.apply_to(&mut u);
+    Some(u)
 }
 
 /// Watches an Anthropic event stream that is being passed through and keeps the usage it
@@ -59,11 +54,10 @@ impl Usage {
 pub struct AnthropicUsageTap {
     usage: Usage,
     stop_reason: Option<String>,
-    saw_message_stop: bool,
 }
 
-impl AnthropicUsageTap {
-    pub fn observe(&mut self, event: &SseEvent) {
+impl UsageTap for AnthropicUsageTap {
+    fn observe(&mut self, event: &Frame) -> TapVerdict {
         #[derive(Deserialize)]
         struct Start {
             message: StartMessage,
@@ -84,43 +78,41 @@ impl AnthropicUsageTap {
         struct DeltaBody {
             stop_reason: Option<String>,
         }
-        match event.event_name() {
+        match event.name() {
             Some("message_start") => {
                 if let Ok(s) = serde_json::from_slice::<Start>(&event.data) {
-                    self.usage.apply(&s.message.usage);
+                    s.message.usage.apply_to(&mut self.usage);
                 }
             }
             Some("message_delta") => {
                 if let Ok(d) = serde_json::from_slice::<Delta>(&event.data) {
-                    self.usage.apply(&d.usage);
+                    d.usage.apply_to(&mut self.usage);
                     if d.delta.stop_reason.is_some() {
                         self.stop_reason = d.delta.stop_reason;
                     }
                 }
             }
-            Some("message_stop") => self.saw_message_stop = true,
+            Some("message_stop") => return TapVerdict::Complete,
+            Some("error") => return TapVerdict::Failed,
             _ => {}
         }
+        TapVerdict::Continue
     }
 
-    pub fn usage(&self) -> Usage {
+    fn usage(&self) -> Usage {
         self.usage
     }
 
-    pub fn stop_reason(&self) -> Option<&str> {
+    fn stop_reason(&self) -> Option<&str> {
         self.stop_reason.as_deref()
-    }
-
-    /// True once the stream has ended properly with `message_stop`.
-    pub fn completed(&self) -> bool {
-        self.saw_message_stop
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sse::SseFramer;
+    use crate::framing::Framer;
+    use crate::framing::sse::SseFramer;
 
     #[test]
     fn tap_keeps_cumulative_usage() {
@@ -130,11 +122,12 @@ mod tests {
             "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":7}}\n\n",
             "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
         );
-        let mut framer = SseFramer::new();
+        let mut framer = SseFramer::new(1 << 20);
         framer.push(wire.as_bytes());
         let mut tap = AnthropicUsageTap::default();
-        while let Some(ev) = framer.next_event() {
-            tap.observe(&ev);
+        let mut verdicts = Vec::new();
+        while let Some(ev) = framer.next_frame().unwrap() {
+            verdicts.push(tap.observe(&ev));
         }
         assert_eq!(
             tap.usage(),
@@ -146,15 +139,13 @@ mod tests {
             }
         );
         assert_eq!(tap.stop_reason(), Some("end_turn"));
-        assert!(tap.completed());
+        assert_eq!(verdicts.last(), Some(&TapVerdict::Complete));
     }
 
     #[test]
     fn reads_message_usage() {
-        let u = Usage::from_anthropic_message(
-            br#"{"id":"m","usage":{"input_tokens":4,"output_tokens":2}}"#,
-        )
-        .unwrap();
+        let u =
+            message_usage(br#"{"id":"m","usage":{"input_tokens":4,"output_tokens":2}}"#).unwrap();
         assert_eq!((u.input_tokens, u.output_tokens), (4, 2));
     }
 }

@@ -9,24 +9,18 @@ use serde::Deserialize;
 use serde::de::{MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-/// Which endpoint the body was sent to; they differ in required fields.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    Messages,
-    CountTokens,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestHead<'a> {
-    pub model: Cow<'a, str>,
-    pub stream: bool,
-}
+use crate::dialect::{Endpoint, RequestHead, TranslateError};
 
 /// A client mistake in the request body; `message` names the field, as Anthropic does.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct HeadError {
-    pub message: String,
+#[derive(Debug)]
+struct HeadError {
+    message: String,
+}
+
+impl From<HeadError> for TranslateError {
+    fn from(e: HeadError) -> Self {
+        TranslateError::invalid("", e.message)
+    }
 }
 
 #[derive(Deserialize)]
@@ -39,10 +33,14 @@ struct Peek<'a> {
     stream: Option<bool>,
 }
 
-impl<'a> RequestHead<'a> {
-    /// Checks that the body is a JSON object with the fields `endpoint` requires, with the
-    /// right types, and returns what routing needs.
-    pub fn parse(body: &'a [u8], endpoint: Endpoint) -> Result<Self, HeadError> {
+/// Checks that the body is a JSON object with the fields `endpoint` requires, with the right
+/// types, and returns what routing needs.
+pub(super) fn peek(body: &[u8], endpoint: Endpoint) -> Result<RequestHead<'_>, TranslateError> {
+    parse(body, endpoint).map_err(TranslateError::from)
+}
+
+fn parse(body: &[u8], endpoint: Endpoint) -> Result<RequestHead<'_>, HeadError> {
+    {
         // A derived struct also accepts a JSON array; Anthropic wants an object.
         if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
             return Err(HeadError {
@@ -50,7 +48,7 @@ impl<'a> RequestHead<'a> {
             });
         }
         let de = &mut serde_json::Deserializer::from_slice(body);
-        let peek: Peek<'a> = serde_path_to_error::deserialize(de).map_err(|e| {
+        let peek: Peek<'_> = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
             let message = if inner.is_syntax() || inner.is_eof() {
@@ -77,7 +75,7 @@ impl<'a> RequestHead<'a> {
         if endpoint == Endpoint::Messages && peek.max_tokens.is_none() {
             return Err(required("max_tokens"));
         }
-        Ok(Self {
+        Ok(RequestHead {
             model,
             stream: peek.stream.unwrap_or(false),
         })
@@ -97,10 +95,9 @@ fn strip_position(msg: &str) -> &str {
 
 /// Returns `body` with its top-level `model` replaced by `model`, every other member kept
 /// byte for byte and in order. Used only when the client's model carried a provider prefix.
-pub fn replace_model(body: &[u8], model: &str) -> Result<Vec<u8>, HeadError> {
-    let members = serde_json::from_slice::<Members<'_>>(body).map_err(|e| HeadError {
-        message: format!("Request body is not valid JSON: {e}"),
-    })?;
+pub fn replace_model(body: &[u8], model: &str) -> Result<Vec<u8>, TranslateError> {
+    let members = serde_json::from_slice::<Members<'_>>(body)
+        .map_err(|e| TranslateError::invalid("", format!("Request body is not valid JSON: {e}")))?;
     let mut out = Vec::with_capacity(body.len() + model.len());
     out.push(b'{');
     for (i, (key, value)) in members.0.iter().enumerate() {
@@ -148,12 +145,12 @@ mod tests {
     use super::*;
 
     fn err(body: &str, ep: Endpoint) -> String {
-        RequestHead::parse(body.as_bytes(), ep).unwrap_err().message
+        parse(body.as_bytes(), ep).err().unwrap().message
     }
 
     #[test]
     fn reads_model_and_stream() {
-        let h = RequestHead::parse(
+        let h = parse(
             br#"{"model":"openai/gpt-4o-mini","max_tokens":5,"messages":[],"stream":true,"x":{"y":1}}"#,
             Endpoint::Messages,
         )
@@ -203,9 +200,7 @@ mod tests {
         assert!(
             err(r#"[1]"#, Endpoint::Messages).starts_with("Request body must be a JSON object")
         );
-        assert!(
-            RequestHead::parse(br#"{"model":"m","messages":[]}"#, Endpoint::CountTokens).is_ok()
-        );
+        assert!(parse(br#"{"model":"m","messages":[]}"#, Endpoint::CountTokens).is_ok());
     }
 
     #[test]

@@ -1,30 +1,30 @@
-//! Anthropic Messages API wire types: the request Heimdall accepts, the message it answers
-//! with, and the events of a streamed answer.
+//! The canonical request: what every front door decodes into and every upstream dialect
+//! encodes from.
 //!
-//! Request parsing is lenient about unknown fields (newer API fields must not break clients)
-//! but strict about the shape of known ones, and every error names the JSON path of the bad
-//! field the way Anthropic phrases it (`messages.0.content: …`, `max_tokens: Field required`).
+//! It is Anthropic-shaped (content blocks, `tool_use`/`tool_result`, thinking), because the
+//! main front door and the richest dialect are Anthropic's. Its serde impls read Anthropic's
+//! wire form directly: a second, field-for-field identical wire type tree would cost a copy of
+//! every request and a twin of every type for no gain. Other front doors build it by hand.
+//!
+//! Parsing is lenient about unknown fields (newer API fields must not break clients) but strict
+//! about the shape of known ones, and every error names the JSON path of the bad field the way
+//! Anthropic phrases it (`messages.0.content: …`, `max_tokens: Field required`).
 
 use std::fmt;
 
-use bytes::BytesMut;
 use serde::de::{self, DeserializeOwned, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::sse;
-use crate::translate::TranslateError;
-use crate::usage::Usage;
+use crate::dialect::{Endpoint, TranslateError};
 
-// ---------------------------------------------------------------------------------------------
-// Requests
-// ---------------------------------------------------------------------------------------------
-
-/// `POST /v1/messages` body.
+/// A request to generate (or count the tokens of) one assistant turn.
 #[derive(Debug, Clone, Deserialize)]
-pub struct MessagesRequest {
+pub struct Request {
     pub model: String,
-    pub max_tokens: u64,
+    /// Required by `/v1/messages`, absent on `count_tokens`.
+    #[serde(default)]
+    pub max_tokens: Option<u64>,
     pub messages: Vec<MessageParam>,
     #[serde(default)]
     pub system: Option<SystemPrompt>,
@@ -50,10 +50,14 @@ pub struct MessagesRequest {
     pub output_config: Option<OutputConfig>,
 }
 
-impl MessagesRequest {
-    /// Parses and validates a request body; the error names the offending field.
-    pub fn from_slice(body: &[u8]) -> Result<Self, TranslateError> {
+impl Request {
+    /// Parses and validates an Anthropic request body for `endpoint`; the error names the
+    /// offending field.
+    pub fn from_anthropic(body: &[u8], endpoint: Endpoint) -> Result<Self, TranslateError> {
         let req: Self = parse_json(body)?;
+        if endpoint == Endpoint::Messages && req.max_tokens.is_none() {
+            return Err(TranslateError::invalid("max_tokens", "Field required"));
+        }
         validate(&req.messages, req.tools.as_deref())?;
         Ok(req)
     }
@@ -63,35 +67,12 @@ impl MessagesRequest {
     }
 }
 
-/// `POST /v1/messages/count_tokens` body: a Messages request without generation settings.
-#[derive(Debug, Clone, Deserialize)]
-pub struct CountTokensRequest {
-    pub model: String,
-    pub messages: Vec<MessageParam>,
-    #[serde(default)]
-    pub system: Option<SystemPrompt>,
-    #[serde(default)]
-    pub tools: Option<Vec<Tool>>,
-    #[serde(default)]
-    pub tool_choice: Option<ToolChoice>,
-    #[serde(default)]
-    pub thinking: Option<ThinkingConfig>,
-}
-
-impl CountTokensRequest {
-    pub fn from_slice(body: &[u8]) -> Result<Self, TranslateError> {
-        let req: Self = parse_json(body)?;
-        validate(&req.messages, req.tools.as_deref())?;
-        Ok(req)
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     User,
     Assistant,
-    /// Sent inside `messages` by SDK ≥ 2 and Claude Code (protocols.md §1.3).
+    /// Sent inside `messages` by SDK ≥ 2 and Claude Code, which the API accepts.
     System,
 }
 
@@ -501,151 +482,73 @@ fn unexpected(v: &Value) -> de::Unexpected<'_> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Responses
+// Token counting
 // ---------------------------------------------------------------------------------------------
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StopReason {
-    EndTurn,
-    MaxTokens,
-    StopSequence,
-    ToolUse,
-    PauseTurn,
-    Refusal,
-    ModelContextWindowExceeded,
-}
-
-/// An output content block.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum ContentBlock {
-    /// Unsigned providers get `signature: ""` (strict clients require the field).
-    Thinking {
-        thinking: String,
-        signature: String,
-    },
-    Text {
-        text: String,
-    },
-    ToolUse {
-        id: String,
-        name: String,
-        input: Value,
-    },
-}
-
-/// The `usage` object as Anthropic spells it, used by messages and `message_delta` alike.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct MessageUsage {
-    pub input_tokens: u64,
-    pub cache_creation_input_tokens: u64,
-    pub cache_read_input_tokens: u64,
-    pub output_tokens: u64,
-}
-
-impl From<Usage> for MessageUsage {
-    fn from(u: Usage) -> Self {
-        Self {
-            input_tokens: u.input_tokens,
-            cache_creation_input_tokens: u.cache_creation_input_tokens,
-            cache_read_input_tokens: u.cache_read_input_tokens,
-            output_tokens: u.output_tokens,
+impl Request {
+    /// All text a request would send upstream, newline-separated, for a tokenizer estimate:
+    /// system, message text, tool calls (name and input JSON), tool results, document text, and
+    /// tool definitions. Images and PDFs carry no text here; thinking is not sent upstream.
+    pub fn counting_text(&self) -> String {
+        let req = self;
+        let mut out = TextSink::default();
+        if let Some(system) = &req.system {
+            match system {
+                TextOrBlocks::Text(s) => out.push(s),
+                TextOrBlocks::Blocks(blocks) => blocks.iter().for_each(|b| out.push(&b.text)),
+            }
         }
-    }
-}
-
-/// A non-streaming response (`"type":"message"`, `"role":"assistant"`), also the `message`
-/// of `message_start`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Message {
-    pub id: String,
-    pub model: String,
-    pub content: Vec<ContentBlock>,
-    pub stop_reason: Option<StopReason>,
-    pub stop_sequence: Option<String>,
-    pub usage: MessageUsage,
-}
-
-impl Serialize for Message {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        let mut st = s.serialize_struct("Message", 8)?;
-        st.serialize_field("id", &self.id)?;
-        st.serialize_field("type", "message")?;
-        st.serialize_field("role", &Role::Assistant)?;
-        st.serialize_field("model", &self.model)?;
-        st.serialize_field("content", &self.content)?;
-        st.serialize_field("stop_reason", &self.stop_reason)?;
-        st.serialize_field("stop_sequence", &self.stop_sequence)?;
-        st.serialize_field("usage", &self.usage)?;
-        st.end()
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Stream events
-// ---------------------------------------------------------------------------------------------
-
-/// One event of an Anthropic stream. The SSE `event:` name and the JSON `"type"` both come
-/// from the variant, so they cannot disagree.
-#[derive(Debug, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum StreamEvent<'a> {
-    MessageStart {
-        message: &'a Message,
-    },
-    ContentBlockStart {
-        index: usize,
-        content_block: &'a ContentBlock,
-    },
-    ContentBlockDelta {
-        index: usize,
-        delta: Delta<'a>,
-    },
-    ContentBlockStop {
-        index: usize,
-    },
-    MessageDelta {
-        delta: MessageDelta<'a>,
-        usage: MessageUsage,
-    },
-    MessageStop,
-    Ping,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Delta<'a> {
-    TextDelta { text: &'a str },
-    InputJsonDelta { partial_json: &'a str },
-    ThinkingDelta { thinking: &'a str },
-}
-
-#[derive(Debug, Serialize)]
-pub struct MessageDelta<'a> {
-    pub stop_reason: Option<StopReason>,
-    pub stop_sequence: Option<&'a str>,
-}
-
-impl StreamEvent<'_> {
-    pub const fn name(&self) -> &'static str {
-        match self {
-            Self::MessageStart { .. } => "message_start",
-            Self::ContentBlockStart { .. } => "content_block_start",
-            Self::ContentBlockDelta { .. } => "content_block_delta",
-            Self::ContentBlockStop { .. } => "content_block_stop",
-            Self::MessageDelta { .. } => "message_delta",
-            Self::MessageStop => "message_stop",
-            Self::Ping => "ping",
+        for m in &req.messages {
+            out.content(&m.content);
         }
+        for tool in req.tools.iter().flatten() {
+            out.push(&tool.name);
+            out.push(tool.description.as_deref().unwrap_or_default());
+            if let Some(schema) = &tool.input_schema {
+                out.push(&schema.to_string());
+            }
+        }
+        out.0
+    }
+}
+
+#[derive(Default)]
+struct TextSink(String);
+
+impl TextSink {
+    fn push(&mut self, s: &str) {
+        if s.is_empty() {
+            return;
+        }
+        if !self.0.is_empty() {
+            self.0.push('\n');
+        }
+        self.0.push_str(s);
     }
 
-    /// Appends this event as one SSE frame.
-    pub fn write_to(&self, out: &mut BytesMut) {
-        // Only strings, numbers and `Value`s are serialized: encoding cannot fail.
-        let data = serde_json::to_vec(self).unwrap_or_default();
-        sse::write_event(out, self.name(), &data);
+    fn content(&mut self, content: &MessageContent) {
+        let blocks = match content {
+            TextOrBlocks::Text(s) => return self.push(s),
+            TextOrBlocks::Blocks(blocks) => blocks,
+        };
+        for block in blocks {
+            match block {
+                ContentBlockParam::Text { text } => self.push(text),
+                ContentBlockParam::ToolUse { name, input, .. } => {
+                    self.push(name);
+                    self.push(&input.to_string());
+                }
+                ContentBlockParam::ToolResult {
+                    content: Some(c), ..
+                } => self.content(c),
+                ContentBlockParam::Document { source, .. } => match source {
+                    Source::Text { data, .. } => self.push(data),
+                    Source::Content { content } => self.content(content),
+                    _ => {}
+                },
+                _ => {}
+            }
+        }
     }
 }
 
@@ -654,14 +557,14 @@ mod tests {
     use super::*;
 
     fn err(body: &str) -> String {
-        MessagesRequest::from_slice(body.as_bytes())
+        Request::from_anthropic(body.as_bytes(), Endpoint::Messages)
             .unwrap_err()
             .message()
     }
 
     #[test]
     fn parses_all_block_kinds() {
-        let req = MessagesRequest::from_slice(br#"{"model":"m","max_tokens":5,"unknown":1,
+        let req = Request::from_anthropic(br#"{"model":"m","max_tokens":5,"unknown":1,
             "system":[{"type":"text","text":"s","cache_control":{"type":"ephemeral"}}],
             "messages":[{"role":"user","content":[
               {"text":"type comes last","type":"text"},
@@ -669,7 +572,7 @@ mod tests {
               {"type":"document","source":{"type":"text","media_type":"text/plain","data":"d"},"title":"t"},
               {"type":"tool_result","tool_use_id":"toolu_1","content":[{"type":"text","text":"r"}],"is_error":true},
               {"type":"search_result","source":"https://x","content":[]}
-            ]},{"role":"system","content":"late"}]}"#).unwrap();
+            ]},{"role":"system","content":"late"}]}"#, Endpoint::Messages).unwrap();
         let TextOrBlocks::Blocks(blocks) = &req.messages[0].content else {
             panic!("blocks")
         };
@@ -773,50 +676,11 @@ mod tests {
 
     #[test]
     fn count_tokens_request_has_no_max_tokens() {
-        let r = CountTokensRequest::from_slice(
+        let r = Request::from_anthropic(
             br#"{"model":"m","messages":[{"role":"user","content":"x"}]}"#,
+            Endpoint::CountTokens,
         )
         .unwrap();
         assert_eq!(r.model, "m");
-    }
-
-    #[test]
-    fn event_type_equals_event_name() {
-        let message = Message {
-            id: "msg_1".into(),
-            model: "m".into(),
-            content: vec![],
-            stop_reason: None,
-            stop_sequence: None,
-            usage: Usage::default().into(),
-        };
-        let block = ContentBlock::Text {
-            text: String::new(),
-        };
-        let events = [
-            StreamEvent::MessageStart { message: &message },
-            StreamEvent::ContentBlockStart {
-                index: 0,
-                content_block: &block,
-            },
-            StreamEvent::ContentBlockDelta {
-                index: 0,
-                delta: Delta::TextDelta { text: "x" },
-            },
-            StreamEvent::ContentBlockStop { index: 0 },
-            StreamEvent::MessageDelta {
-                delta: MessageDelta {
-                    stop_reason: Some(StopReason::EndTurn),
-                    stop_sequence: None,
-                },
-                usage: message.usage,
-            },
-            StreamEvent::MessageStop,
-            StreamEvent::Ping,
-        ];
-        for ev in events {
-            let v = serde_json::to_value(&ev).unwrap();
-            assert_eq!(v["type"], ev.name());
-        }
     }
 }

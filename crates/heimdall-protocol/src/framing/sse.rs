@@ -5,51 +5,39 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-/// One complete event as it appeared on the wire.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SseEvent {
-    /// The event's bytes including its terminating blank line, exactly as received.
-    pub raw: Bytes,
-    /// The `event:` field, if the event had one.
-    pub event: Option<Bytes>,
-    /// The `data:` lines joined with `\n` (empty when there were none).
-    pub data: Bytes,
-}
+use super::{Frame, Framer, FramingError};
 
-impl SseEvent {
-    pub fn event_name(&self) -> Option<&str> {
-        self.event
-            .as_deref()
-            .and_then(|b| std::str::from_utf8(b).ok())
-    }
-}
-
-/// Splits a byte stream into events. Feed chunks with [`SseFramer::push`], then drain complete
-/// events with [`SseFramer::next_event`]; a partial event stays buffered until its end arrives.
-#[derive(Debug, Default)]
+/// Splits a byte stream into SSE events.
+#[derive(Debug)]
 pub struct SseFramer {
     buf: BytesMut,
     /// How far `buf` has been scanned without finding an event end, so a long event arriving
     /// in many small chunks is not rescanned from its start each time.
     scanned: usize,
+    /// Largest event accepted; an upstream that never ends its event must not grow memory.
+    max_event_bytes: usize,
 }
 
 impl SseFramer {
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new(max_event_bytes: usize) -> Self {
+        Self {
+            buf: BytesMut::new(),
+            scanned: 0,
+            max_event_bytes,
+        }
     }
 
-    pub fn push(&mut self, chunk: &[u8]) {
+    fn has_partial(&self) -> bool {
+        self.buf.iter().any(|b| !b.is_ascii_whitespace())
+    }
+}
+
+impl Framer for SseFramer {
+    fn push(&mut self, chunk: &[u8]) {
         self.buf.extend_from_slice(chunk);
     }
 
-    /// True when bytes of an unfinished event are buffered.
-    pub fn has_partial(&self) -> bool {
-        self.buf.iter().any(|b| !b.is_ascii_whitespace())
-    }
-
-    /// Takes what is buffered as a final event when the stream ended without a blank line.
-    pub fn finish(&mut self) -> Option<SseEvent> {
+    fn finish(&mut self) -> Option<Frame> {
         if !self.has_partial() {
             self.buf.clear();
             return None;
@@ -59,19 +47,29 @@ impl SseFramer {
         Some(parse_event(raw))
     }
 
-    pub fn next_event(&mut self) -> Option<SseEvent> {
+    fn next_frame(&mut self) -> Result<Option<Frame>, FramingError> {
         loop {
             let Some(end) = find_event_end(&self.buf, self.scanned.saturating_sub(3)) else {
                 self.scanned = self.buf.len();
-                return None;
+                if self.buf.len() > self.max_event_bytes {
+                    return Err(FramingError::TooLarge {
+                        limit: self.max_event_bytes,
+                    });
+                }
+                return Ok(None);
             };
+            if end > self.max_event_bytes {
+                return Err(FramingError::TooLarge {
+                    limit: self.max_event_bytes,
+                });
+            }
             let raw = self.buf.split_to(end).freeze();
             self.scanned = 0;
             // Blank lines between events (keep-alive newlines) are not events.
             if raw.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            return Some(parse_event(raw));
+            return Ok(Some(parse_event(raw)));
         }
     }
 }
@@ -106,7 +104,7 @@ fn find_event_end(buf: &[u8], from: usize) -> Option<usize> {
     None
 }
 
-fn parse_event(raw: Bytes) -> SseEvent {
+fn parse_event(raw: Bytes) -> Frame {
     let mut event = None;
     let mut data: Option<Bytes> = None;
     let mut joined: Option<BytesMut> = None;
@@ -158,7 +156,11 @@ fn parse_event(raw: Bytes) -> SseEvent {
         Some(j) => j.freeze(),
         None => data.unwrap_or_default(),
     };
-    SseEvent { raw, event, data }
+    Frame {
+        raw,
+        name: event,
+        data,
+    }
 }
 
 /// Appends one `event: NAME\ndata: DATA\n\n` frame. `data` must be a single line (compact JSON).
@@ -171,35 +173,24 @@ pub fn write_event(out: &mut BytesMut, name: &str, data: &[u8]) {
     out.extend_from_slice(b"\n\n");
 }
 
-/// Appends one `data: DATA\n\n` frame (the OpenAI dialect has no event names).
-pub fn write_data(out: &mut BytesMut, data: &[u8]) {
-    out.reserve(data.len() + 8);
-    out.extend_from_slice(b"data: ");
-    out.extend_from_slice(data);
-    out.extend_from_slice(b"\n\n");
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn drain(f: &mut SseFramer) -> Vec<SseEvent> {
-        std::iter::from_fn(|| f.next_event()).collect()
+    fn drain(f: &mut SseFramer) -> Vec<Frame> {
+        std::iter::from_fn(|| f.next_frame().unwrap()).collect()
     }
 
     #[test]
     fn frames_across_chunk_boundaries() {
         let wire = b"event: ping\ndata: {\"type\":\"ping\"}\n\n: comment\n\ndata: a\ndata: b\n\nevent: x\r\ndata: y\r\n\r\n";
         for split in 0..wire.len() {
-            let mut f = SseFramer::new();
+            let mut f = SseFramer::new(1 << 20);
             f.push(&wire[..split]);
             let mut got = drain(&mut f);
             f.push(&wire[split..]);
             got.extend(drain(&mut f));
-            let names: Vec<_> = got
-                .iter()
-                .map(|e| e.event_name().map(str::to_owned))
-                .collect();
+            let names: Vec<_> = got.iter().map(|e| e.name().map(str::to_owned)).collect();
             // The comment-only event parses as an event with neither name nor data.
             assert_eq!(
                 names,
@@ -216,12 +207,28 @@ mod tests {
 
     #[test]
     fn unterminated_tail_is_returned_by_finish() {
-        let mut f = SseFramer::new();
+        let mut f = SseFramer::new(1 << 20);
         f.push(b"data: [DONE]\n");
-        assert!(f.next_event().is_none());
+        assert!(f.next_frame().unwrap().is_none());
         assert!(f.has_partial());
         assert_eq!(&f.finish().unwrap().data[..], b"[DONE]");
         assert!(f.finish().is_none());
+    }
+
+    #[test]
+    fn an_event_past_the_limit_is_an_error() {
+        let mut f = SseFramer::new(16);
+        f.push(b"data: 0123456789");
+        assert!(f.next_frame().unwrap().is_none());
+        f.push(b"abcdef");
+        assert_eq!(f.next_frame(), Err(FramingError::TooLarge { limit: 16 }));
+        // A complete event over the limit is refused too, even when it arrives at once.
+        let mut f = SseFramer::new(16);
+        f.push(b"data: 0123456789abcdef\n\n");
+        assert!(f.next_frame().is_err());
+        let mut f = SseFramer::new(16);
+        f.push(b"data: ok\n\n");
+        assert_eq!(&f.next_frame().unwrap().unwrap().data[..], b"ok");
     }
 
     #[test]

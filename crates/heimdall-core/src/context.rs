@@ -1,0 +1,114 @@
+//! What the edge knows about a request before core decides anything: who sent it, through
+//! which front door, and the client headers that later stages may act on.
+
+use std::time::Instant;
+
+use heimdall_protocol::dialect::FrontDoor;
+use http::{HeaderMap, HeaderName};
+
+/// Client headers forwarded to providers that understand them.
+const FORWARDED: [HeaderName; 1] = [HeaderName::from_static("anthropic-version")];
+
+/// Prefix of Bifrost-style virtual keys presented in the usual credential headers.
+const VIRTUAL_KEY_PREFIX: &str = "sk-bf-";
+
+pub struct RequestContext {
+    /// `req_…`, on every answer and record.
+    pub request_id: String,
+    pub front_door: &'static dyn FrontDoor,
+    /// The client headers that may go upstream (provider decides which it uses).
+    pub forward_headers: HeaderMap,
+    /// `x-bf-vk`, or an `sk-bf-…` value in `x-api-key` / `Authorization: Bearer`.
+    pub virtual_key: Option<String>,
+    /// `x-bf-session-id`, or the session header coding agents send.
+    pub session_id: Option<String>,
+    /// `x-bf-async*` headers, for async inference.
+    pub async_headers: HeaderMap,
+    pub received: Instant,
+}
+
+impl RequestContext {
+    pub fn from_headers(
+        request_id: String,
+        front_door: &'static dyn FrontDoor,
+        headers: &HeaderMap,
+    ) -> Self {
+        let text = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+        };
+        let mut forward_headers = HeaderMap::new();
+        for name in FORWARDED {
+            if let Some(v) = headers.get(&name) {
+                forward_headers.insert(name, v.clone());
+            }
+        }
+        let bearer = text("authorization").and_then(|v| v.strip_prefix("Bearer "));
+        let virtual_key = text("x-bf-vk")
+            .or_else(|| {
+                [text("x-api-key"), bearer]
+                    .into_iter()
+                    .flatten()
+                    .find(|v| v.starts_with(VIRTUAL_KEY_PREFIX))
+            })
+            .map(str::to_owned);
+        let session_id = text("x-bf-session-id")
+            .or_else(|| text("x-claude-code-session-id"))
+            .map(str::to_owned);
+        let async_headers = headers
+            .iter()
+            .filter(|(name, _)| name.as_str().starts_with("x-bf-async"))
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect();
+        Self {
+            request_id,
+            front_door,
+            forward_headers,
+            virtual_key,
+            session_id,
+            async_headers,
+            received: Instant::now(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use heimdall_protocol::dialect::anthropic::Anthropic;
+
+    fn ctx(pairs: &[(&'static str, &'static str)]) -> RequestContext {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, http::HeaderValue::from_static(v));
+        }
+        RequestContext::from_headers("req_1".into(), &Anthropic, &h)
+    }
+
+    #[test]
+    fn reads_identity_session_and_forwarded_headers() {
+        let c = ctx(&[
+            ("anthropic-version", "2023-06-01"),
+            ("x-api-key", "client-key"),
+            ("x-claude-code-session-id", "s-1"),
+            ("x-bf-async", "true"),
+        ]);
+        assert_eq!(c.forward_headers.len(), 1);
+        assert!(
+            c.virtual_key.is_none(),
+            "a plain client key is not a virtual key"
+        );
+        assert_eq!(c.session_id.as_deref(), Some("s-1"));
+        assert_eq!(c.async_headers["x-bf-async"], "true");
+        let c = ctx(&[("authorization", "Bearer sk-bf-abc")]);
+        assert_eq!(c.virtual_key.as_deref(), Some("sk-bf-abc"));
+        let c = ctx(&[("x-bf-vk", "vk-1"), ("x-bf-session-id", "s-2")]);
+        assert_eq!(
+            (c.virtual_key.as_deref(), c.session_id.as_deref()),
+            (Some("vk-1"), Some("s-2"))
+        );
+    }
+}

@@ -1,0 +1,57 @@
+//! The policy seam: every request is admitted before its upstream call and settled after it,
+//! refusals included. Governance (virtual keys, budgets, rate limits) plugs in here.
+
+use std::any::Any;
+
+use futures_util::future::BoxFuture;
+use heimdall_protocol::dialect::Endpoint;
+
+use crate::context::RequestContext;
+use crate::error::GatewayError;
+use crate::record::RequestRecord;
+
+/// What is about to be sent where.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan<'a> {
+    pub endpoint: Endpoint,
+    /// The configured provider name.
+    pub provider: &'a str,
+    /// The model as the client named it.
+    pub model: &'a str,
+    pub upstream_model: &'a str,
+    pub pass_through: bool,
+    pub stream: bool,
+}
+
+/// Whatever a policy reserved at admission (a budget hold, a rate-limit slot), handed back to
+/// it at settlement.
+#[derive(Default)]
+pub struct Admission(pub Option<Box<dyn Any + Send + Sync>>);
+
+pub trait Policy: Send + Sync {
+    /// Decides before the upstream call; a refusal is answered in the front door's shape.
+    fn admit<'a>(
+        &'a self,
+        ctx: &'a RequestContext,
+        plan: Plan<'a>,
+    ) -> BoxFuture<'a, Result<Admission, GatewayError>>;
+    /// Called once per request when it is over, whatever the outcome (the record says what
+    /// happened), also for requests refused before admission (with an empty admission).
+    /// Must not block: it runs where the request ended.
+    fn settle(&self, ctx: &RequestContext, admission: Admission, record: &RequestRecord);
+}
+
+/// Admits everything; the policy until governance exists.
+pub struct AllowAll;
+
+impl Policy for AllowAll {
+    fn admit<'a>(
+        &'a self,
+        _ctx: &'a RequestContext,
+        _plan: Plan<'a>,
+    ) -> BoxFuture<'a, Result<Admission, GatewayError>> {
+        Box::pin(std::future::ready(Ok(Admission::default())))
+    }
+
+    fn settle(&self, _ctx: &RequestContext, _admission: Admission, _record: &RequestRecord) {}
+}

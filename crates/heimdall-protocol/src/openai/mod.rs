@@ -1,5 +1,0 @@
-//! The OpenAI Chat Completions dialect.
-
-pub mod chat;
-
-pub use chat::*;

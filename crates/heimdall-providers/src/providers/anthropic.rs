@@ -1,0 +1,75 @@
+//! Anthropic's own API: the Messages dialect, passed through.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use heimdall_protocol::dialect::UpstreamDialect;
+use heimdall_protocol::dialect::anthropic::Anthropic as AnthropicDialect;
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::client::ProviderError;
+use crate::provider::{
+    Operation, PreparedRequest, Provider, ProviderFactory, ProviderSettings, json_request,
+    set_secret_header, url,
+};
+
+pub const FACTORY: ProviderFactory = ProviderFactory {
+    name: "anthropic",
+    env_var: "ANTHROPIC_API_KEY",
+    default_base_url: "https://api.anthropic.com",
+    build: |settings| Arc::new(AnthropicProvider { settings }),
+};
+
+/// The API version sent upstream when the client names none.
+pub const DEFAULT_VERSION: &str = "2023-06-01";
+
+struct AnthropicProvider {
+    settings: ProviderSettings,
+}
+
+impl Provider for AnthropicProvider {
+    fn name(&self) -> &str {
+        &self.settings.name
+    }
+
+    fn dialect(&self, _model: &str) -> &'static dyn UpstreamDialect {
+        &AnthropicDialect
+    }
+
+    fn prepare(
+        &self,
+        op: Operation,
+        _model: &str,
+        _stream: bool,
+        body: Option<Bytes>,
+        client_headers: &HeaderMap,
+    ) -> Result<PreparedRequest, ProviderError> {
+        let path = match op {
+            Operation::Messages => "/v1/messages",
+            Operation::CountTokens => "/v1/messages/count_tokens",
+            Operation::ListModels => "/v1/models",
+        };
+        let mut headers = HeaderMap::with_capacity(4);
+        let version = client_headers
+            .get("anthropic-version")
+            .cloned()
+            .unwrap_or(HeaderValue::from_static(DEFAULT_VERSION));
+        headers.insert(HeaderName::from_static("anthropic-version"), version);
+        Ok(json_request(url(&self.settings.base_url, path), headers, body))
+    }
+
+    fn authorize<'a>(
+        &'a self,
+        request: &'a mut PreparedRequest,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<(), ProviderError>> {
+        let result = set_secret_header(
+            request,
+            HeaderName::from_static("x-api-key"),
+            key,
+            self.name(),
+        );
+        Box::pin(std::future::ready(result))
+    }
+}

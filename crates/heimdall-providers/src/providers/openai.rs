@@ -1,0 +1,74 @@
+//! OpenAI's API: the Chat Completions dialect, translated.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use heimdall_protocol::dialect::UpstreamDialect;
+use heimdall_protocol::dialect::openai_chat::OpenAiChat;
+use http::HeaderMap;
+
+use crate::client::ProviderError;
+use crate::provider::{
+    Operation, PreparedRequest, Provider, ProviderFactory, ProviderSettings, json_request,
+    set_secret_header, url,
+};
+
+pub const FACTORY: ProviderFactory = ProviderFactory {
+    name: "openai",
+    env_var: "OPENAI_API_KEY",
+    default_base_url: "https://api.openai.com",
+    build: |settings| Arc::new(OpenAiProvider { settings }),
+};
+
+struct OpenAiProvider {
+    settings: ProviderSettings,
+}
+
+impl Provider for OpenAiProvider {
+    fn name(&self) -> &str {
+        &self.settings.name
+    }
+
+    fn dialect(&self, _model: &str) -> &'static dyn UpstreamDialect {
+        &OpenAiChat
+    }
+
+    fn prepare(
+        &self,
+        op: Operation,
+        _model: &str,
+        _stream: bool,
+        body: Option<Bytes>,
+        _client_headers: &HeaderMap,
+    ) -> Result<PreparedRequest, ProviderError> {
+        let path = match op {
+            Operation::Messages => "/v1/chat/completions",
+            Operation::ListModels => "/v1/models",
+            Operation::CountTokens => {
+                return Err(ProviderError::Unsupported {
+                    provider: self.name().to_owned(),
+                });
+            }
+        };
+        Ok(json_request(
+            url(&self.settings.base_url, path),
+            HeaderMap::new(),
+            body,
+        ))
+    }
+
+    fn authorize<'a>(
+        &'a self,
+        request: &'a mut PreparedRequest,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<(), ProviderError>> {
+        let result = set_secret_header(
+            request,
+            http::header::AUTHORIZATION,
+            &format!("Bearer {key}"),
+            self.name(),
+        );
+        Box::pin(std::future::ready(result))
+    }
+}
