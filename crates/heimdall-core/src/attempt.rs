@@ -59,6 +59,7 @@ pub(crate) async fn send<'a>(
     }
     let model = call.model.unwrap_or_default();
     let mut attempt = 0u32;
+    let mut stale_retried = false;
     loop {
         let key = pick_weighted(&candidates);
         let deadline = Instant::now() + p.request_timeout;
@@ -75,6 +76,13 @@ pub(crate) async fn send<'a>(
         let to_gateway = |err: &ProviderError| {
             GatewayError::from_provider(err, key.value.expose(), call.pass_through)
         };
+        if matches!(err, ProviderError::Stale { .. }) && !stale_retried {
+            // The pooled connection died under us before any answer: the request did not
+            // reach the upstream, so it is sent again at once, retries configured or not.
+            stale_retried = true;
+            tracing::debug!(provider = %p.name, error = %err, "reused connection was closed; sending again");
+            continue;
+        }
         if attempt >= p.max_retries || !(err.is_retryable() || err.is_key_specific()) {
             return Err(to_gateway(&err));
         }

@@ -252,6 +252,20 @@ impl Config {
                 MAX_SECONDS,
             )?);
         }
+        if let Some(v) = client.max_upstream_response_size_mb {
+            config.upstream_client.max_response_bytes = mb(in_range(
+                "client.max_upstream_response_size_mb",
+                v,
+                1,
+                MAX_MB,
+            )?);
+        }
+        if let Some(v) = client.max_upstream_error_body_kb {
+            config.upstream_client.max_error_body_bytes = usize::try_from(
+                in_range("client.max_upstream_error_body_kb", v, 1, MAX_MB)? * 1024,
+            )
+            .unwrap_or(usize::MAX);
+        }
         if let Some(v) = client.upstream_connect_timeout_seconds {
             config.upstream_client.connect_timeout = Duration::from_secs(in_range(
                 "client.upstream_connect_timeout_seconds",
@@ -442,6 +456,8 @@ struct RawClient {
     max_stream_event_size_mb: Option<u64>,
     upstream_pool_idle_timeout_seconds: Option<u64>,
     upstream_connect_timeout_seconds: Option<u64>,
+    max_upstream_response_size_mb: Option<u64>,
+    max_upstream_error_body_kb: Option<u64>,
 }
 
 #[derive(Deserialize)]

@@ -53,6 +53,11 @@ impl GatewayError {
         Self::new(ErrorType::ApiError, message)
     }
 
+    /// The upstream failed or answered something unusable: 502 `api_error`.
+    pub fn bad_gateway(message: impl Into<String>) -> Self {
+        Self::new(ErrorType::ApiError, message).with_status(502)
+    }
+
     fn with_status(mut self, status: u16) -> Self {
         self.status = status;
         self
@@ -70,6 +75,9 @@ impl GatewayError {
                 body,
             } => {
                 let parsed = parse_upstream_error(body);
+                // Only an error document is the upstream's wording; an HTML page from its edge
+                // or a body cut at the size limit gets our own shape instead.
+                let pass_through = pass_through && parsed.is_some();
                 let kind = classify_upstream(
                     *status,
                     parsed.as_ref().and_then(|p| p.upstream_type.as_deref()),
@@ -94,9 +102,11 @@ impl GatewayError {
             ProviderError::Timeout { .. } => {
                 Self::new(ErrorType::TimeoutError, err.to_string()).with_status(504)
             }
-            ProviderError::Connect { .. } | ProviderError::Transport { .. } => {
-                Self::new(ErrorType::ApiError, scrub(&err.to_string(), secret)).with_status(502)
-            }
+            ProviderError::Connect { .. }
+            | ProviderError::Transport { .. }
+            | ProviderError::Stale { .. }
+            | ProviderError::UnexpectedStatus { .. }
+            | ProviderError::Invalid { .. } => Self::bad_gateway(scrub(&err.to_string(), secret)),
             ProviderError::InvalidKey { .. } => Self::internal(err.to_string()),
             ProviderError::Unsupported { .. } => Self::invalid_request(err.to_string()),
         }

@@ -224,6 +224,7 @@ impl Gateway {
         )
         .await?;
         guard.record.key_name = Some(answer.key.name.clone());
+        check_answer_shape(&answer, head.stream, t.dialect)?;
         let rctx = ResponseContext {
             message_id: ids::message_id(rand::rng().random()),
             model: head.model.to_string(),
@@ -254,7 +255,13 @@ impl Gateway {
         let bytes = read_body(answer, t.provider).await?;
         match t.codec {
             None => {
-                guard.record.usage = t.dialect.response_usage(&bytes).unwrap_or_default();
+                // Reading usage parses the answer anyway; an answer without usage is not a
+                // message (HTML, truncated JSON, an SSE body, an empty 204).
+                guard.record.usage = t.dialect.response_usage(&bytes).ok_or_else(|| {
+                    GatewayError::bad_gateway(format!(
+                        "{provider_name} answered with a body that is not a valid message"
+                    ))
+                })?;
                 Ok(Exchanged::Json(bytes))
             }
             Some(codec) => {
@@ -264,6 +271,9 @@ impl Gateway {
                         "{provider_name} answered in a way Heimdall could not read: {}",
                         err.message
                     );
+                    if err.status == 500 {
+                        err.status = 502;
+                    }
                     err
                 })?;
                 guard.record.usage = response.usage;
@@ -333,6 +343,36 @@ impl Gateway {
         guard.record.key_name = Some(answer.key.name.clone());
         read_body(answer, t.provider).await
     }
+}
+
+/// Refuses a 2xx answer whose shape cannot be what was asked for, before any byte reaches
+/// the client: no content for a stream, an HTML page or a JSON document answering a stream
+/// request, or an event stream answering a plain one.
+fn check_answer_shape(
+    answer: &Answer<'_>,
+    stream: bool,
+    dialect: &dyn UpstreamDialect,
+) -> Result<(), GatewayError> {
+    let provider = answer.response.provider();
+    if answer.response.status() == 204 {
+        return Err(GatewayError::bad_gateway(format!(
+            "{provider} answered 204 No Content"
+        )));
+    }
+    let media = answer.response.media_type().unwrap_or_default();
+    let wrong = if stream {
+        matches!(media, "application/json" | "text/html")
+    } else {
+        media == "text/event-stream" || media == "text/html"
+    };
+    if wrong {
+        return Err(GatewayError::bad_gateway(format!(
+            "{provider} answered a {} request with {media} ({} dialect)",
+            if stream { "streaming" } else { "non-streaming" },
+            dialect.id().0
+        )));
+    }
+    Ok(())
 }
 
 /// The client's body for a same-dialect upstream: untouched unless the model carried a

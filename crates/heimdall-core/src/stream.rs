@@ -148,9 +148,18 @@ impl State {
         match &mut self.mode {
             Mode::PassThrough { tap, .. } => {
                 let verdict = tap.observe(frame);
+                if verdict == TapVerdict::Invalid {
+                    // Junk is never forwarded: clients would choke on it or drop it silently.
+                    self.fail(
+                        ErrorType::ApiError,
+                        "upstream sent bytes that are not a valid stream event",
+                        out,
+                    );
+                    return;
+                }
                 out.extend_from_slice(&scrub_bytes(&frame.raw, &self.secret));
                 match verdict {
-                    TapVerdict::Continue => {}
+                    TapVerdict::Continue | TapVerdict::Invalid => {}
                     TapVerdict::Complete => self.done = true,
                     TapVerdict::Failed => {
                         let (kind, message) = in_band_error(&frame.data);

@@ -3,7 +3,7 @@
 use std::sync::Once;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName};
 
 use crate::provider::PreparedRequest;
@@ -14,16 +14,23 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     pub pool_idle_timeout: Duration,
     pub pool_max_idle_per_host: usize,
+    /// Largest non-streaming answer read; a bigger one fails instead of filling memory.
+    pub max_response_bytes: usize,
+    /// Largest error body read; the rest is dropped (the message is truncated).
+    pub max_error_body_bytes: usize,
 }
 
 impl Default for ClientOptions {
     fn default() -> Self {
         Self {
             connect_timeout: Duration::from_secs(10),
-            // Below the usual 60–120 s keep-alive of provider edges, so we never reuse a
-            // connection the far side is about to close.
-            pool_idle_timeout: Duration::from_secs(50),
+            // Below the keep-alive of most provider edges (60–120 s); servers that close
+            // sooner (Node and uvicorn default to 5 s) are covered by the one retry of a
+            // request whose reused connection turned out closed.
+            pool_idle_timeout: Duration::from_secs(30),
             pool_max_idle_per_host: 512,
+            max_response_bytes: 32 * 1024 * 1024,
+            max_error_body_bytes: 64 * 1024,
         }
     }
 }
@@ -54,6 +61,16 @@ pub enum ProviderError {
     },
     #[error("{provider} connection failed: {message}")]
     Transport { provider: String, message: String },
+    /// A pooled connection was closed by the upstream before any byte of the answer came:
+    /// the request most likely never reached it, so one immediate retry is safe.
+    #[error("{provider} closed the connection before answering: {message}")]
+    Stale { provider: String, message: String },
+    /// A status that is neither success nor a client or server error (1xx, 3xx, ≥ 600).
+    #[error("{provider} answered with unexpected status {status}")]
+    UnexpectedStatus { provider: String, status: u16 },
+    /// A 2xx answer that is not what was asked for.
+    #[error("{provider} sent an invalid answer: {message}")]
+    Invalid { provider: String, message: String },
     #[error("the configured {provider} key is not a valid header value")]
     InvalidKey { provider: String },
     #[error("{provider} does not support this operation")]
@@ -64,9 +81,15 @@ impl ProviderError {
     /// Whether another attempt may succeed: network trouble, timeouts, 408/409/429 and 5xx.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Connect { .. } | Self::Timeout { .. } | Self::Transport { .. } => true,
+            Self::Connect { .. }
+            | Self::Timeout { .. }
+            | Self::Transport { .. }
+            | Self::Stale { .. } => true,
             Self::Status { status, .. } => matches!(status, 408 | 409 | 429 | 500..=599),
-            Self::InvalidKey { .. } | Self::Unsupported { .. } => false,
+            Self::InvalidKey { .. }
+            | Self::Unsupported { .. }
+            | Self::UnexpectedStatus { .. }
+            | Self::Invalid { .. } => false,
         }
     }
 
@@ -77,6 +100,9 @@ impl ProviderError {
             | Self::Timeout { provider, .. }
             | Self::Status { provider, .. }
             | Self::Transport { provider, .. }
+            | Self::Stale { provider, .. }
+            | Self::UnexpectedStatus { provider, .. }
+            | Self::Invalid { provider, .. }
             | Self::InvalidKey { provider }
             | Self::Unsupported { provider } => provider,
         }
@@ -93,6 +119,8 @@ impl ProviderError {
 #[derive(Debug, Clone)]
 pub struct UpstreamClient {
     http: reqwest::Client,
+    max_response_bytes: usize,
+    max_error_body_bytes: usize,
 }
 
 static CRYPTO: Once = Once::new();
@@ -104,6 +132,11 @@ impl UpstreamClient {
             let _ = rustls::crypto::ring::default_provider().install_default();
         });
         let http = reqwest::Client::builder()
+            // Compressed answers are decoded here, so every path sees plain bytes and no
+            // client receives a body whose content-encoding was dropped.
+            .gzip(true)
+            .brotli(true)
+            .deflate(true)
             .connect_timeout(opts.connect_timeout)
             .pool_idle_timeout(opts.pool_idle_timeout)
             .pool_max_idle_per_host(opts.pool_max_idle_per_host)
@@ -120,7 +153,11 @@ impl UpstreamClient {
                 provider: "http client".to_owned(),
                 message: e.to_string(),
             })?;
-        Ok(Self { http })
+        Ok(Self {
+            http,
+            max_response_bytes: opts.max_response_bytes,
+            max_error_body_bytes: opts.max_error_body_bytes,
+        })
     }
 
     /// Sends the request and waits for the status and headers. A non-2xx answer is read in
@@ -143,12 +180,19 @@ impl UpstreamClient {
                 provider: provider.to_owned(),
                 seconds,
             })?
-            .map_err(|e| classify_send_error(provider, &e))?;
+            .map_err(|e| classify_send_error(provider, e))?;
         let status = response.status();
         if status.is_success() {
             return Ok(UpstreamResponse {
                 provider: provider.to_owned(),
+                max_bytes: self.max_response_bytes,
                 response,
+            });
+        }
+        if !(status.is_client_error() || status.is_server_error()) {
+            return Err(ProviderError::UnexpectedStatus {
+                provider: provider.to_owned(),
+                status: status.as_u16(),
             });
         }
         let mut headers = HeaderMap::new();
@@ -157,12 +201,16 @@ impl UpstreamClient {
                 headers.insert(name, v.clone());
             }
         }
-        // Error bodies are small; a bounded wait keeps a stalled error body from hanging us.
-        let body = tokio::time::timeout(first_byte_timeout, response.bytes())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default();
+        // Error bodies are small; a bounded wait and size keep a stalled or huge one from
+        // hanging us or filling memory (the message is truncated).
+        let body = tokio::time::timeout(
+            first_byte_timeout,
+            read_limited(response, self.max_error_body_bytes, true),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
         Err(ProviderError::Status {
             provider: provider.to_owned(),
             status: status.as_u16(),
@@ -172,10 +220,35 @@ impl UpstreamClient {
     }
 }
 
+/// Reads a body up to `max` bytes. Past that: the first `max` bytes when `truncate`, an
+/// error otherwise.
+async fn read_limited(
+    mut response: reqwest::Response,
+    max: usize,
+    truncate: bool,
+) -> Result<Bytes, reqwest::Error> {
+    let mut out = BytesMut::new();
+    while let Some(chunk) = response.chunk().await? {
+        if out.len() + chunk.len() > max {
+            if truncate {
+                out.extend_from_slice(&chunk[..max - out.len()]);
+                break;
+            }
+            return Ok(Bytes::from_static(TOO_LARGE));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out.freeze())
+}
+
+/// Marks an answer over the limit (a valid answer never is exactly these bytes).
+const TOO_LARGE: &[u8] = b"\0heimdall: answer too large";
+
 /// A 2xx upstream answer whose body has not been read yet.
 #[derive(Debug)]
 pub struct UpstreamResponse {
     provider: String,
+    max_bytes: usize,
     response: reqwest::Response,
 }
 
@@ -184,16 +257,38 @@ pub type ByteStream =
     std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, ProviderError>> + Send>>;
 
 impl UpstreamResponse {
-    /// Reads the whole body (non-streaming answers).
+    /// The media type the upstream declared, without parameters (`text/event-stream`).
+    pub fn media_type(&self) -> Option<&str> {
+        let v = self.response.headers().get(http::header::CONTENT_TYPE)?;
+        let v = v.to_str().ok()?;
+        Some(v.split(';').next().unwrap_or(v).trim())
+    }
+
+    pub fn status(&self) -> u16 {
+        self.response.status().as_u16()
+    }
+
+    pub fn provider(&self) -> &str {
+        &self.provider
+    }
+
+    /// Reads the whole body (non-streaming answers), up to the configured maximum.
     pub async fn bytes(self) -> Result<Bytes, ProviderError> {
         let provider = self.provider;
-        self.response
-            .bytes()
-            .await
-            .map_err(|e| ProviderError::Transport {
+        let max = self.max_bytes;
+        let body = read_limited(self.response, max, false).await.map_err(|e| {
+            ProviderError::Transport {
+                provider: provider.clone(),
+                message: error_chain(&e.without_url()),
+            }
+        })?;
+        if body == TOO_LARGE {
+            return Err(ProviderError::Invalid {
                 provider,
-                message: error_chain(&e),
-            })
+                message: format!("the answer is larger than {max} bytes"),
+            });
+        }
+        Ok(body)
     }
 
     pub fn into_stream(self) -> ByteStream {
@@ -202,21 +297,37 @@ impl UpstreamResponse {
         Box::pin(self.response.bytes_stream().map(move |r| {
             r.map_err(|e| ProviderError::Transport {
                 provider: provider.clone(),
-                message: error_chain(&e),
+                message: error_chain(&e.without_url()),
             })
         }))
     }
 }
 
-fn classify_send_error(provider: &str, e: &reqwest::Error) -> ProviderError {
+fn classify_send_error(provider: &str, e: reqwest::Error) -> ProviderError {
     let provider = provider.to_owned();
-    // reqwest's Display includes the URL, which never carries a key for our providers.
-    let message = error_chain(e);
-    if e.is_connect() {
+    let connect = e.is_connect();
+    let stale = closed_before_answer(&e);
+    // Messages name the provider, never the upstream URL.
+    let message = error_chain(&e.without_url());
+    if connect {
         ProviderError::Connect { provider, message }
+    } else if stale {
+        ProviderError::Stale { provider, message }
     } else {
         ProviderError::Transport { provider, message }
     }
+}
+
+/// True when hyper saw the connection close before a response head arrived.
+fn closed_before_answer(e: &reqwest::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(err) = cur {
+        if let Some(h) = err.downcast_ref::<hyper::Error>() {
+            return h.is_incomplete_message();
+        }
+        cur = err.source();
+    }
+    false
 }
 
 /// The error with its causes, e.g. "error sending request: connection refused".

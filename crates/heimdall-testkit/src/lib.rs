@@ -24,11 +24,15 @@ pub fn install_crypto_provider() {
     }
 }
 
-/// A plain `reqwest::Client` for tests (installs the crypto provider first). No proxy.
+/// A plain `reqwest::Client` for tests (installs the crypto provider first). No proxy, and
+/// no transparent decompression: tests see the bytes exactly as the server sent them.
 pub fn http_client() -> reqwest::Client {
     install_crypto_provider();
     reqwest::Client::builder()
         .no_proxy()
+        .no_gzip()
+        .no_brotli()
+        .no_deflate()
         .build()
         .unwrap_or_else(|_| reqwest::Client::new())
 }

@@ -132,6 +132,9 @@ pub enum TapVerdict {
     Complete,
     /// The upstream reported an error; the stream ends here.
     Failed,
+    /// The frame is not a valid event of the dialect (garbage bytes); the stream cannot be
+    /// trusted past it.
+    Invalid,
 }
 
 /// Why a request or response could not be translated.

@@ -94,9 +94,20 @@ impl UsageTap for AnthropicUsageTap {
             }
             Some("message_stop") => return TapVerdict::Complete,
             Some("error") => return TapVerdict::Failed,
-            _ => {}
+            Some(_) => {}
+            // A comment (`: …`) is a valid keep-alive; anything else without an event name
+            // is not Anthropic's stream.
+            None if event.raw.first() == Some(&b':') => return TapVerdict::Continue,
+            None => return TapVerdict::Invalid,
         }
-        TapVerdict::Continue
+        // Every Anthropic event carries one JSON object; checking its delimiters is enough
+        // to refuse junk without parsing every event.
+        let data = event.data.trim_ascii();
+        if data.first() == Some(&b'{') && data.last() == Some(&b'}') {
+            TapVerdict::Continue
+        } else {
+            TapVerdict::Invalid
+        }
     }
 
     fn usage(&self) -> Usage {

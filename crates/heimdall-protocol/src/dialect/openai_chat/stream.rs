@@ -92,10 +92,20 @@ impl StreamDecoder for ChatStreamDecoder {
     }
 
     fn end(&mut self, out: &mut Vec<Delta>) {
-        if !self.done {
-            self.done = true;
-            out.push(Delta::Done);
+        if self.done {
+            return;
         }
+        self.done = true;
+        // Some servers omit `[DONE]` after the finish chunk; without either, the upstream was
+        // cut off, and a cut answer must not look finished.
+        out.push(if self.finish_reason.is_some() {
+            Delta::Done
+        } else {
+            Delta::Error {
+                kind: ErrorType::ApiError,
+                message: "upstream stream ended before the answer was finished".to_owned(),
+            }
+        });
     }
 }
 
