@@ -1,6 +1,6 @@
 //! Start-up and shutdown: logging, config loading, binding, serving, draining.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,16 +11,21 @@ use heimdall_core::config::Config;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, LogFormat};
+use crate::logfmt::{EscapedFields, JsonStderr};
 
 pub fn init_logging(cli: &Cli) -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(&cli.log_level)
         .with_context(|| format!("--log-level `{}` is not a valid filter", cli.log_level))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Client strings are escaped in both formats (see `logfmt`); colours only for a terminal,
+    // never into a file or a log collector.
     match cli.log_format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Pretty => builder.init(),
+        LogFormat::Json => builder.json().with_writer(JsonStderr).init(),
+        LogFormat::Pretty => builder
+            .fmt_fields(EscapedFields)
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_writer(std::io::stderr)
+            .init(),
     }
     Ok(())
 }
