@@ -124,7 +124,8 @@ fn json_response(body: Bytes) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-/// Reads the whole body, refusing more than the configured limit with a 413.
+/// Reads the whole body, refusing more than the configured limit with a 413 and a body that
+/// does not arrive in time with a 408.
 async fn read_body(gateway: &Gateway, body: Body) -> Result<Bytes, GatewayError> {
     let limit = gateway.max_request_body_bytes();
     axum::body::to_bytes(body, limit)
@@ -158,6 +159,15 @@ fn body_too_large(limit: usize) -> GatewayError {
 fn body_error(e: &axum::Error, limit: usize) -> GatewayError {
     if find_cause::<http_body_util::LengthLimitError>(e).is_some() {
         return body_too_large(limit);
+    }
+    if let Some(timeout) = find_cause::<crate::edge::BodyTimeout>(e) {
+        // Anthropic has no 408 type. `invalid_request_error` is its type for a client-side
+        // fault (and what `ErrorType::from_status(408)` gives an upstream 408); `timeout_error`
+        // means the server side timed out (504) and would wrongly blame the gateway.
+        return GatewayError {
+            status: 408,
+            ..GatewayError::invalid_request(timeout.to_string())
+        };
     }
     GatewayError::invalid_request(format!("could not read the request body: {e}"))
 }
