@@ -72,9 +72,9 @@ impl RecordSink for LogSink {
             ($level:ident, $msg:literal, $outcome:expr) => {
                 tracing::$level!(
                     request_id = %r.request_id,
-                    provider,
-                    model,
-                    key,
+                    provider = %provider,
+                    model = %model,
+                    key = %key,
                     stream = r.stream,
                     outcome = $outcome,
                     input_tokens = u.input_tokens,
@@ -90,8 +90,8 @@ impl RecordSink for LogSink {
             Outcome::Success => emit!(info, "request completed", "success"),
             Outcome::Failed { status, kind } => tracing::info!(
                 request_id = %r.request_id,
-                provider,
-                model,
+                provider = %provider,
+                model = %model,
                 status,
                 error_type = kind.as_str(),
                 error = r.error_message.as_deref().unwrap_or_default(),

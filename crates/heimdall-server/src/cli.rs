@@ -3,6 +3,7 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
@@ -40,6 +41,48 @@ pub struct Cli {
     /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
     #[arg(long, default_value_t = 30)]
     pub shutdown_grace_seconds: u64,
+    /// Seconds a client has to send a request line and headers, counted from connecting or
+    /// from the first byte of a follow-up request; the connection is closed after that.
+    #[arg(long, env = "HEIMDALL_HEADER_READ_TIMEOUT_SECONDS", default_value = "10", value_parser = seconds)]
+    pub header_read_timeout_seconds: Duration,
+    /// Seconds a client has to send a whole request body once its headers arrived (408 after).
+    #[arg(long, env = "HEIMDALL_BODY_READ_TIMEOUT_SECONDS", default_value = "60", value_parser = seconds)]
+    pub body_read_timeout_seconds: Duration,
+    /// Seconds a connection may wait for its next request (HTTP/1.1 keep-alive and HTTP/2).
+    #[arg(long, env = "HEIMDALL_IDLE_TIMEOUT_SECONDS", default_value = "75", value_parser = seconds)]
+    pub idle_timeout_seconds: Duration,
+    /// Seconds between HTTP/2 keep-alive pings; a peer that does not answer in 20 s is dropped.
+    #[arg(long, env = "HEIMDALL_HTTP2_KEEPALIVE_SECONDS", default_value = "30", value_parser = seconds)]
+    pub http2_keepalive_seconds: Duration,
+    /// Client connections open at once. At the cap no more are accepted: new ones wait in the
+    /// kernel's listen backlog until others close.
+    #[arg(long, env = "HEIMDALL_MAX_CONNECTIONS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Largest request line plus headers in bytes (431 beyond); also HTTP/2's header list.
+    #[arg(long, env = "HEIMDALL_MAX_HEADER_BYTES", default_value_t = 64 * 1024,
+          value_parser = clap::value_parser!(u32).range(8192..=16 * 1024 * 1024))]
+    pub max_header_bytes: u32,
+    /// Longest request target (path and query) in bytes (414 beyond).
+    #[arg(long, env = "HEIMDALL_MAX_URI_BYTES", default_value_t = 8192,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_uri_bytes: u32,
+    /// Keep serving an HTTP/1.1 client that half-closes (shuts down its sending side) after its
+    /// request. Off by default: a half-close cannot be told apart from a client that went away,
+    /// so with it on, a vanished client's upstream request runs until its answer is written.
+    #[arg(long, env = "HEIMDALL_ALLOW_HALF_CLOSE")]
+    pub allow_half_close: bool,
+}
+
+/// A positive number of seconds, fractions allowed (`0.5`).
+fn seconds(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    if secs.is_nan() || secs <= 0.0 {
+        return Err(format!("`{s}`: must be more than 0 seconds"));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("`{s}`: {e}"))
 }
 
 /// Flags that Bifrost spells with one dash; `-log-style` is Bifrost's name for the format.
@@ -107,5 +150,24 @@ mod tests {
         assert_eq!(c.port, 0);
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(parse(&["heimdall"]).port, 8080);
+    }
+
+    #[test]
+    fn edge_limits_have_production_defaults_and_take_fractions() {
+        let c = parse(&["heimdall"]);
+        assert_eq!(c.header_read_timeout_seconds, Duration::from_secs(10));
+        assert_eq!(c.body_read_timeout_seconds, Duration::from_secs(60));
+        assert_eq!(c.idle_timeout_seconds, Duration::from_secs(75));
+        assert_eq!(c.max_connections, 10_000);
+        assert!(!c.allow_half_close);
+        let c = parse(&["heimdall", "--header-read-timeout-seconds", "0.5"]);
+        assert_eq!(c.header_read_timeout_seconds, Duration::from_millis(500));
+        for bad in ["0", "-1", "NaN", "soon"] {
+            assert!(
+                Cli::try_parse_from(["heimdall", "--idle-timeout-seconds", bad]).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(Cli::try_parse_from(["heimdall", "--max-header-bytes", "100"]).is_err());
     }
 }

@@ -5,6 +5,8 @@
 //! status codes and error bodies. It holds no routing or provider logic.
 
 pub mod cli;
+mod edge;
+mod logfmt;
 mod routes;
 pub mod run;
 

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, OriginalUri, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -38,9 +38,10 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
     with_edge_layers(app)
 }
 
-/// What every route gets: a request id, Anthropic-shaped 500s for panics, and no framework
-/// body limit (bodies are read by `read_body` against the configured limit, answering 413 in
-/// Anthropic's shape; axum's own limit would answer in plain text).
+/// What every route gets: a request id, Anthropic-shaped 500s for panics, Anthropic-shaped
+/// bodies for the framework's own error answers, and no framework body limit (bodies are read
+/// by `read_body` against the configured limit, answering 413 in Anthropic's shape; axum's own
+/// limit would answer in plain text).
 fn with_edge_layers(app: Router) -> Router {
     app.layer(DefaultBodyLimit::disable())
         // A bug must cost one request an Anthropic-shaped 500, never the connection.
@@ -48,6 +49,50 @@ fn with_edge_layers(app: Router) -> Router {
             panic_response,
         ))
         .layer(middleware::from_fn(request_id))
+        .layer(middleware::from_fn(shape_framework_errors))
+}
+
+/// Rewrites error answers that axum produced itself (a 405 on a route without our fallback,
+/// an extractor's plain-text rejection) into Anthropic's shape; ours are JSON already.
+/// Outside `request_id`, so it reads the id from the response instead of cloning it for
+/// every request.
+async fn shape_framework_errors(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let res = next.run(req).await;
+    let status = res.status();
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return res;
+    }
+    let (parts, body) = res.into_parts();
+    let message = if status == StatusCode::METHOD_NOT_ALLOWED {
+        // axum adds the `allow` header after the layers.
+        format!("method {method} is not allowed here")
+    } else {
+        // Rejection texts are short; a longer body is not one of them.
+        let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+        match std::str::from_utf8(&text).map(str::trim) {
+            Ok(t) if !t.is_empty() => t.to_owned(),
+            _ => status.canonical_reason().unwrap_or("error").to_owned(),
+        }
+    };
+    let request_id = parts
+        .headers
+        .get("request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let err = GatewayError {
+        status: status.as_u16(),
+        ..GatewayError::new(ErrorType::from_status(status.as_u16()), message)
+    };
+    let mut shaped = error_response(&ANTHROPIC, &err, request_id);
+    if let Some(v) = parts.headers.get("request-id") {
+        shaped.headers_mut().insert("request-id", v.clone());
+    }
+    shaped
 }
 
 /// Gives every request an id and every response a `request-id` header.
@@ -103,21 +148,66 @@ fn json_response(body: Bytes) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-/// Reads the whole body, refusing more than the configured limit with a 413.
+/// Reads the whole body, refusing more than the configured limit with a 413 and a body that
+/// does not arrive in time with a 408.
 async fn read_body(gateway: &Gateway, body: Body) -> Result<Bytes, GatewayError> {
     let limit = gateway.max_request_body_bytes();
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let too_large = std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-        if too_large {
-            GatewayError::new(
-                ErrorType::RequestTooLarge,
-                format!("request body exceeds the {limit}-byte limit"),
-            )
-        } else {
-            GatewayError::invalid_request(format!("could not read the request body: {e}"))
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|e| body_error(&e, limit))
+}
+
+/// Reads the body to its end (within the same limits) and throws it away, so that a client
+/// still sending gets our answer instead of a reset connection.
+async fn discard_body(gateway: &Gateway, mut body: Body) -> Result<(), GatewayError> {
+    use http_body_util::BodyExt;
+    let limit = gateway.max_request_body_bytes();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| body_error(&e, limit))?;
+        seen = seen.saturating_add(frame.data_ref().map_or(0, Bytes::len));
+        if seen > limit {
+            return Err(body_too_large(limit));
         }
-    })
+    }
+    Ok(())
+}
+
+fn body_too_large(limit: usize) -> GatewayError {
+    GatewayError::new(
+        ErrorType::RequestTooLarge,
+        format!("request body exceeds the {limit}-byte limit"),
+    )
+}
+
+fn body_error(e: &axum::Error, limit: usize) -> GatewayError {
+    if find_cause::<http_body_util::LengthLimitError>(e).is_some() {
+        return body_too_large(limit);
+    }
+    if let Some(timeout) = find_cause::<crate::edge::BodyTimeout>(e) {
+        // Anthropic has no 408 type. `invalid_request_error` is its type for a client-side
+        // fault (and what `ErrorType::from_status(408)` gives an upstream 408); `timeout_error`
+        // means the server side timed out (504) and would wrongly blame the gateway.
+        return GatewayError {
+            status: 408,
+            ..GatewayError::invalid_request(timeout.to_string())
+        };
+    }
+    GatewayError::invalid_request(format!("could not read the request body: {e}"))
+}
+
+/// The first error of type `T` in `e`'s source chain.
+fn find_cause<'a, T: std::error::Error + 'static>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(found) = err.downcast_ref::<T>() {
+            return Some(found);
+        }
+        cur = err.source();
+    }
+    None
 }
 
 /// What core needs to know about a request on the `/anthropic` surface.
@@ -204,25 +294,36 @@ async fn health() -> Response {
     json_response(Bytes::from_static(br#"{"status":"ok"}"#))
 }
 
-async fn not_found(axum::Extension(rid): axum::Extension<RequestId>, req: Request) -> Response {
-    let err = GatewayError::not_found(format!(
-        "no route for {} {}",
-        req.method(),
-        req.uri().path()
-    ));
+/// Unknown path. The body is read first (see `discard_body`); the message names the path as
+/// the client sent it, `/anthropic` prefix included (`nest` strips it from `uri()`).
+async fn not_found(
+    State(gateway): State<Arc<Gateway>>,
+    axum::Extension(rid): axum::Extension<RequestId>,
+    OriginalUri(uri): OriginalUri,
+    req: Request,
+) -> Response {
+    let method = req.method().clone();
+    if let Err(e) = discard_body(&gateway, req.into_body()).await {
+        return error_response(&ANTHROPIC, &e, &rid.0);
+    }
+    let err = GatewayError::not_found(format!("no route for {method} {}", uri.path()));
     error_response(&ANTHROPIC, &err, &rid.0)
 }
 
 async fn method_not_allowed(
+    State(gateway): State<Arc<Gateway>>,
     axum::Extension(rid): axum::Extension<RequestId>,
+    OriginalUri(uri): OriginalUri,
     req: Request,
 ) -> Response {
-    let mut err = GatewayError::invalid_request(format!(
-        "method {} is not allowed on {}",
-        req.method(),
-        req.uri().path()
-    ));
-    err.status = 405;
+    let method = req.method().clone();
+    if let Err(e) = discard_body(&gateway, req.into_body()).await {
+        return error_response(&ANTHROPIC, &e, &rid.0);
+    }
+    let err = GatewayError {
+        status: 405,
+        ..GatewayError::invalid_request(format!("method {method} is not allowed on {}", uri.path()))
+    };
     error_response(&ANTHROPIC, &err, &rid.0)
 }
 

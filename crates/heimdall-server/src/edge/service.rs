@@ -1,0 +1,247 @@
+//! The per-connection service in front of the router: refuses what must not reach it (URI too
+//! long, declared body too large), puts a deadline on the request body, and tracks requests in
+//! flight for the connection's timeouts.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::response::Response;
+use axum::routing::future::RouteFuture;
+use bytes::Bytes;
+use heimdall_core::Gateway;
+use http::{HeaderValue, Request, StatusCode, Version, header};
+use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
+use tokio::time::{Instant, Sleep};
+
+use super::conn::{ActiveGuard, ConnState};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+pub(crate) struct EdgeService {
+    pub(crate) app: Router,
+    pub(crate) gateway: Arc<Gateway>,
+    pub(crate) conn: Arc<ConnState>,
+    pub(crate) body_timeout: Duration,
+    pub(crate) max_uri_bytes: usize,
+}
+
+impl EdgeService {
+    /// The answer for a request that must not reach the router, if this is one.
+    fn refusal(&self, req: &Request<Incoming>) -> Option<Response> {
+        let uri_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+        if uri_len > self.max_uri_bytes {
+            return Some(super::error_response(
+                StatusCode::URI_TOO_LONG,
+                &format!(
+                    "the request URI is {uri_len} bytes long; the limit is {}",
+                    self.max_uri_bytes
+                ),
+            ));
+        }
+        // A declared length over the limit is refused before a byte of the body is read, and
+        // before hyper sends `100 Continue` to a client that waits for it.
+        let limit = self.gateway.max_request_body_bytes();
+        let declared = req.body().size_hint().exact();
+        if let Some(len) = declared.filter(|&len| len > limit as u64) {
+            return Some(super::error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("request body of {len} bytes exceeds the {limit}-byte limit"),
+            ));
+        }
+        None
+    }
+}
+
+impl hyper::service::Service<Request<Incoming>> for EdgeService {
+    type Response = Response<GuardedBody>;
+    type Error = Infallible;
+    type Future = EdgeFuture;
+
+    fn call(&self, req: Request<Incoming>) -> EdgeFuture {
+        let http2 = req.version() == Version::HTTP_2;
+        let guard = self
+            .conn
+            .request_started(http2, !req.body().is_end_stream());
+        let stage = match self.refusal(&req) {
+            Some(res) => Stage::Refused { res },
+            None => {
+                let body_conn = (!http2).then(|| self.conn.clone());
+                let deadline = Instant::now() + self.body_timeout;
+                let timeout = self.body_timeout;
+                let req = req.map(|body| {
+                    Body::new(DeadlineBody {
+                        inner: body,
+                        deadline,
+                        timeout,
+                        sleep: None,
+                        conn: body_conn,
+                    })
+                });
+                // The router is an `Arc`; the clone is how tower services are called by
+                // shared reference (hyper-util's own adapter does the same).
+                let mut app = self.app.clone();
+                Stage::Route {
+                    fut: tower_service::Service::call(&mut app, req),
+                }
+            }
+        };
+        EdgeFuture {
+            stage,
+            conn: self.conn.clone(),
+            http2,
+            guard: Some(guard),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    pub(crate) struct EdgeFuture {
+        #[pin]
+        stage: Stage,
+        conn: Arc<ConnState>,
+        http2: bool,
+        guard: Option<ActiveGuard>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = StageProj]
+    enum Stage {
+        Route { #[pin] fut: RouteFuture<Infallible> },
+        Refused { res: Response },
+    }
+}
+
+impl Future for EdgeFuture {
+    type Output = Result<Response<GuardedBody>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut res = match this.stage.project() {
+            StageProj::Route { fut } => match ready!(fut.poll(cx)) {
+                Ok(res) => res,
+                Err(never) => match never {},
+            },
+            StageProj::Refused { res } => std::mem::take(res),
+        };
+        // An HTTP/1.1 answer sent before its request body was read closes the connection:
+        // the unread rest cannot be told apart from a next request. Say so, and drain.
+        if !*this.http2 && this.conn.body_open() {
+            res.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            this.conn.set_linger();
+        }
+        Poll::Ready(Ok(res.map(|inner| GuardedBody {
+            inner,
+            _guard: this.guard.take(),
+        })))
+    }
+}
+
+/// The response body; the request counts as in flight until it is dropped.
+pub(crate) struct GuardedBody {
+    inner: Body,
+    _guard: Option<ActiveGuard>,
+}
+
+impl HttpBody for GuardedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The request body must have arrived by the deadline, counted from the request head.
+struct DeadlineBody {
+    inner: Incoming,
+    deadline: Instant,
+    timeout: Duration,
+    /// Allocated only if the body is not already buffered when first read.
+    sleep: Option<Pin<Box<Sleep>>>,
+    /// HTTP/1.1: told when the body has been read to its end.
+    conn: Option<Arc<ConnState>>,
+}
+
+impl DeadlineBody {
+    fn ended(&self) {
+        if let Some(conn) = &self.conn {
+            conn.body_done();
+        }
+    }
+}
+
+impl HttpBody for DeadlineBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(None) => {
+                this.ended();
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Ok(frame))) => {
+                if this.inner.is_end_stream() {
+                    this.ended();
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Pending => {
+                let deadline = this.deadline;
+                let sleep = this
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                ready!(sleep.as_mut().poll(cx));
+                Poll::Ready(Some(Err(Box::new(BodyTimeout(this.timeout)))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The client did not finish sending the request body in time.
+#[derive(Debug)]
+pub(crate) struct BodyTimeout(Duration);
+
+impl std::fmt::Display for BodyTimeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the request body did not arrive within {} s",
+            self.0.as_secs_f64()
+        )
+    }
+}
+
+impl std::error::Error for BodyTimeout {}
