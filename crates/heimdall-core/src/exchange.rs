@@ -11,9 +11,11 @@ use heimdall_protocol::canonical::Assembler;
 use heimdall_protocol::dialect::{
     Endpoint, FrontDoor, ResponseContext, UpstreamCodec, UpstreamDialect,
 };
+use heimdall_protocol::error::ErrorType;
 use heimdall_protocol::ids;
 use heimdall_providers::{Operation, ProviderError, UpstreamClient};
 use rand::Rng;
+use tokio_util::sync::CancellationToken;
 
 use crate::attempt::{self, Answer, Call};
 use crate::config::{Config, ProviderConfig};
@@ -38,6 +40,9 @@ pub struct Gateway {
     policy: Arc<dyn Policy>,
     sink: Arc<dyn RecordSink>,
     pub(crate) models: ModelsCache,
+    /// Cancelled when shutdown ran past its grace period: every request still in flight ends
+    /// at once in its front door's shape instead of being cut.
+    abort: CancellationToken,
 }
 
 /// How an exchange's answer comes back before the record takes charge of it.
@@ -82,6 +87,7 @@ impl Gateway {
             client,
             policy,
             sink,
+            abort: CancellationToken::new(),
         })
     }
 
@@ -95,6 +101,23 @@ impl Gateway {
 
     pub fn max_request_body_bytes(&self) -> usize {
         self.config.max_request_body_bytes
+    }
+
+    /// Ends every request still in flight: waiting ones answer 503 `overloaded_error`, open
+    /// streams end with an `error` event. For a shutdown whose grace period ran out.
+    pub fn abort_in_flight(&self) {
+        self.abort.cancel();
+    }
+
+    /// Runs `work` unless the gateway aborts in-flight requests first.
+    async fn abortable<T>(
+        &self,
+        work: impl Future<Output = Result<T, GatewayError>>,
+    ) -> Result<T, GatewayError> {
+        tokio::select! {
+            result = work => result,
+            () = self.abort.cancelled() => Err(shutting_down()),
+        }
     }
 
     /// A fresh `req_…` id for a client request.
@@ -118,7 +141,7 @@ impl Gateway {
         body: Bytes,
     ) -> Result<Reply, GatewayError> {
         let mut guard = self.guard(&ctx, Endpoint::Messages);
-        match self.exchange(&ctx, &body, &mut guard).await {
+        match self.abortable(self.exchange(&ctx, &body, &mut guard)).await {
             Ok(Exchanged::Json(bytes)) => {
                 guard.record.outcome = Outcome::Success;
                 Ok(Reply::Json(bytes))
@@ -138,6 +161,7 @@ impl Gateway {
                     idle,
                     guard,
                     secret,
+                    abort: self.abort.clone(),
                 })))
             }
             Err(e) => {
@@ -292,7 +316,9 @@ impl Gateway {
         body: Bytes,
     ) -> Result<Bytes, GatewayError> {
         let mut guard = self.guard(&ctx, Endpoint::CountTokens);
-        let result = self.count_tokens_inner(&ctx, &body, &mut guard).await;
+        let result = self
+            .abortable(self.count_tokens_inner(&ctx, &body, &mut guard))
+            .await;
         match &result {
             Ok(_) => guard.record.outcome = Outcome::Success,
             Err(e) => guard.fail(e),
@@ -343,6 +369,16 @@ impl Gateway {
         guard.record.key_name = Some(answer.key.name.clone());
         read_body(answer, t.provider).await
     }
+}
+
+/// What a request still waiting when the grace period ends is answered.
+pub(crate) fn shutting_down() -> GatewayError {
+    let mut e = GatewayError::new(
+        ErrorType::OverloadedError,
+        "Heimdall is shutting down and could not finish this request in time; retry it",
+    );
+    e.status = 503;
+    e
 }
 
 /// Refuses a 2xx answer whose shape cannot be what was asked for, before any byte reaches

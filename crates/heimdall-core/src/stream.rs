@@ -15,6 +15,7 @@ use heimdall_protocol::error::{ErrorType, parse_upstream_error};
 use heimdall_protocol::framing::{Frame, Framer};
 use heimdall_providers::{ByteStream, UpstreamResponse};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::{scrub, scrub_bytes};
 use crate::record::{Outcome, RecordGuard};
@@ -44,6 +45,8 @@ pub(crate) struct Pump {
     pub guard: RecordGuard,
     /// The key used for the call, scrubbed from anything the upstream sends.
     pub secret: String,
+    /// Cancelled when the gateway must end every stream now (shutdown past its grace).
+    pub abort: CancellationToken,
 }
 
 struct State {
@@ -53,6 +56,7 @@ struct State {
     idle: Duration,
     guard: RecordGuard,
     secret: String,
+    abort: CancellationToken,
     /// When the current upstream silence becomes an idle timeout. Only complete frames
     /// reset it: an upstream dripping bytes that never finish an event is silent too.
     idle_deadline: Instant,
@@ -73,6 +77,7 @@ pub(crate) fn body(pump: Pump) -> BodyStream {
         idle: pump.idle,
         guard: pump.guard,
         secret: pump.secret,
+        abort: pump.abort,
         idle_deadline: Instant::now() + pump.idle,
         deltas: Vec::new(),
         done: false,
@@ -95,7 +100,15 @@ async fn next_chunk(mut s: State) -> Option<(Result<Bytes, std::io::Error>, Stat
             Mode::Translate { .. } => until_idle.min(s.keepalive()),
             Mode::PassThrough { .. } => until_idle,
         };
-        match tokio::time::timeout(wait, s.upstream.next()).await {
+        let next = tokio::select! {
+            next = tokio::time::timeout(wait, s.upstream.next()) => next,
+            () = s.abort.cancelled() => {
+                let msg = crate::exchange::shutting_down().message;
+                s.fail(ErrorType::OverloadedError, &msg, &mut out);
+                continue;
+            }
+        };
+        match next {
             Ok(Some(Ok(chunk))) => {
                 s.framer.push(&chunk);
                 s.drain_frames(&mut out);

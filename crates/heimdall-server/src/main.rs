@@ -43,7 +43,9 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run::serve(cli, config)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(run::Stopped::Drained) => ExitCode::SUCCESS,
+        // EX_TEMPFAIL: the stop worked, but some requests had to be ended with an error.
+        Ok(run::Stopped::GraceExceeded) => ExitCode::from(75),
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("heimdall: {e:#}");

@@ -65,7 +65,19 @@ pub fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-pub async fn serve(cli: Cli, config: Config) -> anyhow::Result<()> {
+/// How the server stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// Every in-flight request finished within the grace period.
+    Drained,
+    /// The grace period ran out; requests still in flight were ended with an error.
+    GraceExceeded,
+}
+
+/// How long requests ended by an expired grace period get to write their error out.
+const ABORT_FLUSH: Duration = Duration::from_secs(2);
+
+pub async fn serve(cli: Cli, config: Config) -> anyhow::Result<Stopped> {
     let gateway = Arc::new(Gateway::new(config).map_err(|e| anyhow::anyhow!(e.message))?);
     let app = crate::router(gateway.clone());
     let edge = edge_config(&cli);
@@ -88,18 +100,29 @@ pub async fn serve(cli: Cli, config: Config) -> anyhow::Result<()> {
         let _ = stop_tx.send(true);
     });
     let mut drain_rx = stop_rx.clone();
-    let server = crate::edge::serve(listener, app, gateway, edge, stop_rx);
+    let server = crate::edge::serve(listener, app, Arc::clone(&gateway), edge, stop_rx);
+    tokio::pin!(server);
     let grace = Duration::from_secs(cli.shutdown_grace_seconds);
-    tokio::select! {
-        () = server => {},
+    let stopped = tokio::select! {
+        () = &mut server => Stopped::Drained,
         _ = async {
             let _ = drain_rx.wait_for(|stop| *stop).await;
             tokio::time::sleep(grace).await;
-        } => tracing::warn!(grace_seconds = grace.as_secs(), "in-flight requests did not finish in time; exiting"),
-    }
+        } => {
+            tracing::warn!(
+                grace_seconds = grace.as_secs(),
+                "shutdown grace period exceeded: ending the requests still in flight with an error"
+            );
+            gateway.abort_in_flight();
+            if tokio::time::timeout(ABORT_FLUSH, &mut server).await.is_err() {
+                tracing::warn!("connections still open after their error answers; closing them");
+            }
+            Stopped::GraceExceeded
+        }
+    };
     signals.abort();
-    tracing::info!("stopped");
-    Ok(())
+    tracing::info!(?stopped, "stopped");
+    Ok(stopped)
 }
 
 fn edge_config(cli: &Cli) -> EdgeConfig {

@@ -247,22 +247,46 @@ async fn shutdown_waits_no_longer_than_the_grace_period() {
     )
     .await;
     assert_eq!(res.status(), 200, "the stream is open");
+    // A plain request still waiting when the grace period ends gets a 503, not an empty reply.
+    let waiting = tokio::spawn({
+        let url = gw.base_url().to_owned();
+        async move { post_messages(&url, &request(GPT, "[[mock:delay 20000]]", false)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let started = std::time::Instant::now();
     let killed = std::process::Command::new("kill")
         .args(["-TERM", &gw.pid().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
-    let status = gw.wait_exit(Duration::from_secs(5)).await.unwrap();
-    assert!(
-        status.is_some(),
-        "still running 5 s after SIGTERM with a 1 s grace period"
-    );
+    let status = gw.wait_exit(Duration::from_secs(6)).await.unwrap();
+    let status = status.expect("still running 6 s after SIGTERM with a 1 s grace period");
     assert!(
         started.elapsed() >= Duration::from_millis(900),
         "exited before the grace period"
     );
-    drop(res);
+    assert_eq!(
+        status.code(),
+        Some(75),
+        "the exit code says the grace ran out"
+    );
+    // The open stream ended with an error event, not a cut.
+    let text = res.text().await.unwrap();
+    let events = parse_sse(&text);
+    assert_grammar(&events, true);
+    assert_eq!(
+        events.last().unwrap().data["error"]["type"],
+        "overloaded_error"
+    );
+    let res = waiting.await.unwrap();
+    assert_eq!(res.status(), 503);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "overloaded_error");
+    assert!(
+        gw.output().contains("grace period exceeded"),
+        "{}",
+        gw.output()
+    );
 }
 
 #[tokio::test]
