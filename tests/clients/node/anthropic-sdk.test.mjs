@@ -15,6 +15,7 @@ import {
   MODELS,
   OPENAI_MODEL,
   TINY_PNG_BASE64,
+  checkSseGrammar,
   startStack,
   withTimeout,
 } from './harness.mjs';
@@ -146,6 +147,22 @@ for (const model of MODELS) {
       assertUsage(final);
       assert.ok(stream.request_id, 'request-id missing on stream');
     });
+
+    for (const [prompt, ending] of [
+      ['grammar check', 'message_stop'],
+      ['Weather? [[mock:tool get_weather {"city":"Paris"}]] [[mock:tool get_time]]', 'message_stop'],
+      ['[[mock:reasoning let me think]] hi there', 'message_stop'],
+      ['[[mock:stream_error]] hi there', 'error'],
+    ]) {
+      test(`raw stream passes the strict grammar checker: ${prompt}`, async () => {
+        const response = await client.messages
+          .create({ model, max_tokens: 64, stream: true, messages: user(prompt) })
+          .asResponse();
+        const text = await withTimeout(response.text(), 20_000, 'raw stream');
+        const { ok, report } = checkSseGrammar(text, ending);
+        assert.ok(ok, report);
+      });
+    }
 
     test('raw stream event grammar', async () => {
       const stream = await client.messages.create({ model, max_tokens: 64, stream: true, messages: user('grammar check') });

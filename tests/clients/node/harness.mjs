@@ -4,7 +4,7 @@
 // Binaries: HEIMDALL_BIN / HEIMDALL_MOCK_BIN, defaulting to
 // ${CARGO_TARGET_DIR:-<repo>/target}/debug/heimdall{,-mock}.
 
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { accessSync, constants, mkdtempSync, rmSync, writeFileSync, writeSync, openSync, closeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -15,6 +15,9 @@ export const REPO_ROOT = path.resolve(here, '..', '..', '..');
 const TARGET_DIR = process.env.CARGO_TARGET_DIR || path.join(REPO_ROOT, 'target');
 export const HEIMDALL_BIN = process.env.HEIMDALL_BIN || path.join(TARGET_DIR, 'debug', 'heimdall');
 export const HEIMDALL_MOCK_BIN = process.env.HEIMDALL_MOCK_BIN || path.join(TARGET_DIR, 'debug', 'heimdall-mock');
+// The testkit's strict Anthropic stream grammar checker, shared with the Rust tests.
+export const HEIMDALL_SSE_CHECK_BIN =
+  process.env.HEIMDALL_SSE_CHECK_BIN || path.join(TARGET_DIR, 'debug', 'heimdall-sse-check');
 
 export const ANTHROPIC_MODEL = 'claude-sonnet-4-5-20250929';
 export const OPENAI_MODEL = 'openai/gpt-4o-mini';
@@ -169,4 +172,10 @@ export function withTimeout(promise, ms, what = 'operation') {
     timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms (hang)`)), ms);
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** Checks raw Anthropic SSE text with `heimdall-sse-check`; resolves to its verdict. */
+export function checkSseGrammar(text, ending) {
+  const checked = spawnSync(HEIMDALL_SSE_CHECK_BIN, [ending], { input: text, encoding: 'utf8', timeout: 30_000 });
+  return { ok: checked.status === 0, report: `${checked.stdout ?? ''}${checked.stderr ?? ''}${checked.error ?? ''}` };
 }

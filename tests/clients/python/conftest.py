@@ -27,6 +27,10 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 TARGET_DIR = Path(os.environ.get("CARGO_TARGET_DIR") or REPO_ROOT / "target")
 HEIMDALL_BIN = os.environ.get("HEIMDALL_BIN") or str(TARGET_DIR / "debug" / "heimdall")
 HEIMDALL_MOCK_BIN = os.environ.get("HEIMDALL_MOCK_BIN") or str(TARGET_DIR / "debug" / "heimdall-mock")
+# The testkit's strict Anthropic stream grammar checker, shared with the Rust tests.
+HEIMDALL_SSE_CHECK_BIN = os.environ.get("HEIMDALL_SSE_CHECK_BIN") or str(
+    TARGET_DIR / "debug" / "heimdall-sse-check"
+)
 
 ANTHROPIC_MODEL = "claude-sonnet-4-5-20250929"
 OPENAI_MODEL = "openai/gpt-4o-mini"

@@ -11,12 +11,14 @@ import base64
 import json
 import os
 import struct
+import subprocess
 import time
 import zlib
 
 import anthropic
 import pytest
 from conftest import (
+    HEIMDALL_SSE_CHECK_BIN,
     ANTHROPIC_MODEL,
     CLIENT_KEY,
     MOCK_ANTHROPIC_KEY,
@@ -179,6 +181,27 @@ def test_long_stream_reassembles(client, model):
     assert len(text_of(final).split()) == 600
     assert final.stop_reason == "end_turn"
     assert_usage(final)
+
+
+@pytest.mark.parametrize(
+    "prompt,ending",
+    [
+        ("grammar check", "message_stop"),
+        ('Weather? [[mock:tool get_weather {"city":"Paris"}]] [[mock:tool get_time]]', "message_stop"),
+        ("[[mock:reasoning let me think]] hi there", "message_stop"),
+        ("[[mock:stream_error]] hi there", "error"),
+    ],
+)
+def test_raw_stream_passes_the_strict_grammar_checker(client, model, prompt, ending):
+    """The bytes on the wire, as the SDK received them, pass the same checker as the Rust tests."""
+    with client.messages.with_streaming_response.create(
+        model=model, max_tokens=64, stream=True, messages=user(prompt)
+    ) as response:
+        raw = b"".join(response.iter_bytes())
+    checked = subprocess.run(
+        [HEIMDALL_SSE_CHECK_BIN, ending], input=raw, capture_output=True, timeout=30
+    )
+    assert checked.returncode == 0, checked.stdout.decode() + checked.stderr.decode()
 
 
 def test_stream_raw_event_grammar(client, model):
