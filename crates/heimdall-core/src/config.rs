@@ -123,7 +123,6 @@ const DEFAULT_MAX_STREAM_EVENT_MB: u64 = 16;
 /// Upper bounds of durations read from the file: far beyond any useful value, and small
 /// enough that adding them to an `Instant` cannot overflow.
 const MAX_SECONDS: u64 = 7 * 24 * 3600;
-const MAX_MILLIS: u64 = MAX_SECONDS * 1000;
 const MAX_RETRIES: u32 = 100;
 const MAX_MB: u64 = 64 * 1024;
 
@@ -380,37 +379,25 @@ fn build_provider(
         p.extra_headers.insert(n, v);
     }
     let at = |field: &str| format!("providers.{name}.network_config.{field}");
-    // Zero means "use the default", as in Bifrost.
-    let secs = |field: &str, v: Option<u64>, d: Duration| -> Result<Duration, ConfigError> {
-        match v.filter(|s| *s > 0) {
-            Some(s) => Ok(Duration::from_secs(in_range(
-                &at(field),
-                s,
-                1,
-                MAX_SECONDS,
-            )?)),
+    // Zero means "use the default", as in Bifrost. `unit` is a second or a millisecond.
+    let duration = |field: &str, v: Option<u64>, unit: Duration, d: Duration| {
+        let max = MAX_SECONDS * (Duration::from_secs(1).as_nanos() / unit.as_nanos()) as u64;
+        match v.filter(|n| *n > 0) {
+            Some(n) => in_range(&at(field), n, 1, max).map(|n| unit * n as u32),
             None => Ok(d),
         }
     };
-    let millis = |field: &str, v: Option<u64>, d: Duration| -> Result<Duration, ConfigError> {
-        match v.filter(|s| *s > 0) {
-            Some(ms) => Ok(Duration::from_millis(in_range(
-                &at(field),
-                ms,
-                1,
-                MAX_MILLIS,
-            )?)),
-            None => Ok(d),
-        }
-    };
-    p.request_timeout = secs(
+    let (s1, ms) = (Duration::from_secs(1), Duration::from_millis(1));
+    p.request_timeout = duration(
         "default_request_timeout_in_seconds",
         net.default_request_timeout_in_seconds,
+        s1,
         p.request_timeout,
     )?;
-    p.stream_idle_timeout = secs(
+    p.stream_idle_timeout = duration(
         "stream_idle_timeout_in_seconds",
         net.stream_idle_timeout_in_seconds,
+        s1,
         p.stream_idle_timeout,
     )?;
     p.max_retries = in_range(
@@ -419,14 +406,16 @@ fn build_provider(
         0,
         MAX_RETRIES,
     )?;
-    p.retry_backoff_initial = millis(
+    p.retry_backoff_initial = duration(
         "retry_backoff_initial_ms",
         net.retry_backoff_initial_ms,
+        ms,
         p.retry_backoff_initial,
     )?;
-    p.retry_backoff_max = millis(
+    p.retry_backoff_max = duration(
         "retry_backoff_max_ms",
         net.retry_backoff_max_ms,
+        ms,
         p.retry_backoff_max,
     )?;
     if p.keys.is_empty() {

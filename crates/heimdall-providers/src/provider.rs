@@ -39,8 +39,12 @@ pub struct ProviderSettings {
 /// A configured upstream. Implementations know URLs, body tweaks and authentication; they know
 /// nothing of routing, keys' selection or the client-facing server.
 pub trait Provider: Send + Sync {
+    /// What it was configured with.
+    fn settings(&self) -> &ProviderSettings;
     /// The name under which it was configured, the prefix in `name/model`.
-    fn name(&self) -> &str;
+    fn name(&self) -> &str {
+        &self.settings().name
+    }
     /// The dialect this provider speaks for `model`.
     fn dialect(&self, model: &str) -> &'static dyn UpstreamDialect;
     /// The HTTP request for `op` on `model`: URL, method, headers taken from the client's
@@ -76,6 +80,17 @@ pub struct ProviderFactory {
 /// Joins the configured root and an operation's path.
 pub fn url(base_url: &str, path: &str) -> String {
     format!("{}{}", base_url.trim_end_matches('/'), path)
+}
+
+/// [`Provider::authorize`] for providers that take the key in one header.
+pub fn header_auth<'a>(
+    request: &'a mut PreparedRequest,
+    name: HeaderName,
+    value: &str,
+    provider: &str,
+) -> BoxFuture<'a, Result<(), ProviderError>> {
+    let result = set_secret_header(request, name, value, provider);
+    Box::pin(std::future::ready(result))
 }
 
 /// Sets `name: value` as a sensitive header; a key that is not a valid header value is

@@ -302,12 +302,10 @@ async fn not_found(
     OriginalUri(uri): OriginalUri,
     req: Request,
 ) -> Response {
-    let method = req.method().clone();
-    if let Err(e) = discard_body(&gateway, req.into_body()).await {
-        return error_response(&ANTHROPIC, &e, &rid.0);
-    }
-    let err = GatewayError::not_found(format!("no route for {method} {}", uri.path()));
-    error_response(&ANTHROPIC, &err, &rid.0)
+    refuse_route(&gateway, &rid, &uri, req, |method, path| {
+        GatewayError::not_found(format!("no route for {method} {path}"))
+    })
+    .await
 }
 
 async fn method_not_allowed(
@@ -316,13 +314,26 @@ async fn method_not_allowed(
     OriginalUri(uri): OriginalUri,
     req: Request,
 ) -> Response {
-    let method = req.method().clone();
-    if let Err(e) = discard_body(&gateway, req.into_body()).await {
-        return error_response(&ANTHROPIC, &e, &rid.0);
-    }
-    let err = GatewayError {
+    refuse_route(&gateway, &rid, &uri, req, |method, path| GatewayError {
         status: 405,
-        ..GatewayError::invalid_request(format!("method {method} is not allowed on {}", uri.path()))
+        ..GatewayError::invalid_request(format!("method {method} is not allowed on {path}"))
+    })
+    .await
+}
+
+/// Reads and discards the body, then answers the error `refusal` builds from the method and
+/// the path the client used.
+async fn refuse_route(
+    gateway: &Gateway,
+    rid: &RequestId,
+    uri: &axum::http::Uri,
+    req: Request,
+    refusal: impl FnOnce(&axum::http::Method, &str) -> GatewayError,
+) -> Response {
+    let method = req.method().clone();
+    let err = match discard_body(gateway, req.into_body()).await {
+        Ok(()) => refusal(&method, uri.path()),
+        Err(e) => e,
     };
     error_response(&ANTHROPIC, &err, &rid.0)
 }

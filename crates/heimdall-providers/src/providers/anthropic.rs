@@ -11,7 +11,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use crate::client::ProviderError;
 use crate::provider::{
     Operation, PreparedRequest, Provider, ProviderFactory, ProviderSettings, json_request,
-    set_secret_header, url,
+    header_auth, url,
 };
 
 pub const FACTORY: ProviderFactory = ProviderFactory {
@@ -29,8 +29,8 @@ struct AnthropicProvider {
 }
 
 impl Provider for AnthropicProvider {
-    fn name(&self) -> &str {
-        &self.settings.name
+    fn settings(&self) -> &ProviderSettings {
+        &self.settings
     }
 
     fn dialect(&self, _model: &str) -> &'static dyn UpstreamDialect {
@@ -64,12 +64,6 @@ impl Provider for AnthropicProvider {
         request: &'a mut PreparedRequest,
         key: &'a str,
     ) -> BoxFuture<'a, Result<(), ProviderError>> {
-        let result = set_secret_header(
-            request,
-            HeaderName::from_static("x-api-key"),
-            key,
-            self.name(),
-        );
-        Box::pin(std::future::ready(result))
+        header_auth(request, HeaderName::from_static("x-api-key"), key, self.name())
     }
 }

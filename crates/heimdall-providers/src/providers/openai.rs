@@ -11,7 +11,7 @@ use http::HeaderMap;
 use crate::client::ProviderError;
 use crate::provider::{
     Operation, PreparedRequest, Provider, ProviderFactory, ProviderSettings, json_request,
-    set_secret_header, url,
+    header_auth, url,
 };
 
 pub const FACTORY: ProviderFactory = ProviderFactory {
@@ -26,8 +26,8 @@ struct OpenAiProvider {
 }
 
 impl Provider for OpenAiProvider {
-    fn name(&self) -> &str {
-        &self.settings.name
+    fn settings(&self) -> &ProviderSettings {
+        &self.settings
     }
 
     fn dialect(&self, _model: &str) -> &'static dyn UpstreamDialect {
@@ -63,12 +63,6 @@ impl Provider for OpenAiProvider {
         request: &'a mut PreparedRequest,
         key: &'a str,
     ) -> BoxFuture<'a, Result<(), ProviderError>> {
-        let result = set_secret_header(
-            request,
-            http::header::AUTHORIZATION,
-            &format!("Bearer {key}"),
-            self.name(),
-        );
-        Box::pin(std::future::ready(result))
+        header_auth(request, http::header::AUTHORIZATION, &format!("Bearer {key}"), self.name())
     }
 }

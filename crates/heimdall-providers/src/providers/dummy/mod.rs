@@ -46,8 +46,8 @@ struct DummyProvider {
 }
 
 impl Provider for DummyProvider {
-    fn name(&self) -> &str {
-        &self.settings.name
+    fn settings(&self) -> &ProviderSettings {
+        &self.settings
     }
 
     fn dialect(&self, _model: &str) -> &'static dyn UpstreamDialect {
