@@ -164,4 +164,12 @@ mod tests {
         assert!(memchr::memmem::find(&body, b"sk-secret-1").is_none());
         assert!(memchr::memmem::find(&body, b"Incorrect API key provided: ***").is_some());
     }
+
+    #[test]
+    fn heimdall_own_failures_are_500_not_the_clients_400() {
+        let e = GatewayError::from(TranslateError::Internal("encoding failed".into()));
+        assert_eq!((e.status, e.kind), (500, ErrorType::ApiError));
+        let e = GatewayError::from(TranslateError::invalid("messages", "bad"));
+        assert_eq!((e.status, e.kind), (400, ErrorType::InvalidRequestError));
+    }
 }

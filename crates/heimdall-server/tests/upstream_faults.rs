@@ -334,3 +334,57 @@ async fn keys_in_in_stream_errors_are_scrubbed() {
         "{log}"
     );
 }
+
+/// An upstream that starts a stream, then drips one byte at a time and never ends the event.
+async fn dripping_upstream() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 65536];
+                let _ = sock.read(&mut buf).await;
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+                if sock.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                for _ in 0..100 {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    if sock.write_all(b"1\r\nx\r\n").await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn bytes_that_never_finish_an_event_do_not_keep_a_stream_alive() {
+    let url = dripping_upstream().await;
+    let h = Harness::with_config(|c| {
+        for p in ["anthropic", "openai"] {
+            c["providers"][p]["network_config"] =
+                json!({"base_url": url, "stream_idle_timeout_in_seconds": 1});
+        }
+    })
+    .await;
+    for model in [CLAUDE, GPT] {
+        let started = Instant::now();
+        let res = h.messages(&request(model, "hi", true)).await;
+        let events = stream_events(res).await;
+        assert_grammar(&events, true);
+        assert_eq!(
+            events.last().unwrap().data["error"]["type"],
+            "timeout_error",
+            "{model}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{model}: {:?}",
+            started.elapsed()
+        );
+    }
+}
