@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use heimdall_providers::{Operation, ProviderError, UpstreamClient, UpstreamResponse};
+use heimdall_providers::{Credential, Operation, ProviderError, UpstreamClient, UpstreamResponse};
 use http::HeaderMap;
 use rand::Rng;
 use tokio::time::Instant;
@@ -124,19 +124,22 @@ async fn try_once(
     deadline: Instant,
 ) -> Result<UpstreamResponse, ProviderError> {
     let p = call.provider;
+    let credential = Credential {
+        index: key.index,
+        value: key.value.expose(),
+    };
     let mut request = p.provider.prepare(
         call.operation,
         model,
         call.stream,
         call.body.clone(),
         call.forward_headers,
+        &credential,
     )?;
     for (name, value) in &p.extra_headers {
         request.headers.insert(name.clone(), value.clone());
     }
-    p.provider
-        .authorize(&mut request, key.value.expose())
-        .await?;
+    p.provider.authorize(&mut request, &credential).await?;
     client
         .send(
             request,
@@ -197,6 +200,7 @@ mod tests {
     fn key(name: &str, weight: f64) -> KeyConfig {
         KeyConfig {
             name: name.into(),
+            index: 0,
             value: Secret::new("k"),
             models: ModelFilter::All,
             weight,

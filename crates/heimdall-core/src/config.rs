@@ -51,6 +51,9 @@ impl ModelFilter {
 #[derive(Debug, Clone)]
 pub struct KeyConfig {
     pub name: String,
+    /// Position in the provider's `keys` list in the file, where the provider family finds
+    /// the key's own settings (Azure endpoints, AWS credentials…).
+    pub index: usize,
     pub value: Secret,
     pub models: ModelFilter,
     pub weight: f64,
@@ -89,15 +92,21 @@ impl ProviderConfig {
     fn with_defaults(
         factory: &ProviderFactory,
         base_url: Option<String>,
+        section: serde_json::Value,
         keys: Vec<KeyConfig>,
-    ) -> Self {
+    ) -> Result<Self, ConfigError> {
         let settings = ProviderSettings {
             name: factory.name.to_owned(),
             base_url: base_url.unwrap_or_else(|| factory.default_base_url.to_owned()),
+            section,
         };
-        Self {
+        let provider = (factory.build)(settings).map_err(|e| ConfigError {
+            path: format!("providers.{}.{}", factory.name, e.path),
+            message: e.message,
+        })?;
+        Ok(Self {
             name: factory.name.to_owned(),
-            provider: (factory.build)(settings),
+            provider,
             env_var: factory.env_var,
             keys,
             extra_headers: HeaderMap::new(),
@@ -106,7 +115,7 @@ impl ProviderConfig {
             max_retries: 0,
             retry_backoff_initial: Duration::from_millis(DEFAULT_BACKOFF_INITIAL_MS),
             retry_backoff_max: Duration::from_millis(DEFAULT_BACKOFF_MAX_MS),
-        }
+        })
     }
 }
 
@@ -165,11 +174,25 @@ impl Config {
                 let value = env(factory.env_var).filter(|v| !v.trim().is_empty())?;
                 let key = KeyConfig {
                     name: factory.env_var.to_owned(),
+                    index: 0,
                     value: Secret::new(value.trim()),
                     models: ModelFilter::All,
                     weight: 1.0,
                 };
-                Some(ProviderConfig::with_defaults(factory, None, vec![key]))
+                // A provider that needs more than a key (a project, an endpoint) cannot start
+                // from the environment alone; it says why in the log.
+                match ProviderConfig::with_defaults(
+                    factory,
+                    None,
+                    serde_json::Value::Null,
+                    vec![key],
+                ) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        tracing::warn!(provider = factory.name, error = %e, "not enabled from the environment");
+                        None
+                    }
+                }
             })
             .collect();
         Self::with_providers(providers)
@@ -205,18 +228,26 @@ impl Config {
         }
         let deny_empty_models = raw.version.unwrap_or(1) >= 2;
         let mut providers = Vec::new();
-        for (name, raw_provider) in raw.providers {
+        let mut ignored = Vec::new();
+        for (name, section) in raw.providers {
             let Some(factory) = heimdall_providers::factory(&name) else {
                 warnings.push(format!("provider `{name}` is not supported yet; ignored"));
                 continue;
             };
             providers.push(build_provider(
                 factory,
-                raw_provider,
+                section,
                 deny_empty_models,
                 env,
                 &mut warnings,
+                &mut ignored,
             )?);
+        }
+        if !ignored.is_empty() {
+            warnings.push(format!(
+                "provider fields accepted but not supported yet (ignored): {}",
+                ignored.join(", ")
+            ));
         }
         // Registry order, so listings and logs are stable.
         let order = |p: &ProviderConfig| {
@@ -306,14 +337,44 @@ pub struct ConfigError {
     pub message: String,
 }
 
+/// Reads one provider's section. Fields the provider family reads itself (its
+/// `config_fields`, at the section's or a key's level) are left to it; other unknown fields
+/// are collected in `ignored`.
+fn parse_section(
+    factory: &ProviderFactory,
+    section: &serde_json::Value,
+    ignored: &mut Vec<String>,
+) -> Result<RawProvider, ConfigError> {
+    let name = factory.name;
+    let mut note = |path: serde_ignored::Path<'_>| {
+        let path = path.to_string();
+        let claimed = path
+            .split(['.', '[', ']'])
+            .any(|segment| factory.config_fields.contains(&segment));
+        if !claimed {
+            ignored.push(format!("providers.{name}.{path}"));
+        }
+    };
+    let tracked = serde_ignored::Deserializer::new(section, &mut note);
+    serde_path_to_error::deserialize(tracked).map_err(|e| ConfigError {
+        path: match e.path().to_string() {
+            p if p == "." => format!("providers.{name}"),
+            p => format!("providers.{name}.{p}"),
+        },
+        message: e.into_inner().to_string(),
+    })
+}
+
 fn build_provider(
     factory: &ProviderFactory,
-    raw: RawProvider,
+    section: serde_json::Value,
     deny_empty_models: bool,
     env: &dyn Fn(&str) -> Option<String>,
     warnings: &mut Vec<String>,
+    ignored: &mut Vec<String>,
 ) -> Result<ProviderConfig, ConfigError> {
     let name = factory.name;
+    let raw = parse_section(factory, &section, ignored)?;
     let mut keys = Vec::new();
     for (i, k) in raw.keys.into_iter().enumerate() {
         let path = format!("providers.{name}.keys[{i}]");
@@ -349,6 +410,7 @@ fn build_provider(
         };
         keys.push(KeyConfig {
             name: k.name.unwrap_or_else(|| format!("{name}-{i}")),
+            index: i,
             value: Secret::new(value),
             models,
             weight: k.weight,
@@ -365,7 +427,7 @@ fn build_provider(
         }
         base_url = Some(url.trim_end_matches('/').to_owned());
     }
-    let mut p = ProviderConfig::with_defaults(factory, base_url, keys);
+    let mut p = ProviderConfig::with_defaults(factory, base_url, section, keys)?;
     for (header, value) in net.extra_headers.unwrap_or_default() {
         let path = format!("providers.{name}.network_config.extra_headers.{header}");
         let n = HeaderName::from_bytes(header.as_bytes()).map_err(|e| ConfigError {
@@ -433,7 +495,8 @@ struct RawConfig {
     #[serde(default, rename = "$schema")]
     _schema: Option<String>,
     #[serde(default)]
-    providers: BTreeMap<String, RawProvider>,
+    /// Read per provider family (see `parse_section`).
+    providers: BTreeMap<String, serde_json::Value>,
     #[serde(default)]
     client: RawClient,
 }

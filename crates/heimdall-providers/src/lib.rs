@@ -11,7 +11,7 @@ pub mod providers;
 
 pub use client::{ByteStream, ClientOptions, ProviderError, UpstreamClient, UpstreamResponse};
 pub use provider::{
-    Operation, PreparedRequest, Provider, ProviderFactory, ProviderSettings, header_auth,
-    json_request, set_secret_header, url,
+    Credential, Operation, PreparedRequest, Provider, ProviderFactory, ProviderSettings,
+    SettingsError, header_auth, json_request, set_secret_header, url,
 };
 pub use providers::{factories, factory};

@@ -27,13 +27,35 @@ pub struct PreparedRequest {
     pub body: Option<Bytes>,
 }
 
-/// The configured settings every provider takes (Bifrost's `network_config` and the name the
-/// provider was configured under).
+/// What a provider is built from: the name it was configured under, its root URL
+/// (`network_config.base_url` or the family's default), and its whole `config.json` section,
+/// where the family reads its own fields (`ProviderFactory::config_fields`), including per-key
+/// ones under `keys[i]`.
 #[derive(Debug, Clone)]
 pub struct ProviderSettings {
     pub name: String,
     /// Root URL without a version path; the provider appends its own paths.
     pub base_url: String,
+    /// `Null` on a zero-config start from the environment.
+    pub section: serde_json::Value,
+}
+
+/// One configured key, as a provider sees it for one attempt.
+#[derive(Debug, Clone, Copy)]
+pub struct Credential<'a> {
+    /// Position in the section's `keys` list (for the key's own settings).
+    pub index: usize,
+    /// The secret (an API key, a token); never logged.
+    pub value: &'a str,
+}
+
+/// A provider family's own settings are wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct SettingsError {
+    /// JSON path inside the provider's section (`keys[0].azure_key_config.endpoint`).
+    pub path: String,
+    pub message: String,
 }
 
 /// A configured upstream. Implementations know URLs, body tweaks and authentication; they know
@@ -57,12 +79,13 @@ pub trait Provider: Send + Sync {
         stream: bool,
         body: Option<Bytes>,
         client_headers: &HeaderMap,
+        key: &Credential<'_>,
     ) -> Result<PreparedRequest, ProviderError>;
     /// Adds credentials for `key`: a header, a signature over the body, or a cached token.
     fn authorize<'a>(
         &'a self,
         request: &'a mut PreparedRequest,
-        key: &'a str,
+        key: &'a Credential<'a>,
     ) -> BoxFuture<'a, Result<(), ProviderError>>;
 }
 
@@ -74,7 +97,10 @@ pub struct ProviderFactory {
     /// The environment variable holding a key for the zero-config start.
     pub env_var: &'static str,
     pub default_base_url: &'static str,
-    pub build: fn(ProviderSettings) -> Arc<dyn Provider>,
+    /// Fields of the section (or of a key) the family reads itself, so the configuration
+    /// loader does not report them as unsupported.
+    pub config_fields: &'static [&'static str],
+    pub build: fn(ProviderSettings) -> Result<Arc<dyn Provider>, SettingsError>,
 }
 
 /// Joins the configured root and an operation's path.

@@ -10,6 +10,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::client::ProviderError;
 use crate::provider::{
+    Credential,
     Operation, PreparedRequest, Provider, ProviderFactory, ProviderSettings, json_request,
     header_auth, url,
 };
@@ -18,7 +19,8 @@ pub const FACTORY: ProviderFactory = ProviderFactory {
     name: "anthropic",
     env_var: "ANTHROPIC_API_KEY",
     default_base_url: "https://api.anthropic.com",
-    build: |settings| Arc::new(AnthropicProvider { settings }),
+    config_fields: &[],
+    build: |settings| Ok(Arc::new(AnthropicProvider { settings })),
 };
 
 /// The API version sent upstream when the client names none.
@@ -44,6 +46,7 @@ impl Provider for AnthropicProvider {
         _stream: bool,
         body: Option<Bytes>,
         client_headers: &HeaderMap,
+        _key: &Credential<'_>,
     ) -> Result<PreparedRequest, ProviderError> {
         let path = match op {
             Operation::Messages => "/v1/messages",
@@ -62,8 +65,8 @@ impl Provider for AnthropicProvider {
     fn authorize<'a>(
         &'a self,
         request: &'a mut PreparedRequest,
-        key: &'a str,
+        key: &'a Credential<'a>,
     ) -> BoxFuture<'a, Result<(), ProviderError>> {
-        header_auth(request, HeaderName::from_static("x-api-key"), key, self.name())
+        header_auth(request, HeaderName::from_static("x-api-key"), key.value, self.name())
     }
 }

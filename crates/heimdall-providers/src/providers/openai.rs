@@ -10,6 +10,7 @@ use http::HeaderMap;
 
 use crate::client::ProviderError;
 use crate::provider::{
+    Credential,
     Operation, PreparedRequest, Provider, ProviderFactory, ProviderSettings, json_request,
     header_auth, url,
 };
@@ -18,7 +19,8 @@ pub const FACTORY: ProviderFactory = ProviderFactory {
     name: "openai",
     env_var: "OPENAI_API_KEY",
     default_base_url: "https://api.openai.com",
-    build: |settings| Arc::new(OpenAiProvider { settings }),
+    config_fields: &[],
+    build: |settings| Ok(Arc::new(OpenAiProvider { settings })),
 };
 
 struct OpenAiProvider {
@@ -41,6 +43,7 @@ impl Provider for OpenAiProvider {
         _stream: bool,
         body: Option<Bytes>,
         _client_headers: &HeaderMap,
+        _key: &Credential<'_>,
     ) -> Result<PreparedRequest, ProviderError> {
         let path = match op {
             Operation::Messages => "/v1/chat/completions",
@@ -61,8 +64,8 @@ impl Provider for OpenAiProvider {
     fn authorize<'a>(
         &'a self,
         request: &'a mut PreparedRequest,
-        key: &'a str,
+        key: &'a Credential<'a>,
     ) -> BoxFuture<'a, Result<(), ProviderError>> {
-        header_auth(request, http::header::AUTHORIZATION, &format!("Bearer {key}"), self.name())
+        header_auth(request, http::header::AUTHORIZATION, &format!("Bearer {}", key.value), self.name())
     }
 }

@@ -30,6 +30,7 @@ use serde_json::Value;
 
 use crate::client::ProviderError;
 use crate::provider::{
+    Credential,
     Operation, PreparedRequest, Provider, ProviderFactory, ProviderSettings, json_request,
     set_secret_header, url,
 };
@@ -38,7 +39,8 @@ pub const FACTORY: ProviderFactory = ProviderFactory {
     name: "dummy",
     env_var: "DUMMY_API_KEY",
     default_base_url: "http://127.0.0.1:9",
-    build: |settings| Arc::new(DummyProvider { settings }),
+    config_fields: &[],
+    build: |settings| Ok(Arc::new(DummyProvider { settings })),
 };
 
 struct DummyProvider {
@@ -61,6 +63,7 @@ impl Provider for DummyProvider {
         _stream: bool,
         body: Option<Bytes>,
         _client_headers: &HeaderMap,
+        _key: &Credential<'_>,
     ) -> Result<PreparedRequest, ProviderError> {
         if op != Operation::Messages {
             return Err(ProviderError::Unsupported {
@@ -74,13 +77,13 @@ impl Provider for DummyProvider {
     fn authorize<'a>(
         &'a self,
         request: &'a mut PreparedRequest,
-        key: &'a str,
+        key: &'a Credential<'a>,
     ) -> BoxFuture<'a, Result<(), ProviderError>> {
         Box::pin(async move {
             let body = request.body.clone().unwrap_or_default();
             let name = self.name().to_owned();
-            set_secret_header(request, HeaderName::from_static("x-dummy-key"), key, &name)?;
-            let signature = format!("{:016x}", signature(key, &body));
+            set_secret_header(request, HeaderName::from_static("x-dummy-key"), key.value, &name)?;
+            let signature = format!("{:016x}", signature(key.value, &body));
             set_secret_header(request, HeaderName::from_static("x-dummy-sig"), &signature, &name)
         })
     }
