@@ -67,6 +67,8 @@ pub struct ProviderConfig {
     /// The environment variable that would enable it on a zero-config start.
     pub env_var: &'static str,
     pub keys: Vec<KeyConfig>,
+    /// What a custom provider may be asked (Bifrost's `allowed_requests`); all for others.
+    pub allowed: AllowedRequests,
     pub extra_headers: HeaderMap,
     /// Non-streaming: the whole exchange; streaming: until the response headers arrive.
     pub request_timeout: Duration,
@@ -90,22 +92,29 @@ impl fmt::Debug for ProviderConfig {
 
 impl ProviderConfig {
     fn with_defaults(
-        factory: &ProviderFactory,
+        factory: &'static ProviderFactory,
+        name: String,
         base_url: Option<String>,
         section: serde_json::Value,
         keys: Vec<KeyConfig>,
     ) -> Result<Self, ConfigError> {
         let settings = ProviderSettings {
-            name: factory.name.to_owned(),
+            name: name.clone(),
+            family: factory.name,
             base_url: base_url.unwrap_or_else(|| factory.default_base_url.to_owned()),
             section,
         };
         let provider = (factory.build)(settings).map_err(|e| ConfigError {
-            path: format!("providers.{}.{}", factory.name, e.path),
+            path: if e.path.is_empty() {
+                format!("providers.{name}")
+            } else {
+                format!("providers.{name}.{}", e.path)
+            },
             message: e.message,
         })?;
         Ok(Self {
-            name: factory.name.to_owned(),
+            name,
+            allowed: AllowedRequests::ALL,
             provider,
             env_var: factory.env_var,
             keys,
@@ -183,6 +192,7 @@ impl Config {
                 // from the environment alone; it says why in the log.
                 match ProviderConfig::with_defaults(
                     factory,
+                    factory.name.to_owned(),
                     None,
                     serde_json::Value::Null,
                     vec![key],
@@ -230,12 +240,26 @@ impl Config {
         let mut providers = Vec::new();
         let mut ignored = Vec::new();
         for (name, section) in raw.providers {
-            let Some(factory) = heimdall_providers::factory(&name) else {
-                warnings.push(format!("provider `{name}` is not supported yet; ignored"));
+            // A custom provider is named at run time and clones a registered family.
+            let family = section
+                .pointer("/custom_provider_config/base_provider_type")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or(&name);
+            let Some(factory) = heimdall_providers::factory(family) else {
+                warnings.push(format!(
+                    "provider `{name}` (family `{family}`) is not supported yet; ignored"
+                ));
                 continue;
             };
+            if family != name && section.pointer("/network_config/base_url").is_none() {
+                return Err(ConfigError {
+                    path: format!("providers.{name}.network_config.base_url"),
+                    message: "a custom provider needs its base URL".into(),
+                });
+            }
             providers.push(build_provider(
                 factory,
+                name,
                 section,
                 deny_empty_models,
                 env,
@@ -249,11 +273,12 @@ impl Config {
                 ignored.join(", ")
             ));
         }
-        // Registry order, so listings and logs are stable.
+        // Registry order, then custom providers by name, so listings and logs are stable.
         let order = |p: &ProviderConfig| {
-            heimdall_providers::factories()
+            let position = heimdall_providers::factories()
                 .iter()
-                .position(|f| f.name == p.name)
+                .position(|f| f.name == p.name);
+            (position.unwrap_or(usize::MAX), p.name.clone())
         };
         providers.sort_by_key(order);
         let mut config = Self::with_providers(providers);
@@ -342,10 +367,10 @@ pub struct ConfigError {
 /// are collected in `ignored`.
 fn parse_section(
     factory: &ProviderFactory,
+    name: &str,
     section: &serde_json::Value,
     ignored: &mut Vec<String>,
 ) -> Result<RawProvider, ConfigError> {
-    let name = factory.name;
     let mut note = |path: serde_ignored::Path<'_>| {
         let path = path.to_string();
         let claimed = path
@@ -366,15 +391,15 @@ fn parse_section(
 }
 
 fn build_provider(
-    factory: &ProviderFactory,
+    factory: &'static ProviderFactory,
+    name: String,
     section: serde_json::Value,
     deny_empty_models: bool,
     env: &dyn Fn(&str) -> Option<String>,
     warnings: &mut Vec<String>,
     ignored: &mut Vec<String>,
 ) -> Result<ProviderConfig, ConfigError> {
-    let name = factory.name;
-    let raw = parse_section(factory, &section, ignored)?;
+    let raw = parse_section(factory, &name, &section, ignored)?;
     let mut keys = Vec::new();
     for (i, k) in raw.keys.into_iter().enumerate() {
         let path = format!("providers.{name}.keys[{i}]");
@@ -427,7 +452,12 @@ fn build_provider(
         }
         base_url = Some(url.trim_end_matches('/').to_owned());
     }
-    let mut p = ProviderConfig::with_defaults(factory, base_url, section, keys)?;
+    let allowed = raw
+        .custom_provider_config
+        .and_then(|c| c.allowed_requests)
+        .map_or(AllowedRequests::ALL, AllowedRequests::from);
+    let mut p = ProviderConfig::with_defaults(factory, name.clone(), base_url, section, keys)?;
+    p.allowed = allowed;
     for (header, value) in net.extra_headers.unwrap_or_default() {
         let path = format!("providers.{name}.network_config.extra_headers.{header}");
         let n = HeaderName::from_bytes(header.as_bytes()).map_err(|e| ConfigError {
@@ -517,6 +547,45 @@ struct RawProvider {
     #[serde(default)]
     keys: Vec<RawKey>,
     network_config: Option<RawNetwork>,
+    custom_provider_config: Option<RawCustom>,
+}
+
+#[derive(Deserialize)]
+struct RawCustom {
+    #[serde(rename = "base_provider_type")]
+    _base_provider_type: String,
+    allowed_requests: Option<BTreeMap<String, bool>>,
+}
+
+/// Which operations a provider may be asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AllowedRequests {
+    pub messages: bool,
+    pub stream: bool,
+    pub count_tokens: bool,
+    pub list_models: bool,
+}
+
+impl AllowedRequests {
+    pub const ALL: AllowedRequests = AllowedRequests {
+        messages: true,
+        stream: true,
+        count_tokens: true,
+        list_models: true,
+    };
+}
+
+/// Bifrost's names; a request type the map leaves out is not allowed.
+impl From<BTreeMap<String, bool>> for AllowedRequests {
+    fn from(map: BTreeMap<String, bool>) -> Self {
+        let on = |k: &str| map.get(k).copied().unwrap_or(false);
+        Self {
+            messages: on("chat_completion"),
+            stream: on("chat_completion_stream"),
+            count_tokens: on("count_tokens"),
+            list_models: on("list_models"),
+        }
+    }
 }
 
 #[derive(Deserialize)]

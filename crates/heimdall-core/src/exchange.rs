@@ -183,6 +183,17 @@ impl Gateway {
         let route = route::resolve(&self.config, model)?;
         let provider = route.provider;
         guard.record.provider = Some(provider.name.clone());
+        let allowed = match endpoint {
+            Endpoint::Messages if stream => provider.allowed.stream,
+            Endpoint::Messages => provider.allowed.messages,
+            Endpoint::CountTokens => provider.allowed.count_tokens,
+        };
+        if !allowed {
+            return Err(GatewayError::invalid_request(format!(
+                "provider `{}` is not allowed to serve this request type (custom_provider_config.allowed_requests)",
+                provider.name
+            )));
+        }
         let dialect = provider.provider.dialect(route.upstream_model);
         let pass_through = dialect.id() == ctx.front_door.dialect();
         guard.record.pass_through = pass_through;

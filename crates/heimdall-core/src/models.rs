@@ -65,7 +65,7 @@ impl Gateway {
     /// One model, answered under the id the client asked for (`anthropic/claude-x` and
     /// `claude-x` name the same model).
     pub async fn get_model(&self, ctx: &RequestContext, id: &str) -> Result<Bytes, GatewayError> {
-        let (provider, name) = split_model(id)?;
+        let (provider, name) = split_model(self.config(), id)?;
         let wanted = client_id(provider, name);
         let all = self.catalog().await;
         let mut found = all
@@ -102,9 +102,10 @@ impl Gateway {
     async fn provider_models(&self, p: &ProviderConfig) -> (Vec<ModelInfo>, bool) {
         let explicit = explicit_models(p);
         // Keys that all name their models say everything there is to list.
-        if p.keys
-            .iter()
-            .all(|k| matches!(k.models, ModelFilter::Only(_)))
+        if !p.allowed.list_models
+            || p.keys
+                .iter()
+                .all(|k| matches!(k.models, ModelFilter::Only(_)))
         {
             return (explicit, true);
         }

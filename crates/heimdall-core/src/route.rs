@@ -13,12 +13,16 @@ pub struct Route<'a> {
     pub upstream_model: &'a str,
 }
 
-/// `provider/model`, split at the first `/`; no prefix means Anthropic.
-pub fn split_model(model: &str) -> Result<(&str, &str), GatewayError> {
+/// `provider/model`, split at the first `/`; no prefix means Anthropic. The provider is a
+/// registered family or a custom provider of `config`.
+pub fn split_model<'m>(
+    config: &Config,
+    model: &'m str,
+) -> Result<(&'m str, &'m str), GatewayError> {
     let Some((prefix, rest)) = model.split_once('/') else {
         return Ok((DEFAULT_PROVIDER, model));
     };
-    if heimdall_providers::factory(prefix).is_none() {
+    if heimdall_providers::factory(prefix).is_none() && config.provider(prefix).is_none() {
         return Err(GatewayError::invalid_request(format!(
             "model `{model}`: unknown provider `{prefix}` (use `provider/model`, e.g. `openai/gpt-4o-mini`)"
         )));
@@ -32,7 +36,7 @@ pub fn split_model(model: &str) -> Result<(&str, &str), GatewayError> {
 }
 
 pub fn resolve<'a>(config: &'a Config, model: &'a str) -> Result<Route<'a>, GatewayError> {
-    let (name, upstream_model) = split_model(model)?;
+    let (name, upstream_model) = split_model(config, model)?;
     let provider = config.provider(name).ok_or_else(|| {
         let how = heimdall_providers::factory(name)
             .map_or_else(String::new, |f| format!("set {} or ", f.env_var));
@@ -52,18 +56,22 @@ mod tests {
 
     #[test]
     fn splits_at_first_slash() {
-        assert_eq!(split_model("claude-x").unwrap(), ("anthropic", "claude-x"));
+        let c = Config::from_env(&|_| None);
         assert_eq!(
-            split_model("openai/ft:gpt/odd").unwrap(),
+            split_model(&c, "claude-x").unwrap(),
+            ("anthropic", "claude-x")
+        );
+        assert_eq!(
+            split_model(&c, "openai/ft:gpt/odd").unwrap(),
             ("openai", "ft:gpt/odd")
         );
         assert!(
-            split_model("nope/x")
+            split_model(&c, "nope/x")
                 .unwrap_err()
                 .message
                 .contains("unknown provider `nope`")
         );
-        assert!(split_model("openai/").is_err());
+        assert!(split_model(&c, "openai/").is_err());
     }
 
     #[test]

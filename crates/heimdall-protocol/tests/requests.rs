@@ -15,7 +15,7 @@ const UPSTREAM_MODEL: &str = "gpt-5";
 
 fn translate(body: &[u8]) -> Result<Value, TranslateError> {
     let req = Anthropic.decode_request(body, Endpoint::Messages)?;
-    let out = OpenAiChat.encode_request(&req, UPSTREAM_MODEL)?;
+    let out = OpenAiChat::OPENAI.encode_request(&req, UPSTREAM_MODEL)?;
     Ok(serde_json::from_slice(&out).unwrap())
 }
 

@@ -13,7 +13,7 @@ use heimdall_protocol::dialect::{FrontDoor, ResponseContext, TranslateError, Ups
 use serde_json::Value;
 
 fn translate(body: &[u8], ctx: &ResponseContext) -> Result<(Vec<u8>, Usage), TranslateError> {
-    let response = OpenAiChat.decode_response(body, ctx)?;
+    let response = OpenAiChat::OPENAI.decode_response(body, ctx)?;
     Ok((Anthropic.encode_response(&response), response.usage))
 }
 

@@ -24,8 +24,8 @@ fn assembler() -> Assembler {
 /// Runs the pipeline the way the gateway's stream pump does.
 fn run(wire: &[u8], chunk: usize) -> (String, Usage) {
     let mut asm = assembler();
-    let mut framer = OpenAiChat.framer(1 << 20);
-    let mut decoder = OpenAiChat.stream_decoder(&common::ctx());
+    let mut framer = OpenAiChat::OPENAI.framer(1 << 20);
+    let mut decoder = OpenAiChat::OPENAI.stream_decoder(&common::ctx());
     let mut out = BytesMut::new();
     let mut deltas = Vec::new();
     asm.start(&mut out);

@@ -34,6 +34,9 @@ pub struct PreparedRequest {
 #[derive(Debug, Clone)]
 pub struct ProviderSettings {
     pub name: String,
+    /// The registered family it belongs to: its own name, or a custom provider's
+    /// `base_provider_type`.
+    pub family: &'static str,
     /// Root URL without a version path; the provider appends its own paths.
     pub base_url: String,
     /// `Null` on a zero-config start from the environment.

@@ -15,13 +15,13 @@ use crate::provider::{
     header_auth, url,
 };
 
-pub const FACTORY: ProviderFactory = ProviderFactory {
+pub const FACTORIES: &[ProviderFactory] = &[ProviderFactory {
     name: "anthropic",
     env_var: "ANTHROPIC_API_KEY",
     default_base_url: "https://api.anthropic.com",
     config_fields: &[],
     build: |settings| Ok(Arc::new(AnthropicProvider { settings })),
-};
+}];
 
 /// The API version sent upstream when the client names none.
 pub const DEFAULT_VERSION: &str = "2023-06-01";

@@ -3,26 +3,34 @@
 
 use crate::provider::ProviderFactory;
 
-/// Declares each family's module and lists its factory, so one line registers a provider.
+use std::sync::LazyLock;
+
+/// Declares each module and lists its factories (`FACTORIES`: one per family it serves), so
+/// one line registers a provider.
 macro_rules! registry {
     ($($(#[$attr:meta])* $name:ident),* $(,)?) => {
         $($(#[$attr])* pub mod $name;)*
 
-        /// Every provider family this build knows, in a stable order.
-        pub fn factories() -> &'static [ProviderFactory] {
-            const ALL: &[ProviderFactory] = &[$($(#[$attr])* $name::FACTORY,)*];
-            ALL
-        }
+        static ALL: LazyLock<Vec<&'static ProviderFactory>> = LazyLock::new(|| {
+            let modules: &[&'static [ProviderFactory]] = &[$($(#[$attr])* $name::FACTORIES,)*];
+            modules.iter().flat_map(|m| m.iter()).collect()
+        });
     };
 }
 
 registry! {
     anthropic,
-    openai,
+    compat,
+    azure,
     #[cfg(feature = "test-dialect")] dummy,
+}
+
+/// Every provider family this build knows, in a stable order.
+pub fn factories() -> &'static [&'static ProviderFactory] {
+    &ALL
 }
 
 /// The family configured under `name`.
 pub fn factory(name: &str) -> Option<&'static ProviderFactory> {
-    factories().iter().find(|f| f.name == name)
+    factories().iter().copied().find(|f| f.name == name)
 }

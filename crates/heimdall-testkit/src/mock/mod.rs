@@ -249,6 +249,20 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/messages", post(anthropic::messages))
         .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
+        // Azure OpenAI (deployment and v1 forms) and Claude on Azure AI Foundry.
+        .route(
+            "/openai/deployments/{deployment}/chat/completions",
+            post(openai::azure_deployment),
+        )
+        .route(
+            "/openai/v1/chat/completions",
+            post(openai::chat_completions),
+        )
+        .route("/anthropic/v1/messages", post(anthropic::messages))
+        .route(
+            "/anthropic/v1/messages/count_tokens",
+            post(anthropic::count_tokens),
+        )
         .route("/v1/models", get(list_models))
         .route("/v1/models/{id}", get(get_model))
         .route("/_mock/requests", get(mock_requests).delete(mock_clear))

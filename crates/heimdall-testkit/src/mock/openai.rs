@@ -26,14 +26,15 @@ fn bad_request(message: &str) -> Response {
     )
 }
 
-/// `Authorization: Bearer <key>` is required; `bad-key` is rejected. `Some` is the 401 response.
+/// `Authorization: Bearer <key>` (or Azure's `api-key: <key>`) is required; `bad-key` is
+/// rejected. `Some` is the 401 response.
 pub(super) fn check_auth(headers: &HeaderMap) -> Option<Response> {
-    let key = headers
+    let bearer = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|k| !k.is_empty());
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let azure = headers.get("api-key").and_then(|v| v.to_str().ok());
+    let key = bearer.or(azure).map(str::trim).filter(|k| !k.is_empty());
     match key {
         None => Some(openai_error(
             StatusCode::UNAUTHORIZED,
@@ -120,6 +121,30 @@ fn usage_json(plan: &Plan) -> Value {
         "total_tokens": plan.prompt_tokens + plan.output_tokens,
         "prompt_tokens_details": {"cached_tokens": plan.cached},
     })
+}
+
+/// Azure OpenAI's deployment route: like Chat Completions, but `api-version` is required.
+pub(super) async fn azure_deployment(
+    state: State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let has_version = uri.query().is_some_and(|q| {
+        q.split('&')
+            .any(|p| p.starts_with("api-version=") && p.len() > 12)
+    });
+    if !has_version {
+        return openai_error(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            Some("404"),
+            "Resource not found (api-version query parameter is required)",
+            None,
+        );
+    }
+    chat_completions(state, method, uri, headers, body).await
 }
 
 pub(super) async fn chat_completions(

@@ -1,10 +1,13 @@
 //! The OpenAI Chat Completions dialect, spoken upstream by OpenAI and the OpenAI-compatible
 //! family.
 
+mod quirks;
 mod request;
 mod response;
 mod stream;
 pub mod wire;
+
+pub use quirks::{Quirks, ToolIdForm};
 
 use serde::Deserialize;
 
@@ -18,8 +21,20 @@ use crate::framing::{Frame, Framer};
 
 pub const DIALECT: DialectId = DialectId("openai_chat");
 
-#[derive(Debug, Clone, Copy, Default)]
-pub struct OpenAiChat;
+/// The Chat Completions dialect as one server family speaks it.
+#[derive(Debug, Clone, Copy)]
+pub struct OpenAiChat {
+    pub quirks: Quirks,
+}
+
+impl OpenAiChat {
+    /// OpenAI's own API.
+    pub const OPENAI: OpenAiChat = OpenAiChat::new(Quirks::OPENAI);
+
+    pub const fn new(quirks: Quirks) -> Self {
+        Self { quirks }
+    }
+}
 
 impl UpstreamDialect for OpenAiChat {
     fn id(&self) -> DialectId {
@@ -77,7 +92,7 @@ impl UpstreamCodec for OpenAiChat {
         request: &canonical::Request,
         upstream_model: &str,
     ) -> Result<Vec<u8>, TranslateError> {
-        request::request_body(request, upstream_model)
+        request::request_body(request, upstream_model, &self.quirks)
     }
 
     fn decode_response(

@@ -1,12 +1,12 @@
 //! Canonical request → Chat Completions request.
 
+use super::quirks::Quirks;
 use super::wire::{self as o, ChatMessage, ContentPart, FunctionType, UserContent};
 use crate::canonical::{
     ContentBlockParam, MessageContent, OutputFormat, Request, Role, Source, SystemPrompt,
     TextOrBlocks, ThinkingConfig, Tool, ToolChoice,
 };
 use crate::dialect::TranslateError;
-use crate::ids;
 
 /// Separator when several text blocks become one OpenAI string.
 const JOIN: &str = "\n\n";
@@ -19,6 +19,7 @@ const SYNTHETIC_USER_TEXT: &str = "(continued)";
 pub(super) fn request_to_openai(
     req: &Request,
     upstream_model: &str,
+    q: &Quirks,
 ) -> Result<o::ChatCompletionRequest, TranslateError> {
     let mut messages = Vec::with_capacity(req.messages.len() + 1);
     if let Some(system) = &req.system {
@@ -28,8 +29,8 @@ pub(super) fn request_to_openai(
         let base = format!("messages.{i}.content");
         match m.role {
             Role::System => push_system(&mut messages, system_message_text(&m.content, &base)?),
-            Role::User => push_user_turn(&mut messages, &m.content, &base)?,
-            Role::Assistant => push_assistant_turn(&mut messages, &m.content, &base)?,
+            Role::User => push_user_turn(&mut messages, &m.content, &base, q)?,
+            Role::Assistant => push_assistant_turn(&mut messages, &m.content, &base, q)?,
         }
     }
     ensure_user_first(&mut messages);
@@ -42,12 +43,13 @@ pub(super) fn request_to_openai(
     Ok(o::ChatCompletionRequest {
         model: upstream_model.to_owned(),
         messages,
-        max_completion_tokens: req.max_tokens,
+        max_completion_tokens: req.max_tokens.filter(|_| !q.legacy_max_tokens),
+        max_tokens: req.max_tokens.filter(|_| q.legacy_max_tokens),
         temperature: req.temperature,
         top_p: req.top_p,
         stop: req.stop_sequences.clone().filter(|s| !s.is_empty()),
         stream: stream.then_some(true),
-        stream_options: stream.then_some(o::StreamOptions {
+        stream_options: (stream && q.stream_usage).then_some(o::StreamOptions {
             include_usage: true,
         }),
         tool_choice: choice.map(convert_tool_choice),
@@ -60,7 +62,7 @@ pub(super) fn request_to_openai(
             .as_ref()
             .and_then(|m| m.user_id.clone())
             .filter(|u| !u.is_empty()),
-        reasoning_effort: reasoning_effort(req),
+        reasoning_effort: reasoning_effort(req).filter(|_| q.reasoning_effort),
         response_format: req
             .output_config
             .as_ref()
@@ -78,8 +80,12 @@ pub(super) fn request_to_openai(
 }
 
 /// [`request_to_openai`], serialized.
-pub(super) fn request_body(req: &Request, upstream_model: &str) -> Result<Vec<u8>, TranslateError> {
-    let chat = request_to_openai(req, upstream_model)?;
+pub(super) fn request_body(
+    req: &Request,
+    upstream_model: &str,
+    q: &Quirks,
+) -> Result<Vec<u8>, TranslateError> {
+    let chat = request_to_openai(req, upstream_model, q)?;
     serde_json::to_vec(&chat).map_err(|e| TranslateError::Internal(e.to_string()))
 }
 
@@ -133,6 +139,7 @@ fn push_user_turn(
     out: &mut Vec<ChatMessage>,
     content: &MessageContent,
     base: &str,
+    q: &Quirks,
 ) -> Result<(), TranslateError> {
     let blocks = match content {
         TextOrBlocks::Text(s) => {
@@ -163,7 +170,7 @@ fn push_user_turn(
             };
             tool_result_content(content.as_ref(), &path, &mut text, &mut parts)?;
             out.push(ChatMessage::Tool {
-                tool_call_id: ids::tool_id_to_upstream(tool_use_id).to_owned(),
+                tool_call_id: q.tool_ids.upstream(tool_use_id),
                 content: text,
             });
         } else {
@@ -334,6 +341,7 @@ fn push_assistant_turn(
     out: &mut Vec<ChatMessage>,
     content: &MessageContent,
     base: &str,
+    q: &Quirks,
 ) -> Result<(), TranslateError> {
     let mut texts = Vec::new();
     let mut tool_calls = Vec::new();
@@ -345,7 +353,7 @@ fn push_assistant_turn(
                     ContentBlockParam::Text { text } => texts.push(text.as_str()),
                     ContentBlockParam::ToolUse { id, name, input } => {
                         tool_calls.push(o::ToolCall {
-                            id: ids::tool_id_to_upstream(id).to_owned(),
+                            id: q.tool_ids.upstream(id),
                             kind: FunctionType::Function,
                             function: o::FunctionCall {
                                 name: name.clone(),

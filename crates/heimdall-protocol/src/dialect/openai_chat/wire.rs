@@ -16,10 +16,12 @@ use serde_json::Value;
 pub struct ChatCompletionRequest {
     pub model: String,
     pub messages: Vec<ChatMessage>,
-    /// OpenAI's reasoning models reject `max_tokens`; servers that predate this field need it
-    /// renamed by the provider.
+    /// OpenAI's reasoning models reject `max_tokens`; which of the two is sent is a quirk.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_completion_tokens: Option<u64>,
+    /// The older name, for servers that do not know `max_completion_tokens`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -35,13 +35,13 @@ use crate::provider::{
     set_secret_header, url,
 };
 
-pub const FACTORY: ProviderFactory = ProviderFactory {
+pub const FACTORIES: &[ProviderFactory] = &[ProviderFactory {
     name: "dummy",
     env_var: "DUMMY_API_KEY",
     default_base_url: "http://127.0.0.1:9",
     config_fields: &[],
     build: |settings| Ok(Arc::new(DummyProvider { settings })),
-};
+}];
 
 struct DummyProvider {
     settings: ProviderSettings,
