@@ -98,6 +98,17 @@ impl ProviderConfig {
         section: serde_json::Value,
         keys: Vec<KeyConfig>,
     ) -> Result<Self, ConfigError> {
+        let mut keys = keys;
+        if keys.is_empty() && !factory.key_required {
+            // A keyless server is called without credentials.
+            keys.push(KeyConfig {
+                name: "none".to_owned(),
+                index: usize::MAX,
+                value: Secret::new(""),
+                models: ModelFilter::All,
+                weight: 1.0,
+            });
+        }
         let settings = ProviderSettings {
             name: name.clone(),
             family: factory.name,

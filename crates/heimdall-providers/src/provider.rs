@@ -100,6 +100,9 @@ pub struct ProviderFactory {
     /// The environment variable holding a key for the zero-config start.
     pub env_var: &'static str,
     pub default_base_url: &'static str,
+    /// False for servers usually run without credentials (Ollama, vLLM): with no key
+    /// configured they are called without one.
+    pub key_required: bool,
     /// Fields of the section (or of a key) the family reads itself, so the configuration
     /// loader does not report them as unsupported.
     pub config_fields: &'static [&'static str],

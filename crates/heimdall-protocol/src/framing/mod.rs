@@ -1,7 +1,8 @@
 //! Framing: how an upstream's byte stream splits into messages, independent of what the
-//! messages mean. Server-sent events today; NDJSON (Ollama) and the AWS event stream
-//! (Bedrock) plug in here with their dialects.
+//! messages mean: server-sent events, newline-delimited JSON (Ollama); the AWS event stream
+//! (Bedrock) plugs in here with its dialect.
 
+pub mod ndjson;
 pub mod sse;
 
 use bytes::Bytes;

@@ -19,6 +19,7 @@ pub const FACTORIES: &[ProviderFactory] = &[ProviderFactory {
     name: "anthropic",
     env_var: "ANTHROPIC_API_KEY",
     default_base_url: "https://api.anthropic.com",
+    key_required: true,
     config_fields: &[],
     build: |settings| Ok(Arc::new(AnthropicProvider { settings })),
 }];

@@ -30,6 +30,7 @@ pub const FACTORIES: &[ProviderFactory] = &[ProviderFactory {
     env_var: "AZURE_API_KEY",
     // No global host: every resource has its own (the key's `endpoint`).
     default_base_url: "",
+    key_required: true,
     config_fields: &["azure_key_config"],
     build,
 }];

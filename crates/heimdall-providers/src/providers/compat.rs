@@ -23,8 +23,6 @@ pub struct Preset {
     pub default_base_url: &'static str,
     /// Prepended to `/chat/completions` and `/models`.
     pub path_prefix: &'static str,
-    /// Self-hosted servers (vLLM, SGLang) usually run without a key.
-    pub key_required: bool,
     pub dialect: OpenAiChat,
 }
 
@@ -48,7 +46,6 @@ macro_rules! presets {
             env_var: $env,
             default_base_url: $base,
             path_prefix: $prefix,
-            key_required: $key,
             dialect: OpenAiChat::new($quirks),
         }),*];
 
@@ -56,6 +53,7 @@ macro_rules! presets {
             name: $name,
             env_var: $env,
             default_base_url: $base,
+            key_required: $key,
             config_fields: &[],
             build,
         }),*];
@@ -148,7 +146,7 @@ impl Provider for Compatible {
         request: &'a mut PreparedRequest,
         key: &'a Credential<'a>,
     ) -> BoxFuture<'a, Result<(), ProviderError>> {
-        if key.value.is_empty() && !self.preset.key_required {
+        if key.value.is_empty() {
             return Box::pin(std::future::ready(Ok(())));
         }
         header_auth(

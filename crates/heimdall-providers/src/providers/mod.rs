@@ -22,6 +22,7 @@ registry! {
     anthropic,
     compat,
     azure,
+    ollama,
     #[cfg(feature = "test-dialect")] dummy,
 }
 

@@ -10,6 +10,7 @@ pub mod directives;
 
 mod anthropic;
 mod faults;
+mod ollama;
 mod openai;
 mod raw;
 mod reply;
@@ -258,6 +259,9 @@ fn router(shared: Arc<Shared>) -> Router {
             "/openai/v1/chat/completions",
             post(openai::chat_completions),
         )
+        // Ollama's native API.
+        .route("/api/chat", post(ollama::chat))
+        .route("/api/tags", get(ollama::tags))
         .route("/anthropic/v1/messages", post(anthropic::messages))
         .route(
             "/anthropic/v1/messages/count_tokens",

@@ -39,6 +39,7 @@ pub const FACTORIES: &[ProviderFactory] = &[ProviderFactory {
     name: "dummy",
     env_var: "DUMMY_API_KEY",
     default_base_url: "http://127.0.0.1:9",
+    key_required: true,
     config_fields: &[],
     build: |settings| Ok(Arc::new(DummyProvider { settings })),
 }];
