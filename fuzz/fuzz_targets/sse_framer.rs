@@ -40,10 +40,22 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     for frame in &got.frames {
-        assert!(frame.raw.len() <= max, "frame of {} > max {max}", frame.raw.len());
-        assert!(!frame.raw.iter().all(u8::is_ascii_whitespace), "blank frame");
+        assert!(
+            frame.raw.len() <= max,
+            "frame of {} > max {max}",
+            frame.raw.len()
+        );
+        assert!(
+            !frame.raw.iter().all(u8::is_ascii_whitespace),
+            "blank frame"
+        );
         let (name, data) = reference_fields(&frame.raw);
-        assert_eq!(frame.name.as_deref(), name.as_deref(), "name of {:?}", frame.raw);
+        assert_eq!(
+            frame.name.as_deref(),
+            name.as_deref(),
+            "name of {:?}",
+            frame.raw
+        );
         assert_eq!(&frame.data[..], &data[..], "data of {:?}", frame.raw);
         let _ = frame.name();
     }
