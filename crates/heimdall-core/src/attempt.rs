@@ -192,6 +192,30 @@ fn backoff(p: &ProviderConfig, attempt: u32) -> Duration {
     base.mul_f64(rand::rng().random_range(0.8..1.2))
 }
 
+/// Reads a non-streaming 2xx body before the attempt's deadline: the configured request
+/// timeout bounds the whole exchange, not each phase.
+pub(crate) async fn read_body(
+    answer: Answer<'_>,
+    provider: &ProviderConfig,
+) -> Result<Bytes, GatewayError> {
+    match tokio::time::timeout_at(answer.deadline, answer.response.bytes()).await {
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(e)) => Err(GatewayError::from_provider(
+            &e,
+            answer.key.value.expose(),
+            false,
+        )),
+        Err(_) => Err(GatewayError::from_provider(
+            &ProviderError::Timeout {
+                provider: provider.name.clone(),
+                seconds: provider.request_timeout.as_secs(),
+            },
+            "",
+            false,
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -53,6 +53,15 @@ impl GatewayError {
         Self::new(ErrorType::ApiError, message)
     }
 
+    /// What a request still waiting when the shutdown grace period ends is answered.
+    pub fn shutting_down() -> Self {
+        Self::new(
+            ErrorType::OverloadedError,
+            "Heimdall is shutting down and could not finish this request in time; retry it",
+        )
+        .with_status(503)
+    }
+
     /// The upstream failed or answered something unusable: 502 `api_error`.
     pub fn bad_gateway(message: impl Into<String>) -> Self {
         Self::new(ErrorType::ApiError, message).with_status(502)

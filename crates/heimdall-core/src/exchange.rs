@@ -11,19 +11,19 @@ use heimdall_protocol::canonical::Assembler;
 use heimdall_protocol::dialect::{
     Endpoint, FrontDoor, ResponseContext, UpstreamCodec, UpstreamDialect,
 };
-use heimdall_protocol::error::ErrorType;
 use heimdall_protocol::ids;
-use heimdall_providers::{Operation, ProviderError, UpstreamClient};
+use heimdall_providers::{Operation, UpstreamClient};
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
-use crate::attempt::{self, Answer, Call};
+use crate::attempt::{self, Answer, Call, read_body};
 use crate::config::{Config, ProviderConfig};
 use crate::context::RequestContext;
 use crate::error::GatewayError;
+use crate::guard::RecordGuard;
 use crate::models::ModelsCache;
 use crate::policy::{AllowAll, Plan, Policy};
-use crate::record::{LogSink, Outcome, RecordGuard, RecordSink};
+use crate::record::{LogSink, Outcome, RecordSink};
 use crate::route;
 use crate::stream::{self, BodyStream, Mode, Pump};
 use crate::tokens;
@@ -116,7 +116,7 @@ impl Gateway {
     ) -> Result<T, GatewayError> {
         tokio::select! {
             result = work => result,
-            () = self.abort.cancelled() => Err(shutting_down()),
+            () = self.abort.cancelled() => Err(GatewayError::shutting_down()),
         }
     }
 
@@ -382,16 +382,6 @@ impl Gateway {
     }
 }
 
-/// What a request still waiting when the grace period ends is answered.
-pub(crate) fn shutting_down() -> GatewayError {
-    let mut e = GatewayError::new(
-        ErrorType::OverloadedError,
-        "Heimdall is shutting down and could not finish this request in time; retry it",
-    );
-    e.status = 503;
-    e
-}
-
 /// Refuses a 2xx answer whose shape cannot be what was asked for, before any byte reaches
 /// the client: no content for a stream, an HTML page or a JSON document answering a stream
 /// request, or an event stream answering a plain one.
@@ -434,28 +424,4 @@ fn passthrough_body(
         return Ok(body.clone());
     }
     Ok(Bytes::from(front.rewrite_model(body, upstream_model)?))
-}
-
-/// Reads a non-streaming 2xx body before the attempt's deadline: the configured request
-/// timeout bounds the whole exchange, not each phase.
-pub(crate) async fn read_body(
-    answer: Answer<'_>,
-    provider: &ProviderConfig,
-) -> Result<Bytes, GatewayError> {
-    match tokio::time::timeout_at(answer.deadline, answer.response.bytes()).await {
-        Ok(Ok(b)) => Ok(b),
-        Ok(Err(e)) => Err(GatewayError::from_provider(
-            &e,
-            answer.key.value.expose(),
-            false,
-        )),
-        Err(_) => Err(GatewayError::from_provider(
-            &ProviderError::Timeout {
-                provider: provider.name.clone(),
-                seconds: provider.request_timeout.as_secs(),
-            },
-            "",
-            false,
-        )),
-    }
 }

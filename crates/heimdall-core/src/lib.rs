@@ -10,6 +10,7 @@ pub mod config;
 mod context;
 mod error;
 mod exchange;
+mod guard;
 mod models;
 mod policy;
 mod record;

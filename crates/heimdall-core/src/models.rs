@@ -19,11 +19,12 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+use crate::attempt::read_body;
 use crate::attempt::{self, Call};
 use crate::config::{ModelFilter, ProviderConfig};
 use crate::context::RequestContext;
 use crate::error::GatewayError;
-use crate::exchange::{Gateway, read_body};
+use crate::exchange::Gateway;
 use crate::route::{DEFAULT_PROVIDER, split_model};
 
 #[derive(Debug, Clone, Default, Deserialize)]

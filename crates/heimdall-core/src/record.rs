@@ -1,17 +1,10 @@
-//! The per-request record, its sink, and the guard that hands it over exactly once, whether
-//! the request succeeded, failed, was refused before routing, or was cancelled by a client
-//! that left mid-stream.
+//! The per-request record and where finished records go.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use heimdall_protocol::canonical::Usage;
 use heimdall_protocol::dialect::Endpoint;
 use heimdall_protocol::error::ErrorType;
-
-use crate::context::RequestContext;
-use crate::error::GatewayError;
-use crate::policy::{Admission, Policy};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -107,69 +100,5 @@ impl RecordSink for LogSink {
                 "cancelled"
             ),
         }
-    }
-}
-
-/// Owns a request's record until it is over; on drop it settles the policy and hands the
-/// record to the sink, so no path can skip either.
-pub(crate) struct RecordGuard {
-    pub record: RequestRecord,
-    pub admission: Admission,
-    ctx: Arc<RequestContext>,
-    policy: Arc<dyn Policy>,
-    sink: Arc<dyn RecordSink>,
-}
-
-impl RecordGuard {
-    pub fn new(
-        ctx: Arc<RequestContext>,
-        endpoint: Endpoint,
-        policy: Arc<dyn Policy>,
-        sink: Arc<dyn RecordSink>,
-    ) -> Self {
-        Self {
-            record: RequestRecord {
-                request_id: ctx.request_id.clone(),
-                endpoint,
-                front_door: ctx.front_door.dialect().0,
-                provider: None,
-                model: None,
-                key_name: None,
-                stream: false,
-                pass_through: false,
-                usage: Usage::default(),
-                stop_reason: None,
-                outcome: Outcome::Cancelled,
-                error_message: None,
-                latency: Duration::ZERO,
-            },
-            admission: Admission::default(),
-            ctx,
-            policy,
-            sink,
-        }
-    }
-
-    pub fn fail(&mut self, err: &GatewayError) {
-        self.record.outcome = Outcome::Failed {
-            status: err.status,
-            kind: err.kind,
-        };
-        self.record.error_message = Some(err.message.clone());
-    }
-
-    pub fn stream_failed(&mut self, kind: ErrorType, message: &str) {
-        self.record.outcome = Outcome::StreamError { kind };
-        self.record.error_message = Some(message.to_owned());
-    }
-}
-
-impl Drop for RecordGuard {
-    fn drop(&mut self) {
-        self.record.latency = self.ctx.received.elapsed();
-        let admission = std::mem::take(&mut self.admission);
-        self.policy.settle(&self.ctx, admission, &self.record);
-        let record = self.record.clone();
-        self.sink.record(record);
     }
 }

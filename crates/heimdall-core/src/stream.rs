@@ -18,7 +18,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{scrub, scrub_bytes};
-use crate::record::{Outcome, RecordGuard};
+use crate::guard::RecordGuard;
+use crate::record::Outcome;
 
 /// The body of a streaming answer.
 pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
@@ -103,7 +104,7 @@ async fn next_chunk(mut s: State) -> Option<(Result<Bytes, std::io::Error>, Stat
         let next = tokio::select! {
             next = tokio::time::timeout(wait, s.upstream.next()) => next,
             () = s.abort.cancelled() => {
-                let msg = crate::exchange::shutting_down().message;
+                let msg = crate::error::GatewayError::shutting_down().message;
                 s.fail(ErrorType::OverloadedError, &msg, &mut out);
                 continue;
             }
