@@ -47,7 +47,15 @@ struct ToolState {
     sent: usize,
     /// Tells, in time linear in the arguments' length, when they form one whole JSON value.
     scan: JsonScan,
+    /// The arguments do not start a JSON object: they are not streamed, `{}` replaces them.
+    non_object: bool,
     status: ToolStatus,
+}
+
+/// True when `text` is exactly one JSON object (surrounding whitespace allowed).
+fn is_object(text: &str) -> bool {
+    text.trim_start().starts_with('{')
+        && serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
 }
 
 /// Turns deltas into the block grammar. Every method is idempotent once the stream is done.
@@ -65,6 +73,8 @@ pub struct Assembler {
     stop_hint: Option<StopReason>,
     stop_sequence: Option<String>,
     refused: bool,
+    /// A tool block's streamed input is not one JSON object.
+    broken_tool: bool,
     /// The stream ended with an error event rather than a normal stop.
     failed: bool,
     usage: Usage,
@@ -84,6 +94,7 @@ impl Assembler {
             stop_hint: None,
             stop_sequence: None,
             refused: false,
+            broken_tool: false,
             failed: false,
             usage: Usage::default(),
         }
@@ -146,6 +157,14 @@ impl Assembler {
         self.flush_tools(out);
         self.close_block(out);
         let stop_reason = StopReason::settle(self.stop_hint, !self.tools.is_empty(), self.refused);
+        if self.broken_tool && stop_reason != StopReason::MaxTokens {
+            self.fail(
+                ErrorType::ApiError,
+                "upstream sent tool arguments that are not one JSON object",
+                out,
+            );
+            return;
+        }
         let stop_sequence = self
             .stop_sequence
             .as_deref()
@@ -245,6 +264,7 @@ impl Assembler {
                 args: String::new(),
                 sent: 0,
                 scan: JsonScan::default(),
+                non_object: false,
                 status: ToolStatus::Pending,
             });
         }
@@ -330,11 +350,25 @@ impl Assembler {
         self.open_index = index;
     }
 
+    /// Streams the arguments received since the last call, as far as they can still form
+    /// one JSON object: nothing before the opening brace is known, and nothing after the
+    /// object closed (trailing junk) goes out. Arguments that do not start an object are held
+    /// back and replaced by `{}` at the block's end, as a non-streamed answer does.
     fn send_args(&mut self, t: usize, out: &mut BytesMut) {
         let index = self.open_index;
-        if let Some(tool) = self.tools.get_mut(t)
-            && let Some(fresh) = tool.args.get(tool.sent..).filter(|s| !s.is_empty())
-        {
+        let Some(tool) = self.tools.get_mut(t) else {
+            return;
+        };
+        match tool.args.trim_start().as_bytes().first() {
+            None => return,
+            Some(b'{') => {}
+            Some(_) => {
+                tool.non_object = true;
+                return;
+            }
+        }
+        let limit = tool.scan.end().unwrap_or(tool.args.len());
+        if let Some(fresh) = tool.args.get(tool.sent..limit).filter(|s| !s.is_empty()) {
             self.encoder.event(
                 &Event::BlockDelta {
                     index,
@@ -342,7 +376,7 @@ impl Assembler {
                 },
                 out,
             );
-            tool.sent = tool.args.len();
+            tool.sent = limit;
         }
     }
 
@@ -364,7 +398,7 @@ impl Assembler {
                 if let Some(tool) = self.tools.get_mut(t) {
                     // Clients build `input` only from deltas (Claude Code loops on a tool call
                     // whose arguments never arrive): a call without arguments gets `{}`.
-                    if tool.args.trim().is_empty() {
+                    if tool.sent == 0 {
                         self.encoder.event(
                             &Event::BlockDelta {
                                 index,
@@ -372,6 +406,11 @@ impl Assembler {
                             },
                             out,
                         );
+                    } else if !is_object(&tool.args[..tool.sent]) {
+                        // What went out cannot be taken back; unless the turn stops at the
+                        // length limit (where Anthropic cuts calls too) the stream must end
+                        // with an error instead of a normal stop.
+                        self.broken_tool = true;
                     }
                     tool.status = ToolStatus::Closed;
                 }

@@ -33,13 +33,16 @@ pub(crate) struct JsonScan {
     in_string: bool,
     escaped: bool,
     len: usize,
+    /// Length of the text up to and including the top-level value's closing byte.
+    end: Option<usize>,
 }
 
 impl JsonScan {
     /// Scans `fragment`, which the caller appends to the text scanned so far.
     pub(crate) fn feed(&mut self, fragment: &str) {
+        let start = self.len;
         self.len += fragment.len();
-        for &b in fragment.as_bytes() {
+        for (i, &b) in fragment.as_bytes().iter().enumerate() {
             match self.state {
                 State::Invalid => return,
                 State::Closed | State::Valid => {
@@ -55,9 +58,19 @@ impl JsonScan {
                         self.state = State::Invalid;
                     }
                 }
-                State::Empty | State::Open => self.byte(b),
+                State::Empty | State::Open => {
+                    self.byte(b);
+                    if self.state == State::Closed {
+                        self.end = Some(start + i + 1);
+                    }
+                }
             }
         }
+    }
+
+    /// Where the top-level object, array or string ended, once it has.
+    pub(crate) fn end(&self) -> Option<usize> {
+        self.end
     }
 
     fn byte(&mut self, b: u8) {

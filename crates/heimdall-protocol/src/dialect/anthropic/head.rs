@@ -40,46 +40,48 @@ pub(super) fn peek(body: &[u8], endpoint: Endpoint) -> Result<RequestHead<'_>, T
 }
 
 fn parse(body: &[u8], endpoint: Endpoint) -> Result<RequestHead<'_>, HeadError> {
-    {
-        // A derived struct also accepts a JSON array; Anthropic wants an object.
-        if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
-            return Err(HeadError {
-                message: "Request body must be a JSON object".into(),
-            });
-        }
-        let de = &mut serde_json::Deserializer::from_slice(body);
-        let peek: Peek<'_> = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            let message = if inner.is_syntax() || inner.is_eof() {
-                format!("Request body is not valid JSON: {inner}")
-            } else if path == "." {
-                format!("Request body must be a JSON object: {inner}")
-            } else {
-                format!("{path}: {}", strip_position(&inner.to_string()))
-            };
-            HeadError { message }
-        })?;
-        let model = peek.model.ok_or_else(|| required("model"))?;
-        if model.trim().is_empty() {
-            return Err(HeadError {
-                message: "model: String should have at least 1 character".into(),
-            });
-        }
-        let messages = peek.messages.ok_or_else(|| required("messages"))?;
-        if !messages.get().trim_start().starts_with('[') {
-            return Err(HeadError {
-                message: "messages: Input should be a valid list".into(),
-            });
-        }
-        if endpoint == Endpoint::Messages && peek.max_tokens.is_none() {
-            return Err(required("max_tokens"));
-        }
-        Ok(RequestHead {
-            model,
-            stream: peek.stream.unwrap_or(false),
-        })
+    // A derived struct also accepts a JSON array; Anthropic wants an object.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(HeadError {
+            message: "Request body must be a JSON object".into(),
+        });
     }
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    let peek: Peek<'_> = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let message = if inner.is_syntax() || inner.is_eof() {
+            format!("Request body is not valid JSON: {inner}")
+        } else if path == "." {
+            format!("Request body must be a JSON object: {inner}")
+        } else {
+            format!("{path}: {}", strip_position(&inner.to_string()))
+        };
+        HeadError { message }
+    })?;
+    // Bytes after the object would reach a pass-through upstream unchecked.
+    de.end().map_err(|e| HeadError {
+        message: format!("Request body is not valid JSON: {e}"),
+    })?;
+    let model = peek.model.ok_or_else(|| required("model"))?;
+    if model.trim().is_empty() {
+        return Err(HeadError {
+            message: "model: String should have at least 1 character".into(),
+        });
+    }
+    let messages = peek.messages.ok_or_else(|| required("messages"))?;
+    if !messages.get().trim_start().starts_with('[') {
+        return Err(HeadError {
+            message: "messages: Input should be a valid list".into(),
+        });
+    }
+    if endpoint == Endpoint::Messages && peek.max_tokens.is_none() {
+        return Err(required("max_tokens"));
+    }
+    Ok(RequestHead {
+        model,
+        stream: peek.stream.unwrap_or(false),
+    })
 }
 
 fn required(field: &str) -> HeadError {
@@ -199,6 +201,13 @@ mod tests {
         );
         assert!(
             err(r#"[1]"#, Endpoint::Messages).starts_with("Request body must be a JSON object")
+        );
+        assert!(
+            err(
+                r#"{"model":"m","max_tokens":1,"messages":[]}x"#,
+                Endpoint::Messages
+            )
+            .starts_with("Request body is not valid JSON: trailing characters")
         );
         assert!(parse(br#"{"model":"m","messages":[]}"#, Endpoint::CountTokens).is_ok());
     }
