@@ -72,7 +72,17 @@ impl Drop for RecordGuard {
         self.record.latency = self.ctx.received.elapsed();
         let admission = std::mem::take(&mut self.admission);
         self.policy.settle(&self.ctx, admission, &self.record);
-        let record = self.record.clone();
+        // The guard is being dropped: its record moves to the sink instead of being copied.
+        let empty = RequestRecord {
+            request_id: String::new(),
+            provider: None,
+            model: None,
+            key_name: None,
+            stop_reason: None,
+            error_message: None,
+            ..self.record
+        };
+        let record = std::mem::replace(&mut self.record, empty);
         self.sink.record(record);
     }
 }

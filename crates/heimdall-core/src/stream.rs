@@ -15,7 +15,7 @@ use heimdall_protocol::error::{ErrorType, parse_upstream_error};
 use heimdall_protocol::framing::{Frame, Framer};
 use heimdall_providers::{ByteStream, UpstreamResponse};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::error::{scrub, scrub_bytes};
 use crate::guard::RecordGuard;
@@ -57,7 +57,9 @@ struct State {
     idle: Duration,
     guard: RecordGuard,
     secret: String,
-    abort: CancellationToken,
+    /// Registered once per stream: a wait created per chunk would take the token's lock for
+    /// every chunk of every stream.
+    abort: Pin<Box<WaitForCancellationFutureOwned>>,
     /// When the current upstream silence becomes an idle timeout. Only complete frames
     /// reset it: an upstream dripping bytes that never finish an event is silent too.
     idle_deadline: Instant,
@@ -78,7 +80,7 @@ pub(crate) fn body(pump: Pump) -> BodyStream {
         idle: pump.idle,
         guard: pump.guard,
         secret: pump.secret,
-        abort: pump.abort,
+        abort: Box::pin(pump.abort.cancelled_owned()),
         idle_deadline: Instant::now() + pump.idle,
         deltas: Vec::new(),
         done: false,
@@ -103,7 +105,7 @@ async fn next_chunk(mut s: State) -> Option<(Result<Bytes, std::io::Error>, Stat
         };
         let next = tokio::select! {
             next = tokio::time::timeout(wait, s.upstream.next()) => next,
-            () = s.abort.cancelled() => {
+            () = s.abort.as_mut() => {
                 let msg = crate::error::GatewayError::shutting_down().message;
                 s.fail(ErrorType::OverloadedError, &msg, &mut out);
                 continue;

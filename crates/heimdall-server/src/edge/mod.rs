@@ -201,11 +201,24 @@ async fn connection(
     let mut closing = false;
     // Once a graceful close has started, the connection gets this long to finish it.
     let mut hard_deadline: Option<Instant> = None;
+    // Created once and re-armed in place: the phase changes several times per request, and a
+    // fresh timer and watch wait each time cost more than the request's own work.
+    let stop_wait = stop.wait_for(|s| *s);
+    tokio::pin!(stop_wait);
+    let sleep = tokio::time::sleep_until(Instant::now());
+    tokio::pin!(sleep);
+    let mut armed: Option<Instant> = None;
     loop {
         let deadline = match (state.deadline(), hard_deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        if deadline != armed {
+            if let Some(at) = deadline {
+                sleep.as_mut().reset(at);
+            }
+            armed = deadline;
+        }
         let changed = state.changed();
         tokio::select! {
             biased;
@@ -215,12 +228,13 @@ async fn connection(
                 }
                 return;
             }
-            _ = stop.wait_for(|s| *s), if !closing => {
+            _ = &mut stop_wait, if !closing => {
                 closing = true;
                 conn.as_mut().graceful_shutdown();
             }
             _ = changed => {}
-            _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+            () = &mut sleep, if armed.is_some() => {
+                armed = None;
                 let now = Instant::now();
                 if hard_deadline.is_some_and(|at| at <= now) {
                     tracing::debug!("client connection did not close in time; dropping it");
