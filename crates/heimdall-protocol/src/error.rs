@@ -75,6 +75,26 @@ impl ErrorType {
         }
     }
 
+    /// The type for one of Google's canonical error codes (`RESOURCE_EXHAUSTED`, …), as Gemini
+    /// and Vertex put them in `error.status`; for errors that come without an HTTP status (inside
+    /// a stream).
+    pub fn from_google_status(status: &str) -> Option<Self> {
+        Some(match status {
+            "INVALID_ARGUMENT" | "FAILED_PRECONDITION" | "OUT_OF_RANGE" => {
+                Self::InvalidRequestError
+            }
+            "UNAUTHENTICATED" => Self::AuthenticationError,
+            "PERMISSION_DENIED" => Self::PermissionError,
+            "NOT_FOUND" => Self::NotFoundError,
+            "ALREADY_EXISTS" | "ABORTED" => Self::ConflictError,
+            "RESOURCE_EXHAUSTED" => Self::RateLimitError,
+            "UNAVAILABLE" => Self::OverloadedError,
+            "DEADLINE_EXCEEDED" => Self::TimeoutError,
+            "INTERNAL" | "UNKNOWN" | "DATA_LOSS" | "UNIMPLEMENTED" | "CANCELLED" => Self::ApiError,
+            _ => return None,
+        })
+    }
+
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "invalid_request_error" => Self::InvalidRequestError,
@@ -102,7 +122,8 @@ pub struct UpstreamError {
 }
 
 /// Reads an error body from Anthropic (`{"type":"error","error":{…}}`), OpenAI
-/// (`{"error":{"message","type","code"}}`), or a bare `{"error":"…"}` / `{"message":"…"}`.
+/// (`{"error":{"message","type","code"}}`), Google (`{"error":{"code":429,"message","status"}}`),
+/// or a bare `{"error":"…"}` / `{"message":"…"}`.
 /// Returns `None` when the body is not JSON or carries no message.
 pub fn parse_upstream_error(body: &[u8]) -> Option<UpstreamError> {
     let value: serde_json::Value = serde_json::from_slice(body).ok()?;
@@ -118,6 +139,7 @@ pub fn parse_upstream_error(body: &[u8]) -> Option<UpstreamError> {
         .get("type")
         .and_then(|t| t.as_str())
         .or_else(|| err.get("code").and_then(|c| c.as_str()))
+        .or_else(|| err.get("status").and_then(|c| c.as_str()))
         .map(str::to_owned);
     Some(UpstreamError {
         upstream_type,
@@ -174,6 +196,26 @@ mod tests {
         .unwrap();
         assert_eq!(o.message, "Rate limit");
         assert!(parse_upstream_error(b"<html>").is_none());
+        let g = parse_upstream_error(
+            br#"{"error":{"code":429,"message":"Quota exceeded","status":"RESOURCE_EXHAUSTED","details":[]}}"#,
+        )
+        .unwrap();
+        assert_eq!(g.message, "Quota exceeded");
+        assert_eq!(g.upstream_type.as_deref(), Some("RESOURCE_EXHAUSTED"));
+        // The status decides; Google's status string agrees with it.
+        assert_eq!(
+            classify_upstream(429, g.upstream_type.as_deref()),
+            ErrorType::RateLimitError
+        );
+        assert_eq!(
+            ErrorType::from_google_status("RESOURCE_EXHAUSTED"),
+            Some(ErrorType::RateLimitError)
+        );
+        assert_eq!(
+            ErrorType::from_google_status("UNAVAILABLE"),
+            Some(ErrorType::OverloadedError)
+        );
+        assert_eq!(ErrorType::from_google_status("NEW_THING"), None);
         assert_eq!(
             classify_upstream(500, Some("rate_limit_error")),
             ErrorType::ApiError

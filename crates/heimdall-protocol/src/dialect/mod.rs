@@ -179,6 +179,14 @@ impl TranslateError {
         }
     }
 
+    /// A content block of type `kind` at `path` that the target cannot express.
+    pub fn unsupported_block(path: impl Into<String>, kind: &str) -> Self {
+        Self::unsupported(
+            path,
+            format!("content block type `{kind}` is not supported by this model's provider"),
+        )
+    }
+
     /// Client-facing text; names the field for request errors.
     pub fn message(&self) -> String {
         self.to_string()

@@ -245,16 +245,11 @@ fn push_parts(
                 "tool_result blocks are only allowed at the top level of user messages",
             ));
         }
-        ContentBlockParam::Other { kind } => return Err(unsupported_block(path, kind)),
+        ContentBlockParam::Other { kind } => {
+            return Err(TranslateError::unsupported_block(path, kind));
+        }
     }
     Ok(())
-}
-
-fn unsupported_block(path: &str, kind: &str) -> TranslateError {
-    TranslateError::unsupported(
-        path,
-        format!("content block type `{kind}` is not supported by this model's provider"),
-    )
 }
 
 fn image_part(source: &Source, path: &str) -> Result<ContentPart, TranslateError> {
@@ -361,13 +356,22 @@ fn push_assistant_turn(
                         ));
                     }
                     ContentBlockParam::Image { .. } => {
-                        return Err(unsupported_block(&format!("{base}.{j}"), "image"));
+                        return Err(TranslateError::unsupported_block(
+                            format!("{base}.{j}"),
+                            "image",
+                        ));
                     }
                     ContentBlockParam::Document { .. } => {
-                        return Err(unsupported_block(&format!("{base}.{j}"), "document"));
+                        return Err(TranslateError::unsupported_block(
+                            format!("{base}.{j}"),
+                            "document",
+                        ));
                     }
                     ContentBlockParam::Other { kind } => {
-                        return Err(unsupported_block(&format!("{base}.{j}"), kind));
+                        return Err(TranslateError::unsupported_block(
+                            format!("{base}.{j}"),
+                            kind,
+                        ));
                     }
                 }
             }
@@ -415,18 +419,7 @@ fn convert_tools(tools: &[Tool]) -> Result<Vec<o::ChatTool>, TranslateError> {
         .iter()
         .enumerate()
         .map(|(i, t)| {
-            if !t.is_custom() {
-                // Server tools run inside Anthropic; silently dropping one changes what the
-                // model can do, so fail closed.
-                return Err(TranslateError::unsupported(
-                    format!("tools.{i}"),
-                    format!(
-                        "server tool `{}` (type `{}`) is not supported by this model's provider",
-                        t.name,
-                        t.kind.as_deref().unwrap_or_default()
-                    ),
-                ));
-            }
+            t.require_custom(i)?;
             Ok(o::ChatTool {
                 kind: FunctionType::Function,
                 function: o::FunctionDefinition {
