@@ -19,6 +19,8 @@ macro_rules! registry {
 registry! {
     anthropic,
     openai,
+    gemini,
+    vertex,
     #[cfg(feature = "test-dialect")] dummy,
 }
 
