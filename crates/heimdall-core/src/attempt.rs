@@ -74,7 +74,8 @@ pub(crate) async fn send<'a>(
             Err(err) => err,
         };
         let to_gateway = |err: &ProviderError| {
-            GatewayError::from_provider(err, key.value.expose(), call.pass_through)
+            let dialect = call.pass_through.then(|| p.provider.dialect(model).id());
+            GatewayError::from_provider(err, key.value.expose(), dialect)
         };
         if matches!(err, ProviderError::Stale { .. }) && !stale_retried {
             // The pooled connection died under us before any answer: the request did not

@@ -436,7 +436,7 @@ pub(crate) async fn read_body(
         Ok(Err(e)) => Err(GatewayError::from_provider(
             &e,
             answer.key.value.expose(),
-            false,
+            None,
         )),
         Err(_) => Err(GatewayError::from_provider(
             &ProviderError::Timeout {
@@ -444,7 +444,7 @@ pub(crate) async fn read_body(
                 seconds: provider.request_timeout.as_secs(),
             },
             "",
-            false,
+            None,
         )),
     }
 }

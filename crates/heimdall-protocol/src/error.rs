@@ -6,6 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::dialect::{DialectId, anthropic, gemini, openai_chat};
+
 /// Anthropic's documented `error.type` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -119,6 +121,11 @@ pub struct UpstreamError {
     /// The upstream's own type string (`rate_limit_error`, `insufficient_quota`, …), if any.
     pub upstream_type: Option<String>,
     pub message: String,
+    /// The dialect whose error document this is, if the body has one's shape: Anthropic's
+    /// `{"type":"error","error":{…}}`, Google's `{"error":{"code":N,"status":…}}` (Gemini),
+    /// OpenAI's `{"error":{"message",…}}`. A pass-through forwards only its own dialect's
+    /// documents: Claude on Vertex answers in Anthropic's shape, but Google's front end in its own.
+    pub shape: Option<DialectId>,
 }
 
 /// Reads an error body from Anthropic (`{"type":"error","error":{…}}`), OpenAI
@@ -132,6 +139,7 @@ pub fn parse_upstream_error(body: &[u8]) -> Option<UpstreamError> {
         return Some(UpstreamError {
             upstream_type: None,
             message: s.to_owned(),
+            shape: None,
         });
     }
     let message = err.get("message")?.as_str()?.to_owned();
@@ -141,9 +149,23 @@ pub fn parse_upstream_error(body: &[u8]) -> Option<UpstreamError> {
         .or_else(|| err.get("code").and_then(|c| c.as_str()))
         .or_else(|| err.get("status").and_then(|c| c.as_str()))
         .map(str::to_owned);
+    let shape = if value.get("type").and_then(|t| t.as_str()) == Some("error") {
+        Some(anthropic::DIALECT)
+    } else if !std::ptr::eq(err, &value) {
+        if err.get("status").is_some_and(serde_json::Value::is_string)
+            && err.get("code").is_some_and(serde_json::Value::is_u64)
+        {
+            Some(gemini::DIALECT)
+        } else {
+            Some(openai_chat::DIALECT)
+        }
+    } else {
+        None
+    };
     Some(UpstreamError {
         upstream_type,
         message,
+        shape,
     })
 }
 
@@ -190,11 +212,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!(a.upstream_type.as_deref(), Some("overloaded_error"));
+        assert_eq!(a.shape, Some(anthropic::DIALECT));
         let o = parse_upstream_error(
             br#"{"error":{"message":"Rate limit","type":"requests","code":"rate_limit_exceeded"}}"#,
         )
         .unwrap();
         assert_eq!(o.message, "Rate limit");
+        assert_eq!(o.shape, Some(openai_chat::DIALECT));
+        assert_eq!(
+            parse_upstream_error(br#"{"message":"m"}"#).unwrap().shape,
+            None
+        );
         assert!(parse_upstream_error(b"<html>").is_none());
         let g = parse_upstream_error(
             br#"{"error":{"code":429,"message":"Quota exceeded","status":"RESOURCE_EXHAUSTED","details":[]}}"#,
@@ -202,6 +230,7 @@ mod tests {
         .unwrap();
         assert_eq!(g.message, "Quota exceeded");
         assert_eq!(g.upstream_type.as_deref(), Some("RESOURCE_EXHAUSTED"));
+        assert_eq!(g.shape, Some(gemini::DIALECT));
         // The status decides; Google's status string agrees with it.
         assert_eq!(
             classify_upstream(429, g.upstream_type.as_deref()),

@@ -489,3 +489,35 @@ async fn gemini_count_tokens_is_estimated_locally() {
     );
     assert!(h.mock.requests().is_empty());
 }
+
+#[tokio::test]
+async fn google_front_end_errors_reach_claude_clients_in_anthropic_shape() {
+    // No credentials: the key's value is the bearer token, and Google's front end refuses it
+    // in Google's shape before Claude sees the request.
+    let h = Harness::with_config(|c| {
+        let mock = c["providers"]["openai"]["network_config"]["base_url"].clone();
+        c["providers"]["vertex"] = json!({
+            "keys": [{"value": "bad-key", "models": ["*"],
+                      "vertex_key_config": {"project_id": "proj", "region": "us-east5"}}],
+            "network_config": {"base_url": mock}
+        });
+    })
+    .await;
+    let res = h.messages(&request(VERTEX_CLAUDE, "hi", false)).await;
+    assert_eq!(res.status(), 401);
+    let err: Value = res.json().await.unwrap();
+    assert_eq!(err["type"], "error");
+    assert_eq!(err["error"]["type"], "authentication_error");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Request had invalid authentication credentials")
+    );
+    let r = &h.mock.requests()[0];
+    assert_eq!(r.header("authorization"), Some("Bearer bad-key"));
+    assert_eq!(
+        r.path,
+        "/v1/projects/proj/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-5@20250929:rawPredict"
+    );
+}
