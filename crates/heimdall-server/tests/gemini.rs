@@ -521,3 +521,26 @@ async fn google_front_end_errors_reach_claude_clients_in_anthropic_shape() {
         "/v1/projects/proj/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-5@20250929:rawPredict"
     );
 }
+
+#[tokio::test]
+async fn gemini_models_are_listed_with_their_prefix() {
+    let h = harness().await;
+    let list = h.get_json("/anthropic/v1/models?limit=1000").await;
+    let ids: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&"gemini/gemini-2.5-flash"), "{ids:?}");
+    assert!(ids.contains(&"gemini/gemini-2.5-pro"), "{ids:?}");
+    // Embedding models cannot answer messages.
+    assert!(!ids.contains(&"gemini/text-embedding-004"), "{ids:?}");
+    let listed = h
+        .mock
+        .requests()
+        .into_iter()
+        .find(|r| r.path.starts_with("/v1beta/models"))
+        .unwrap();
+    assert_eq!(listed.header("x-goog-api-key"), Some(GEMINI_KEY));
+}

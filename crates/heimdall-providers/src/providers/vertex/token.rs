@@ -24,8 +24,10 @@ const ASSERTION_LIFETIME_S: u64 = 3600;
 /// A token is replaced this long before it expires (or at half its life, if that is sooner),
 /// so no request is sent with a token that expires on the way.
 const REFRESH_MARGIN: Duration = Duration::from_secs(300);
-/// The whole token exchange: connect, answer, body.
+/// Longest a request waits for a token: a fetch in progress, then its own.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest a token is kept, whatever lifetime its answer claims.
+const MAX_LIFETIME_S: u64 = 24 * 3600;
 /// Largest token answer read (a real one is under 2 KiB).
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// `grant_type` of the JWT bearer flow, form-encoded.
@@ -92,22 +94,28 @@ impl TokenSource {
         self.token_at(Instant::now()).await
     }
 
-    /// [`TokenSource::token`] as seen at `now` (tests move the clock).
+    /// [`TokenSource::token`] as seen at `now` (tests move the clock). The whole wait, for a
+    /// fetch in progress and for its own, is bounded by `FETCH_TIMEOUT`.
     pub(super) async fn token_at(&self, now: Instant) -> Result<String, ProviderError> {
-        // Bounded: a fetch holding the lock gives up after `FETCH_TIMEOUT`.
+        tokio::time::timeout(FETCH_TIMEOUT, self.cached_or_fetch(now))
+            .await
+            .map_err(|_| ProviderError::Timeout {
+                provider: self.provider.clone(),
+                seconds: FETCH_TIMEOUT.as_secs(),
+            })?
+    }
+
+    async fn cached_or_fetch(&self, now: Instant) -> Result<String, ProviderError> {
         let mut cached = self.cached.lock().await;
         if let Some(c) = cached.as_ref()
             && now < c.refresh_at
         {
             return Ok(c.value.clone());
         }
-        let (value, expires_in) = tokio::time::timeout(FETCH_TIMEOUT, self.fetch())
-            .await
-            .map_err(|_| ProviderError::Timeout {
-                provider: self.provider.clone(),
-                seconds: FETCH_TIMEOUT.as_secs(),
-            })??;
-        let lifetime = Duration::from_secs(expires_in);
+        let (value, expires_in) = self.fetch().await?;
+        // The answer's lifetime is the token service's word; clamped, so a wild value can
+        // neither overflow the clock nor keep a token past a day.
+        let lifetime = Duration::from_secs(expires_in.min(MAX_LIFETIME_S));
         let margin = REFRESH_MARGIN.min(lifetime / 2);
         *cached = Some(Cached {
             value: value.clone(),
