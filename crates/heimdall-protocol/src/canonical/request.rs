@@ -18,6 +18,10 @@ use serde_json::Value;
 
 use crate::dialect::{Endpoint, TranslateError};
 
+/// The user turn put before a history that starts with the assistant's: OpenAI-compatible
+/// servers and Gemini (whose function calls must follow a user turn) reject such histories.
+pub const SYNTHETIC_USER_TEXT: &str = "(continued)";
+
 /// A request to generate (or count the tokens of) one assistant turn.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Request {

@@ -8,8 +8,8 @@ use super::schema;
 use super::signature;
 use super::wire::{self as g, Content, Part};
 use crate::canonical::{
-    ContentBlockParam, MessageContent, OutputFormat, Request, Role, Source, TextOrBlocks,
-    ThinkingConfig, Tool, ToolChoice,
+    ContentBlockParam, MessageContent, OutputFormat, Request, Role, SYNTHETIC_USER_TEXT, Source,
+    TextOrBlocks, ThinkingConfig, Tool, ToolChoice,
 };
 use crate::dialect::TranslateError;
 use crate::ids;
@@ -50,6 +50,19 @@ pub(super) fn request(
             Role::User => enc.user_turn(&m.content, &base)?,
             Role::Assistant => enc.model_turn(&m.content, &base)?,
         }
+    }
+    if enc
+        .contents
+        .first()
+        .is_some_and(|c| c.role.as_deref() == Some(MODEL))
+    {
+        enc.contents.insert(
+            0,
+            Content {
+                role: Some(USER.to_owned()),
+                parts: vec![Part::text(SYNTHETIC_USER_TEXT)],
+            },
+        );
     }
     let tools = function_declarations(req.tools.as_deref().unwrap_or_default())?;
     let tool_config = req

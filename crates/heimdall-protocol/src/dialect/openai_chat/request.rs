@@ -2,8 +2,8 @@
 
 use super::wire::{self as o, ChatMessage, ContentPart, FunctionType, UserContent};
 use crate::canonical::{
-    ContentBlockParam, MessageContent, OutputFormat, Request, Role, Source, SystemPrompt,
-    TextOrBlocks, ThinkingConfig, Tool, ToolChoice,
+    ContentBlockParam, MessageContent, OutputFormat, Request, Role, SYNTHETIC_USER_TEXT, Source,
+    SystemPrompt, TextOrBlocks, ThinkingConfig, Tool, ToolChoice,
 };
 use crate::dialect::TranslateError;
 use crate::ids;
@@ -12,9 +12,6 @@ use crate::ids;
 const JOIN: &str = "\n\n";
 /// OpenAI tool messages have no error flag; the model must still see that the tool failed.
 const TOOL_ERROR_PREFIX: &str = "[tool error] ";
-/// OpenAI-compatible servers (vLLM, Mistral, …) reject histories whose first turn is not the
-/// user's.
-const SYNTHETIC_USER_TEXT: &str = "(continued)";
 
 pub(super) fn request_to_openai(
     req: &Request,
