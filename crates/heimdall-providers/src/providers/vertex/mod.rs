@@ -3,14 +3,13 @@
 //!
 //! Each key carries its own `vertex_key_config`: `project_id`, `region` (`global` is served by
 //! `aiplatform.googleapis.com`, any other region by `{region}-aiplatform.googleapis.com`;
-//! `network_config.base_url` replaces the host for all), optional `deployments` (model →
-//! the model id sent to Vertex) and `auth_credentials`, a service-account key file (JSON, or
-//! base64 of it, or `env.VAR` naming either) whose OAuth2 tokens are fetched and cached per key.
+//! `network_config.base_url` replaces the host for all) and `auth_credentials`, a
+//! service-account key file (JSON, or base64 of it, or `env.VAR` naming either) whose OAuth2
+//! tokens are fetched and cached per key.
 //! Without credentials the key's `value` is sent as the bearer token.
 
 mod token;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use base64::Engine;
@@ -56,7 +55,6 @@ enum Auth {
 struct KeySettings {
     /// `{root}/v1/projects/{project}/locations/{region}`.
     location_url: String,
-    deployments: HashMap<String, String>,
     auth: Auth,
 }
 
@@ -80,8 +78,6 @@ struct RawKeyConfig {
     region: String,
     #[serde(default)]
     auth_credentials: Option<String>,
-    #[serde(default)]
-    deployments: HashMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -101,7 +97,7 @@ fn build(settings: ProviderSettings) -> Result<Arc<dyn Provider>, SettingsError>
             "Vertex needs keys with vertex_key_config (project_id, region); it cannot start from the environment alone",
         ));
     }
-    let section: RawSection = serde_json::from_value(settings.section.clone())
+    let section = RawSection::deserialize(&settings.section)
         .map_err(|e| error("keys".into(), &e.to_string()))?;
     // An explicit base URL replaces the per-region host (that is how tests reach a mock).
     let fixed_root = (settings.base_url != GLOBAL_HOST).then(|| settings.base_url.clone());
@@ -158,7 +154,6 @@ fn build(settings: ProviderSettings) -> Result<Arc<dyn Provider>, SettingsError>
                 &root,
                 &format!("/v1/projects/{project}/locations/{region}"),
             ),
-            deployments: c.deployments,
             auth,
         });
     }
@@ -225,7 +220,6 @@ impl Provider for VertexProvider {
         key: &Credential<'_>,
     ) -> Result<PreparedRequest, ProviderError> {
         let k = self.key(key)?;
-        let model = k.deployments.get(model).map_or(model, String::as_str);
         let segment = model_segment(model);
         let (path, body) = match op {
             Operation::Messages if is_claude(model) => {
@@ -330,10 +324,9 @@ mod tests {
     #[test]
     fn urls_hosts_and_bodies() {
         let section = json!({"keys": [{"value": "tok", "vertex_key_config": {
-            "project_id": "proj", "region": "europe-west4",
-            "deployments": {"fast": "gemini-2.5-flash"}}}]});
+            "project_id": "proj", "region": "europe-west4"}}]});
         let p = provider(GLOBAL_HOST, section.clone()).unwrap();
-        let r = prepared(&*p, Operation::Messages, "fast", true, "{}");
+        let r = prepared(&*p, Operation::Messages, "gemini-2.5-flash", true, "{}");
         assert_eq!(
             r.url,
             "https://europe-west4-aiplatform.googleapis.com/v1/projects/proj/locations/europe-west4/publishers/google/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
