@@ -177,7 +177,7 @@ mod tests {
     }
 
     #[test]
-    fn only_the_pass_through_dialect_s_own_error_documents_pass() {
+    fn pass_through_keeps_error_documents_of_its_own_dialect_only() {
         use heimdall_protocol::dialect::anthropic::DIALECT as ANTHROPIC;
         let status = |body: &'static str| ProviderError::Status {
             provider: "vertex".into(),
