@@ -1,19 +1,23 @@
 //! The Anthropic front door on arbitrary request bodies: the routing peek, the byte-keeping
-//! `model` rewrite, the full decode for both endpoints and, when that succeeds, the OpenAI
-//! Chat encoding and the token-counting text.
+//! `model` rewrite and Vertex body, the full decode for both endpoints and, when that succeeds,
+//! the OpenAI Chat and Gemini encodings and the token-counting text.
 //!
 //! Checked besides "nothing panics":
 //! - when both the peek and the decode accept a body, they agree on `model` and `stream`
 //!   (routing is decided on the peek, translation on the decode);
 //! - a body the peek accepts can be rewritten, and the rewritten body peeks with the new
 //!   model and the same `stream`;
+//! - a body the peek accepts has a Vertex body: the same members less `model`, plus
+//!   `anthropic_version`;
 //! - an OpenAI Chat body that encodes is a JSON object naming the upstream model, for OpenAI's
 //!   quirks and for the opposite ones; with nine-character tool ids (Mistral), every tool-call
-//!   id sent upstream is nine ASCII letters or digits.
+//!   id sent upstream is nine ASCII letters or digits; a Gemini body that encodes is a JSON
+//!   object with `contents`.
 
 #![no_main]
 
-use heimdall_protocol::dialect::anthropic::Anthropic;
+use heimdall_protocol::dialect::anthropic::{self, Anthropic};
+use heimdall_protocol::dialect::gemini::Gemini;
 use heimdall_protocol::dialect::openai_chat::{OpenAiChat, Quirks, ToolIdForm};
 use heimdall_protocol::dialect::{Endpoint, FrontDoor, UpstreamCodec};
 use libfuzzer_sys::fuzz_target;
@@ -59,6 +63,12 @@ fuzz_target!(|body: &[u8]| {
                 assert_eq!(new_head.model, **model, "rewritten model");
                 assert_eq!(new_head.stream, head.stream, "rewrite changed `stream`");
             }
+            let vertex = anthropic::vertex_body(body, "vertex-2023-10-16")
+                .unwrap_or_else(|e| panic!("peek accepted the body but vertex_body failed: {e}"));
+            let value: Value = serde_json::from_slice(&vertex)
+                .unwrap_or_else(|e| panic!("Vertex body is not JSON: {e}"));
+            assert!(value.get("model").is_none(), "Vertex body keeps `model`");
+            assert_eq!(value["anthropic_version"], "vertex-2023-10-16");
         }
 
         let Ok(request) = Anthropic.decode_request(body, endpoint) else {
@@ -85,6 +95,13 @@ fuzz_target!(|body: &[u8]| {
             assert_eq!(value["model"], UPSTREAM_MODEL, "encoded model");
             if dialect.quirks.tool_ids == ToolIdForm::Alnum9 {
                 check_alnum9_ids(&value);
+            }
+        }
+        for gemini in [Gemini::API, Gemini::VERTEX] {
+            if let Ok(out) = gemini.encode_request(&request, UPSTREAM_MODEL) {
+                let value: Value = serde_json::from_slice(&out)
+                    .unwrap_or_else(|e| panic!("encoded Gemini body is not JSON: {e}"));
+                assert!(value["contents"].is_array(), "Gemini body without contents");
             }
         }
     }

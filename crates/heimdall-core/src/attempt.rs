@@ -74,7 +74,8 @@ pub(crate) async fn send<'a>(
             Err(err) => err,
         };
         let to_gateway = |err: &ProviderError| {
-            GatewayError::from_provider(err, key.value.expose(), call.pass_through)
+            let dialect = call.pass_through.then(|| p.provider.dialect(model).id());
+            GatewayError::from_provider(err, key.value.expose(), dialect)
         };
         if matches!(err, ProviderError::Stale { .. }) && !stale_retried {
             // The pooled connection died under us before any answer: the request did not
@@ -203,7 +204,7 @@ pub(crate) async fn read_body(
         Ok(Err(e)) => Err(GatewayError::from_provider(
             &e,
             answer.key.value.expose(),
-            false,
+            None,
         )),
         Err(_) => Err(GatewayError::from_provider(
             &ProviderError::Timeout {
@@ -211,7 +212,7 @@ pub(crate) async fn read_body(
                 seconds: provider.request_timeout.as_secs(),
             },
             "",
-            false,
+            None,
         )),
     }
 }

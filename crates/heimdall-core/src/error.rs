@@ -2,7 +2,7 @@
 //! is safe to show the client. Front doors turn it into their own error shape.
 
 use bytes::Bytes;
-use heimdall_protocol::dialect::TranslateError;
+use heimdall_protocol::dialect::{DialectId, TranslateError};
 use heimdall_protocol::error::{ErrorType, classify_upstream, parse_upstream_error};
 use heimdall_providers::ProviderError;
 use http::{HeaderMap, HeaderValue};
@@ -73,9 +73,14 @@ impl GatewayError {
     }
 
     /// Translates an upstream failure, keeping the upstream status. `secret` is the key used
-    /// for the call: it is scrubbed from anything the upstream echoed back. With
-    /// `pass_through`, the upstream's error body is kept for the client as it came.
-    pub fn from_provider(err: &ProviderError, secret: &str, pass_through: bool) -> Self {
+    /// for the call: it is scrubbed from anything the upstream echoed back. `pass_through`: the
+    /// dialect both sides speak; an error document in that dialect's shape is kept for the
+    /// client as it came.
+    pub fn from_provider(
+        err: &ProviderError,
+        secret: &str,
+        pass_through: Option<DialectId>,
+    ) -> Self {
         match err {
             ProviderError::Status {
                 provider,
@@ -84,9 +89,11 @@ impl GatewayError {
                 body,
             } => {
                 let parsed = parse_upstream_error(body);
-                // Only an error document is the upstream's wording; an HTML page from its edge
-                // or a body cut at the size limit gets our own shape instead.
-                let pass_through = pass_through && parsed.is_some();
+                // Only an error document of the client's own dialect is the upstream's wording;
+                // an HTML page from its edge, a body cut at the size limit, or a document of
+                // another shape (Google's front end before Claude on Vertex) gets our own.
+                let pass_through = pass_through
+                    .is_some_and(|d| parsed.as_ref().is_some_and(|p| p.shape == Some(d)));
                 let kind = classify_upstream(
                     *status,
                     parsed.as_ref().and_then(|p| p.upstream_type.as_deref()),
@@ -165,13 +172,47 @@ mod tests {
             headers: Box::default(),
             body: Bytes::from_static(br#"{"error":{"message":"Incorrect API key provided: sk-secret-1","type":"invalid_request_error"}}"#),
         };
-        let g = GatewayError::from_provider(&err, "sk-secret-1", true);
+        let g = GatewayError::from_provider(
+            &err,
+            "sk-secret-1",
+            Some(heimdall_protocol::dialect::openai_chat::DIALECT),
+        );
         assert_eq!(g.status, 401);
         assert_eq!(g.kind, ErrorType::AuthenticationError);
         assert!(!g.message.contains("sk-secret-1"), "{}", g.message);
         let body = g.upstream.unwrap().body;
         assert!(memchr::memmem::find(&body, b"sk-secret-1").is_none());
         assert!(memchr::memmem::find(&body, b"Incorrect API key provided: ***").is_some());
+    }
+
+    #[test]
+    fn pass_through_keeps_error_documents_of_its_own_dialect_only() {
+        use heimdall_protocol::dialect::anthropic::DIALECT as ANTHROPIC;
+        let status = |body: &'static str| ProviderError::Status {
+            provider: "vertex".into(),
+            status: 429,
+            headers: Box::default(),
+            body: Bytes::from_static(body.as_bytes()),
+        };
+        let own =
+            status(r#"{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}"#);
+        assert!(
+            GatewayError::from_provider(&own, "k", Some(ANTHROPIC))
+                .upstream
+                .is_some()
+        );
+        let google = status(
+            r#"{"error":{"code":429,"message":"Quota exceeded","status":"RESOURCE_EXHAUSTED"}}"#,
+        );
+        let g = GatewayError::from_provider(&google, "k", Some(ANTHROPIC));
+        assert!(g.upstream.is_none());
+        assert_eq!((g.status, g.kind), (429, ErrorType::RateLimitError));
+        assert_eq!(g.message, "Quota exceeded");
+        assert!(
+            GatewayError::from_provider(&own, "k", None)
+                .upstream
+                .is_none()
+        );
     }
 
     #[test]

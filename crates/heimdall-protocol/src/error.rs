@@ -6,6 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::dialect::{DialectId, anthropic, gemini, openai_chat};
+
 /// Anthropic's documented `error.type` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -75,6 +77,26 @@ impl ErrorType {
         }
     }
 
+    /// The type for one of Google's canonical error codes (`RESOURCE_EXHAUSTED`, …), as Gemini
+    /// and Vertex put them in `error.status`; for errors that come without an HTTP status (inside
+    /// a stream).
+    pub fn from_google_status(status: &str) -> Option<Self> {
+        Some(match status {
+            "INVALID_ARGUMENT" | "FAILED_PRECONDITION" | "OUT_OF_RANGE" => {
+                Self::InvalidRequestError
+            }
+            "UNAUTHENTICATED" => Self::AuthenticationError,
+            "PERMISSION_DENIED" => Self::PermissionError,
+            "NOT_FOUND" => Self::NotFoundError,
+            "ALREADY_EXISTS" | "ABORTED" => Self::ConflictError,
+            "RESOURCE_EXHAUSTED" => Self::RateLimitError,
+            "UNAVAILABLE" => Self::OverloadedError,
+            "DEADLINE_EXCEEDED" => Self::TimeoutError,
+            "INTERNAL" | "UNKNOWN" | "DATA_LOSS" | "UNIMPLEMENTED" | "CANCELLED" => Self::ApiError,
+            _ => return None,
+        })
+    }
+
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "invalid_request_error" => Self::InvalidRequestError,
@@ -99,10 +121,16 @@ pub struct UpstreamError {
     /// The upstream's own type string (`rate_limit_error`, `insufficient_quota`, …), if any.
     pub upstream_type: Option<String>,
     pub message: String,
+    /// The dialect whose error document this is, if the body has one's shape: Anthropic's
+    /// `{"type":"error","error":{…}}`, Google's `{"error":{"code":N,"status":…}}` (Gemini),
+    /// OpenAI's `{"error":{"message",…}}`. A pass-through forwards only its own dialect's
+    /// documents: Claude on Vertex answers in Anthropic's shape, but Google's front end in its own.
+    pub shape: Option<DialectId>,
 }
 
 /// Reads an error body from Anthropic (`{"type":"error","error":{…}}`), OpenAI
-/// (`{"error":{"message","type","code"}}`), or a bare `{"error":"…"}` / `{"message":"…"}`.
+/// (`{"error":{"message","type","code"}}`), Google (`{"error":{"code":429,"message","status"}}`),
+/// or a bare `{"error":"…"}` / `{"message":"…"}`.
 /// Returns `None` when the body is not JSON or carries no message.
 pub fn parse_upstream_error(body: &[u8]) -> Option<UpstreamError> {
     let value: serde_json::Value = serde_json::from_slice(body).ok()?;
@@ -111,6 +139,7 @@ pub fn parse_upstream_error(body: &[u8]) -> Option<UpstreamError> {
         return Some(UpstreamError {
             upstream_type: None,
             message: s.to_owned(),
+            shape: None,
         });
     }
     let message = err.get("message")?.as_str()?.to_owned();
@@ -118,10 +147,25 @@ pub fn parse_upstream_error(body: &[u8]) -> Option<UpstreamError> {
         .get("type")
         .and_then(|t| t.as_str())
         .or_else(|| err.get("code").and_then(|c| c.as_str()))
+        .or_else(|| err.get("status").and_then(|c| c.as_str()))
         .map(str::to_owned);
+    let shape = if value.get("type").and_then(|t| t.as_str()) == Some("error") {
+        Some(anthropic::DIALECT)
+    } else if !std::ptr::eq(err, &value) {
+        if err.get("status").is_some_and(serde_json::Value::is_string)
+            && err.get("code").is_some_and(serde_json::Value::is_u64)
+        {
+            Some(gemini::DIALECT)
+        } else {
+            Some(openai_chat::DIALECT)
+        }
+    } else {
+        None
+    };
     Some(UpstreamError {
         upstream_type,
         message,
+        shape,
     })
 }
 
@@ -168,12 +212,39 @@ mod tests {
         )
         .unwrap();
         assert_eq!(a.upstream_type.as_deref(), Some("overloaded_error"));
+        assert_eq!(a.shape, Some(anthropic::DIALECT));
         let o = parse_upstream_error(
             br#"{"error":{"message":"Rate limit","type":"requests","code":"rate_limit_exceeded"}}"#,
         )
         .unwrap();
         assert_eq!(o.message, "Rate limit");
+        assert_eq!(o.shape, Some(openai_chat::DIALECT));
+        assert_eq!(
+            parse_upstream_error(br#"{"message":"m"}"#).unwrap().shape,
+            None
+        );
         assert!(parse_upstream_error(b"<html>").is_none());
+        let g = parse_upstream_error(
+            br#"{"error":{"code":429,"message":"Quota exceeded","status":"RESOURCE_EXHAUSTED","details":[]}}"#,
+        )
+        .unwrap();
+        assert_eq!(g.message, "Quota exceeded");
+        assert_eq!(g.upstream_type.as_deref(), Some("RESOURCE_EXHAUSTED"));
+        assert_eq!(g.shape, Some(gemini::DIALECT));
+        // The status decides; Google's status string agrees with it.
+        assert_eq!(
+            classify_upstream(429, g.upstream_type.as_deref()),
+            ErrorType::RateLimitError
+        );
+        assert_eq!(
+            ErrorType::from_google_status("RESOURCE_EXHAUSTED"),
+            Some(ErrorType::RateLimitError)
+        );
+        assert_eq!(
+            ErrorType::from_google_status("UNAVAILABLE"),
+            Some(ErrorType::OverloadedError)
+        );
+        assert_eq!(ErrorType::from_google_status("NEW_THING"), None);
         assert_eq!(
             classify_upstream(500, Some("rate_limit_error")),
             ErrorType::ApiError

@@ -17,7 +17,8 @@ use serde_json::Value;
 fn request_goldens() {
     for (stem, input) in common::inputs("ollama/requests", ".anthropic.json") {
         let body = std::fs::read(&input).unwrap();
-        let (expected, is_error) = common::expected_path("ollama/requests", &stem, ".ollama.json");
+        let (expected, is_error) =
+            common::expected_path("ollama/requests", &stem, ".ollama.json", &[".error.txt"]);
         let result = Anthropic
             .decode_request(&body, Endpoint::Messages)
             .and_then(|r| Ollama.encode_request(&r, "llama3.1:8b"));
@@ -39,8 +40,12 @@ fn request_goldens() {
 fn response_goldens() {
     for (stem, input) in common::inputs("ollama/responses", ".ollama.json") {
         let body = std::fs::read(&input).unwrap();
-        let (expected, is_error) =
-            common::expected_path("ollama/responses", &stem, ".anthropic.json");
+        let (expected, is_error) = common::expected_path(
+            "ollama/responses",
+            &stem,
+            ".anthropic.json",
+            &[".error.txt"],
+        );
         match (Ollama.decode_response(&body, &common::ctx()), is_error) {
             (Ok(r), false) => {
                 let v: Value = serde_json::from_slice(&Anthropic.encode_response(&r)).unwrap();

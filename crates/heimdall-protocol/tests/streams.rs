@@ -1,6 +1,7 @@
-//! Stream goldens: a recorded upstream transcript `fixtures/streams/NAME.openai.sse` →
-//! the exact Anthropic SSE text `NAME.anthropic.sse`, the way the exchange's pump produces it:
-//! framer → OpenAI Chat decoder → assembler → Anthropic encoder. Every output is also checked
+//! Stream goldens: a recorded upstream transcript `fixtures/streams/NAME.openai.sse` or
+//! `NAME.gemini.sse` → the exact Anthropic SSE text `NAME.anthropic.sse`, the way the exchange's
+//! pump produces it: the dialect's framer → its decoder → assembler → Anthropic encoder (stems
+//! are unique across dialects). Every output is also checked
 //! against the Anthropic stream grammar, and must not depend on how the upstream bytes were
 //! chunked.
 
@@ -11,8 +12,19 @@ mod common;
 use bytes::BytesMut;
 use heimdall_protocol::canonical::{Assembler, Delta, Usage};
 use heimdall_protocol::dialect::anthropic::Anthropic;
+use heimdall_protocol::dialect::gemini::Gemini;
 use heimdall_protocol::dialect::openai_chat::OpenAiChat;
 use heimdall_protocol::dialect::{FrontDoor, UpstreamCodec, UpstreamDialect};
+
+/// Each upstream dialect with stream goldens: the suffix of its transcripts and the dialect.
+const DIALECTS: [(&str, &dyn Upstream); 2] = [
+    (".openai.sse", &OpenAiChat::OPENAI),
+    (".gemini.sse", &Gemini::API),
+];
+
+/// A dialect with its codec, as the pump uses both.
+trait Upstream: UpstreamDialect + UpstreamCodec {}
+impl<T: UpstreamDialect + UpstreamCodec> Upstream for T {}
 use heimdall_protocol::error::ErrorType;
 
 const REQUEST_ID: &str = "req_01TestTestTestTestTestTe";
@@ -22,10 +34,10 @@ fn assembler() -> Assembler {
 }
 
 /// Runs the pipeline the way the gateway's stream pump does.
-fn run(wire: &[u8], chunk: usize) -> (String, Usage) {
+fn run(dialect: &dyn Upstream, wire: &[u8], chunk: usize) -> (String, Usage) {
     let mut asm = assembler();
-    let mut framer = OpenAiChat::OPENAI.framer(1 << 20);
-    let mut decoder = OpenAiChat::OPENAI.stream_decoder(&common::ctx());
+    let mut framer = dialect.framer(1 << 20);
+    let mut decoder = dialect.stream_decoder(&common::ctx());
     let mut out = BytesMut::new();
     let mut deltas = Vec::new();
     asm.start(&mut out);
@@ -57,33 +69,38 @@ fn run(wire: &[u8], chunk: usize) -> (String, Usage) {
 
 #[test]
 fn stream_goldens() {
-    for (stem, input) in common::inputs("streams", ".openai.sse") {
-        let wire = std::fs::read(&input).unwrap();
-        let (text, usage) = run(&wire, wire.len());
-        let events = common::assert_grammar(&text);
-        for chunk in [1, 7, 64] {
-            assert_eq!(
-                run(&wire, chunk),
-                (text.clone(), usage),
-                "{stem}: chunk size {chunk}"
-            );
+    for (suffix, dialect) in DIALECTS {
+        for (stem, input) in common::inputs("streams", suffix) {
+            check(dialect, &stem, &std::fs::read(&input).unwrap());
         }
-        // The usage the gateway accounts is the one reported to the client.
-        if let Some(delta) = events.iter().find(|e| e.name == "message_delta") {
-            assert_eq!(
-                delta.data["usage"]["output_tokens"], usage.output_tokens,
-                "{stem}"
-            );
-            assert_eq!(
-                delta.data["usage"]["input_tokens"], usage.input_tokens,
-                "{stem}"
-            );
-        }
-        common::check_text(
-            &common::fixtures("streams").join(format!("{stem}.anthropic.sse")),
-            &text,
+    }
+}
+
+fn check(dialect: &dyn Upstream, stem: &str, wire: &[u8]) {
+    let (text, usage) = run(dialect, wire, wire.len());
+    let events = common::assert_grammar(&text);
+    for chunk in [1, 7, 64] {
+        assert_eq!(
+            run(dialect, wire, chunk),
+            (text.clone(), usage),
+            "{stem}: chunk size {chunk}"
         );
     }
+    // The usage the gateway accounts is the one reported to the client.
+    if let Some(delta) = events.iter().find(|e| e.name == "message_delta") {
+        assert_eq!(
+            delta.data["usage"]["output_tokens"], usage.output_tokens,
+            "{stem}"
+        );
+        assert_eq!(
+            delta.data["usage"]["input_tokens"], usage.input_tokens,
+            "{stem}"
+        );
+    }
+    common::check_text(
+        &common::fixtures("streams").join(format!("{stem}.anthropic.sse")),
+        &text,
+    );
 }
 
 #[test]

@@ -5,10 +5,23 @@
 //!   dialects, scripted by `[[mock:...]]` directives in the last user message.
 //! - [`gateway`]: [`GatewayProcess`] spawns the `heimdall` binary on an ephemeral port.
 //! - [`http_client`]: a reqwest client usable despite the workspace's `rustls-no-provider`.
+//! - [`fixtures`]: a test-only service account whose tokens the mock's `/token` grants.
 
 pub mod gateway;
 pub mod grammar;
 pub mod mock;
+
+/// A service account made for tests (its private key protects nothing): the mock's token
+/// endpoint verifies assertions against its public key.
+pub mod fixtures {
+    /// A Google service-account key file; point `token_uri` at the mock's `/token` before use.
+    pub const SERVICE_ACCOUNT_JSON: &str = include_str!("../fixtures/service-account.json");
+    /// Its `client_email`, the only account the mock grants tokens to.
+    pub const SERVICE_ACCOUNT_EMAIL: &str = "heimdall-test@heimdall-test.iam.gserviceaccount.com";
+    /// Its public key (PKCS#1 `RSAPublicKey`, DER).
+    pub const SERVICE_ACCOUNT_PUBLIC_KEY: &[u8] =
+        include_bytes!("../fixtures/service-account.pub.der");
+}
 
 pub use gateway::GatewayProcess;
 pub use mock::{MockOptions, MockServer, RecordedRequest};

@@ -131,6 +131,7 @@ impl Assembler {
                 }
             }
             Delta::Thinking(text) => self.thinking(&text, out),
+            Delta::ThinkingSignature(signature) => self.signature(&signature, out),
             Delta::ToolCall {
                 call,
                 id,
@@ -221,6 +222,19 @@ impl Assembler {
             self.open_block(out, BlockStart::Thinking, Open::Thinking);
         }
         self.delta(out, BlockDelta::Thinking(text));
+    }
+
+    fn signature(&mut self, signature: &str, out: &mut BytesMut) {
+        if signature.is_empty() {
+            return;
+        }
+        if self.open != Open::Thinking {
+            self.flush_tools(out);
+            self.open_block(out, BlockStart::Thinking, Open::Thinking);
+        }
+        self.delta(out, BlockDelta::Signature(signature));
+        // A signature seals its block: thinking after it is a new block.
+        self.close_block(out);
     }
 
     fn text(&mut self, text: &str, out: &mut BytesMut) {

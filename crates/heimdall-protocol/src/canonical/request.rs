@@ -18,6 +18,10 @@ use serde_json::Value;
 
 use crate::dialect::{Endpoint, TranslateError};
 
+/// The user turn put before a history that starts with the assistant's: OpenAI-compatible
+/// servers and Gemini (whose function calls must follow a user turn) reject such histories.
+pub const SYNTHETIC_USER_TEXT: &str = "(continued)";
+
 /// A request to generate (or count the tokens of) one assistant turn.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Request {
@@ -151,6 +155,9 @@ pub enum ContentBlockParam {
     },
     Thinking {
         thinking: String,
+        /// Empty when the client sent none. Only the dialect that minted a signature can read
+        /// it, so each encoder decides whether a signature is its own.
+        signature: String,
     },
     RedactedThinking,
     Other {
@@ -191,6 +198,8 @@ impl<'de> Deserialize<'de> for ContentBlockParam {
         #[derive(Deserialize)]
         struct Thinking {
             thinking: String,
+            #[serde(default)]
+            signature: String,
         }
 
         // The `type` key may come after the others, so the block is buffered once and then
@@ -243,6 +252,7 @@ impl<'de> Deserialize<'de> for ContentBlockParam {
                 let b: Thinking = decode_nested(value)?;
                 Self::Thinking {
                     thinking: b.thinking,
+                    signature: b.signature,
                 }
             }
             "redacted_thinking" => Self::RedactedThinking,
@@ -293,6 +303,22 @@ pub struct Tool {
 impl Tool {
     pub fn is_custom(&self) -> bool {
         matches!(self.kind.as_deref(), None | Some("custom"))
+    }
+
+    /// Fails for a server tool (`tools.{index}`): those run inside Anthropic, and silently
+    /// dropping one changes what the model can do, so a translated request fails closed.
+    pub fn require_custom(&self, index: usize) -> Result<(), TranslateError> {
+        if self.is_custom() {
+            return Ok(());
+        }
+        Err(TranslateError::unsupported(
+            format!("tools.{index}"),
+            format!(
+                "server tool `{}` (type `{}`) is not supported by this model's provider",
+                self.name,
+                self.kind.as_deref().unwrap_or_default()
+            ),
+        ))
     }
 }
 

@@ -14,6 +14,10 @@ pub enum Delta {
     /// Text the model produced as a refusal: shown as text, and the turn stops with `refusal`.
     Refusal(String),
     Thinking(String),
+    /// The signature of the thinking just reported, which ends that thinking block; with no
+    /// thinking before it, it comes in an empty thinking block of its own (an upstream that
+    /// signs without showing its reasoning).
+    ThinkingSignature(String),
     /// A fragment of tool call number `call` (dense, 0-based, in the order the upstream started
     /// the calls). `id` and `name` may come with any fragment; the first non-empty one sticks.
     ToolCall {
@@ -36,6 +40,25 @@ pub enum Delta {
         kind: ErrorType,
         message: String,
     },
+}
+
+impl Delta {
+    /// The upstream's stream ended without its end marker: a cut answer must never look
+    /// finished.
+    pub fn cut_short() -> Self {
+        Self::Error {
+            kind: ErrorType::ApiError,
+            message: "upstream stream ended before the answer was finished".to_owned(),
+        }
+    }
+
+    /// The upstream sent an event its own dialect does not allow; nothing after it is trusted.
+    pub fn invalid_event(reason: impl std::fmt::Display) -> Self {
+        Self::Error {
+            kind: ErrorType::ApiError,
+            message: format!("upstream sent an invalid stream event: {reason}"),
+        }
+    }
 }
 
 /// One step of the block grammar: `MessageStart`, then blocks with indices 0, 1, 2… that never
@@ -78,6 +101,8 @@ pub enum BlockStart<'a> {
 pub enum BlockDelta<'a> {
     Text(&'a str),
     Thinking(&'a str),
+    /// The signature of the open thinking block, its last delta.
+    Signature(&'a str),
     /// A fragment of a tool call's input JSON.
     InputJson(&'a str),
 }

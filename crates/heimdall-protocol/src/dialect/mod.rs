@@ -8,6 +8,7 @@
 //! same dialect, the exchange passes bytes through and only taps usage.
 
 pub mod anthropic;
+pub mod gemini;
 pub mod ollama;
 pub mod openai_chat;
 
@@ -178,6 +179,14 @@ impl TranslateError {
             path: path.into(),
             message: message.into(),
         }
+    }
+
+    /// A content block of type `kind` at `path` that the target cannot express.
+    pub fn unsupported_block(path: impl Into<String>, kind: &str) -> Self {
+        Self::unsupported(
+            path,
+            format!("content block type `{kind}` is not supported by this model's provider"),
+        )
     }
 
     /// Client-facing text; names the field for request errors.

@@ -68,14 +68,21 @@ pub fn check_text(path: &Path, actual: &str) {
     assert_eq!(actual, expected, "{}", path.display());
 }
 
-/// Which golden exists for a stem: `<stem><ok>` or `<stem>.error.txt`.
-pub fn expected_path(dir: &str, stem: &str, ok_suffix: &str) -> (PathBuf, bool) {
-    let err = fixtures(dir).join(format!("{stem}.error.txt"));
-    if err.exists() {
-        (err, true)
-    } else {
-        (fixtures(dir).join(format!("{stem}{ok_suffix}")), false)
+/// Which golden exists for a stem: the first of `<stem><error suffix>` that exists (an error),
+/// else `<stem><ok>`.
+pub fn expected_path(
+    dir: &str,
+    stem: &str,
+    ok_suffix: &str,
+    error_suffixes: &[&str],
+) -> (PathBuf, bool) {
+    for suffix in error_suffixes {
+        let err = fixtures(dir).join(format!("{stem}{suffix}"));
+        if err.exists() {
+            return (err, true);
+        }
     }
+    (fixtures(dir).join(format!("{stem}{ok_suffix}")), false)
 }
 
 pub fn ctx() -> ResponseContext {

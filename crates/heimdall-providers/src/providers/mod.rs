@@ -23,6 +23,8 @@ registry! {
     compat,
     azure,
     ollama,
+    gemini,
+    vertex,
     #[cfg(feature = "test-dialect")] dummy,
 }
 

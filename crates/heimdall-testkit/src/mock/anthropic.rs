@@ -16,7 +16,7 @@ use super::{
     directives, json_response, push_json_str, scripted_failure, sse_response,
 };
 
-fn bad_request(message: &str) -> Response {
+pub(super) fn bad_request(message: &str) -> Response {
     anthropic_error(
         StatusCode::BAD_REQUEST,
         "invalid_request_error",
@@ -183,12 +183,17 @@ pub(super) async fn count_tokens(
     if req.get("model").and_then(Value::as_str).is_none() {
         return bad_request("model: Field required");
     }
+    count(&s, &req)
+}
+
+/// The token count of a request already admitted (Vertex admits its own way).
+pub(super) fn count(s: &Shared, req: &Value) -> Response {
     let Some(messages) = req.get("messages").and_then(Value::as_array) else {
         return bad_request("messages: Field required");
     };
     let n = prompt_words(req.get("system"), messages) + 1;
     let mut resp = json_response(StatusCode::OK, &json!({"input_tokens": n}));
-    let (k, v) = request_id_header(&s);
+    let (k, v) = request_id_header(s);
     resp.headers_mut().insert(k, v);
     resp
 }
@@ -207,6 +212,11 @@ pub(super) async fn messages(
     let Some(model) = req.get("model").and_then(Value::as_str) else {
         return bad_request("model: Field required");
     };
+    respond(&s, &req, model).await
+}
+
+/// The answer to a Messages body already admitted, for `model` (Vertex names it in the URL).
+pub(super) async fn respond(s: &Shared, req: &Value, model: &str) -> Response {
     if req.get("max_tokens").and_then(Value::as_u64).is_none() {
         return bad_request("max_tokens: Field required");
     }
@@ -226,7 +236,7 @@ pub(super) async fn messages(
     }
     let stream = req.get("stream").and_then(Value::as_bool) == Some(true);
     let answer_faults = AnswerFaults::of(&d);
-    let resp = answer(&s, model, stream, turn, d, remaining).await;
+    let resp = answer(s, model, stream, turn, d, remaining).await;
     answer_faults.apply(resp).await
 }
 

@@ -16,8 +16,8 @@
 //! | `cut` | stream: 200 + first events, then the connection is aborted; non-stream: half a JSON body, then abort |
 //! | `stall MS` | stream: first events, then a pause of MS; non-stream: same as `delay` |
 //! | `stream_error` | stream: in-band error after the first content (ignored without streaming) |
-//! | `finish REASON` | OpenAI `finish_reason` / Anthropic `stop_reason`, mapped across dialects |
-//! | `reasoning TEXT` | OpenAI `reasoning_content` / Anthropic signed thinking block before the text |
+//! | `finish REASON` | OpenAI `finish_reason` / Anthropic `stop_reason` / Gemini `finishReason`, mapped across dialects |
+//! | `reasoning TEXT` | OpenAI `reasoning_content` / Anthropic signed thinking block / Gemini `thought` parts, before the text |
 //! | `cached N` | N prompt tokens reported as cached (clamped to the prompt size) |
 //! | `text TEXT` | reply with exactly TEXT (instead of the echo; alongside tool calls if any) |
 //! | `words N` | reply with N lorem-ipsum words (long outputs for benchmarks) |

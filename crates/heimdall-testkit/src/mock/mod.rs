@@ -1,8 +1,9 @@
-//! The mock LLM upstream: an axum server speaking the OpenAI Chat Completions and Anthropic
-//! Messages dialects, scripted by `[[mock:...]]` directives (see [`directives`]).
+//! The mock LLM upstream: an axum server speaking the OpenAI Chat Completions, Anthropic
+//! Messages and Gemini dialects (the Gemini API, and Vertex AI with its Gemini and Claude
+//! publishers), scripted by `[[mock:...]]` directives (see [`directives`]).
 //!
 //! Module layout: [`directives`] parses the script, `reply` plans a dialect-neutral answer,
-//! `openai` and `anthropic` encode it, `faults` bends it as scripted, `raw` is the hand-written
+//! `openai`, `anthropic` and `gemini` encode it (`gemini` also grants service-account tokens), `faults` bends it as scripted, `raw` is the hand-written
 //! HTTP/1.1 front for connection-level faults, and this module holds the server, recording,
 //! models and the shared streaming/error plumbing.
 
@@ -10,6 +11,7 @@ pub mod directives;
 
 mod anthropic;
 mod faults;
+mod gemini;
 mod ollama;
 mod openai;
 mod raw;
@@ -269,6 +271,13 @@ fn router(shared: Arc<Shared>) -> Router {
         )
         .route("/v1/models", get(list_models))
         .route("/v1/models/{id}", get(get_model))
+        .route("/v1beta/models", get(gemini::list_models))
+        .route("/v1beta/models/{call}", post(gemini::generate))
+        .route(
+            "/v1/projects/{project}/locations/{location}/publishers/{publisher}/models/{call}",
+            post(gemini::vertex),
+        )
+        .route("/token", post(gemini::token))
         .route("/_mock/requests", get(mock_requests).delete(mock_clear))
         .route("/health", get(health))
         .fallback(fallback)
@@ -535,11 +544,11 @@ pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response()
 }
 
-fn status_code(status: u16) -> StatusCode {
+pub(crate) fn status_code(status: u16) -> StatusCode {
     StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
-fn with_retry_after(mut resp: Response, retry_after: Option<u64>) -> Response {
+pub(crate) fn with_retry_after(mut resp: Response, retry_after: Option<u64>) -> Response {
     if let Some(secs) = retry_after {
         resp.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
@@ -547,7 +556,7 @@ fn with_retry_after(mut resp: Response, retry_after: Option<u64>) -> Response {
     resp
 }
 
-fn with_retry_after_ms(mut resp: Response, retry_after_ms: Option<u64>) -> Response {
+pub(crate) fn with_retry_after_ms(mut resp: Response, retry_after_ms: Option<u64>) -> Response {
     if let Some(ms) = retry_after_ms {
         resp.headers_mut().insert(
             HeaderName::from_static("retry-after-ms"),

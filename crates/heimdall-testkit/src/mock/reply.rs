@@ -159,6 +159,19 @@ impl Plan {
         }
     }
 
+    /// Gemini's `finishReason`; Gemini names (`MAX_TOKENS`, `MALFORMED_FUNCTION_CALL`, …) pass
+    /// as they are. Gemini says `STOP` after function calls too.
+    pub(crate) fn gemini_finish_reason(&self) -> &str {
+        match self.finish.as_deref() {
+            Some("length" | "max_tokens" | "model_context_window_exceeded") => "MAX_TOKENS",
+            Some("content_filter" | "refusal") => "SAFETY",
+            Some("stop" | "end_turn" | "tool_calls" | "tool_use" | "stop_sequence") | None => {
+                "STOP"
+            }
+            Some(other) => other,
+        }
+    }
+
     pub(crate) fn anthropic_stop_reason(&self) -> &str {
         match self.finish.as_deref() {
             Some("stop") => "end_turn",

@@ -95,25 +95,60 @@ fn strip_position(msg: &str) -> &str {
     msg.rfind(" at line ").map_or(msg, |i| &msg[..i])
 }
 
-/// Returns `body` with its top-level `model` replaced by `model`, every other member kept
-/// byte for byte and in order. Used only when the client's model carried a provider prefix.
+/// Returns `body` with its top-level `model` replaced by `model`, every other member kept byte
+/// for byte and in order. Used only when the client's model carried a provider prefix.
 pub fn replace_model(body: &[u8], model: &str) -> Result<Vec<u8>, TranslateError> {
+    let model = json_string(model);
+    rewrite_members(body, |key| (key == "model").then_some(Some(&model)), None)
+}
+
+/// The body Claude on Vertex AI takes: the client's, without `model` (Vertex reads it from the
+/// URL) and with `anthropic_version` set to `version` (replacing any the client sent), every
+/// other member kept byte for byte and in order.
+pub fn vertex_body(body: &[u8], version: &str) -> Result<Vec<u8>, TranslateError> {
+    let version = json_string(version);
+    rewrite_members(
+        body,
+        |key| matches!(key, "model" | "anthropic_version").then_some(None),
+        Some(("anthropic_version", &version)),
+    )
+}
+
+fn json_string(s: &str) -> Vec<u8> {
+    serde_json::to_vec(s).unwrap_or_default()
+}
+
+/// Re-writes a JSON object: `edit(key)` is `None` to copy a member's raw value, `Some(None)` to
+/// drop the member, `Some(Some(json))` to replace its value; `append` adds one member at the end.
+fn rewrite_members<'v>(
+    body: &[u8],
+    edit: impl Fn(&str) -> Option<Option<&'v Vec<u8>>>,
+    append: Option<(&str, &[u8])>,
+) -> Result<Vec<u8>, TranslateError> {
     let members = serde_json::from_slice::<Members<'_>>(body)
         .map_err(|e| TranslateError::invalid("", format!("Request body is not valid JSON: {e}")))?;
-    let mut out = Vec::with_capacity(body.len() + model.len());
+    let mut out = Vec::with_capacity(body.len() + 64);
     out.push(b'{');
-    for (i, (key, value)) in members.0.iter().enumerate() {
-        if i > 0 {
+    let mut first = true;
+    let mut member = |out: &mut Vec<u8>, key: &str, value: &[u8]| {
+        if !first {
             out.push(b',');
         }
+        first = false;
         // Keys are re-encoded (they may have had escapes); values are copied raw.
-        out.extend_from_slice(&serde_json::to_vec(key.as_ref()).unwrap_or_default());
+        out.extend_from_slice(&json_string(key));
         out.push(b':');
-        if key == "model" {
-            out.extend_from_slice(&serde_json::to_vec(model).unwrap_or_default());
-        } else {
-            out.extend_from_slice(value.get().as_bytes());
+        out.extend_from_slice(value);
+    };
+    for (key, value) in &members.0 {
+        match edit(key) {
+            None => member(&mut out, key, value.get().as_bytes()),
+            Some(Some(replacement)) => member(&mut out, key, replacement),
+            Some(None) => {}
         }
+    }
+    if let Some((key, value)) = append {
+        member(&mut out, key, value);
     }
     out.push(b'}');
     Ok(out)
@@ -220,5 +255,16 @@ mod tests {
             String::from_utf8(out).unwrap(),
             r#"{"model":"claude-x","messages":[{"role":"user","content":"hi \u00e9"}],"max_tokens":5}"#
         );
+    }
+
+    #[test]
+    fn vertex_body_drops_model_and_sets_the_version() {
+        let body = br#"{"model":"vertex/claude-x","anthropic_version":"old", "max_tokens" : 5,"messages":[{"role":"user","content":"hi \u00e9"}],"stream":true}"#;
+        let out = vertex_body(body, "vertex-2023-10-16").unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"max_tokens":5,"messages":[{"role":"user","content":"hi \u00e9"}],"stream":true,"anthropic_version":"vertex-2023-10-16"}"#
+        );
+        assert!(vertex_body(b"[1]", "v").is_err());
     }
 }

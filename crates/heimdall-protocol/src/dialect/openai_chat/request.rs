@@ -3,8 +3,8 @@
 use super::quirks::Quirks;
 use super::wire::{self as o, ChatMessage, ContentPart, FunctionType, UserContent};
 use crate::canonical::{
-    ContentBlockParam, MessageContent, OutputFormat, Request, Role, Source, SystemPrompt,
-    TextOrBlocks, ThinkingConfig, Tool, ToolChoice,
+    ContentBlockParam, MessageContent, OutputFormat, Request, Role, SYNTHETIC_USER_TEXT, Source,
+    SystemPrompt, TextOrBlocks, ThinkingConfig, Tool, ToolChoice,
 };
 use crate::dialect::TranslateError;
 
@@ -12,9 +12,6 @@ use crate::dialect::TranslateError;
 const JOIN: &str = "\n\n";
 /// OpenAI tool messages have no error flag; the model must still see that the tool failed.
 const TOOL_ERROR_PREFIX: &str = "[tool error] ";
-/// OpenAI-compatible servers (vLLM, Mistral, …) reject histories whose first turn is not the
-/// user's.
-const SYNTHETIC_USER_TEXT: &str = "(continued)";
 
 pub(super) fn request_to_openai(
     req: &Request,
@@ -252,16 +249,11 @@ fn push_parts(
                 "tool_result blocks are only allowed at the top level of user messages",
             ));
         }
-        ContentBlockParam::Other { kind } => return Err(unsupported_block(path, kind)),
+        ContentBlockParam::Other { kind } => {
+            return Err(TranslateError::unsupported_block(path, kind));
+        }
     }
     Ok(())
-}
-
-fn unsupported_block(path: &str, kind: &str) -> TranslateError {
-    TranslateError::unsupported(
-        path,
-        format!("content block type `{kind}` is not supported by this model's provider"),
-    )
 }
 
 fn image_part(source: &Source, path: &str) -> Result<ContentPart, TranslateError> {
@@ -369,13 +361,22 @@ fn push_assistant_turn(
                         ));
                     }
                     ContentBlockParam::Image { .. } => {
-                        return Err(unsupported_block(&format!("{base}.{j}"), "image"));
+                        return Err(TranslateError::unsupported_block(
+                            format!("{base}.{j}"),
+                            "image",
+                        ));
                     }
                     ContentBlockParam::Document { .. } => {
-                        return Err(unsupported_block(&format!("{base}.{j}"), "document"));
+                        return Err(TranslateError::unsupported_block(
+                            format!("{base}.{j}"),
+                            "document",
+                        ));
                     }
                     ContentBlockParam::Other { kind } => {
-                        return Err(unsupported_block(&format!("{base}.{j}"), kind));
+                        return Err(TranslateError::unsupported_block(
+                            format!("{base}.{j}"),
+                            kind,
+                        ));
                     }
                 }
             }
@@ -423,18 +424,7 @@ fn convert_tools(tools: &[Tool]) -> Result<Vec<o::ChatTool>, TranslateError> {
         .iter()
         .enumerate()
         .map(|(i, t)| {
-            if !t.is_custom() {
-                // Server tools run inside Anthropic; silently dropping one changes what the
-                // model can do, so fail closed.
-                return Err(TranslateError::unsupported(
-                    format!("tools.{i}"),
-                    format!(
-                        "server tool `{}` (type `{}`) is not supported by this model's provider",
-                        t.name,
-                        t.kind.as_deref().unwrap_or_default()
-                    ),
-                ));
-            }
+            t.require_custom(i)?;
             Ok(o::ChatTool {
                 kind: FunctionType::Function,
                 function: o::FunctionDefinition {

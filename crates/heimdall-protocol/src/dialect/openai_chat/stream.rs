@@ -37,10 +37,7 @@ impl StreamDecoder for ChatStreamDecoder {
             Ok(c) => c,
             Err(e) => {
                 self.done = true;
-                out.push(Delta::Error {
-                    kind: ErrorType::ApiError,
-                    message: format!("upstream sent an invalid stream event: {e}"),
-                });
+                out.push(Delta::invalid_event(e));
                 return;
             }
         };
@@ -101,10 +98,7 @@ impl StreamDecoder for ChatStreamDecoder {
         out.push(if self.finish_reason.is_some() {
             Delta::Done
         } else {
-            Delta::Error {
-                kind: ErrorType::ApiError,
-                message: "upstream stream ended before the answer was finished".to_owned(),
-            }
+            Delta::cut_short()
         });
     }
 }
