@@ -125,6 +125,24 @@ pub fn header_auth<'a>(
     Box::pin(std::future::ready(result))
 }
 
+/// [`Provider::authorize`] for `Authorization: Bearer <key>`; an empty key (a server run
+/// without credentials) sends nothing.
+pub fn bearer_auth<'a>(
+    request: &'a mut PreparedRequest,
+    key: &str,
+    provider: &str,
+) -> BoxFuture<'a, Result<(), ProviderError>> {
+    if key.is_empty() {
+        return Box::pin(std::future::ready(Ok(())));
+    }
+    header_auth(
+        request,
+        http::header::AUTHORIZATION,
+        &format!("Bearer {key}"),
+        provider,
+    )
+}
+
 /// Sets `name: value` as a sensitive header; a key that is not a valid header value is
 /// reported without echoing it.
 pub fn set_secret_header(

@@ -13,7 +13,7 @@ use http::HeaderMap;
 use crate::client::ProviderError;
 use crate::provider::{
     Credential, Operation, PreparedRequest, Provider, ProviderFactory, ProviderSettings,
-    SettingsError, header_auth, json_request, url,
+    SettingsError, bearer_auth, json_request, url,
 };
 
 /// One server family.
@@ -146,15 +146,7 @@ impl Provider for Compatible {
         request: &'a mut PreparedRequest,
         key: &'a Credential<'a>,
     ) -> BoxFuture<'a, Result<(), ProviderError>> {
-        if key.value.is_empty() {
-            return Box::pin(std::future::ready(Ok(())));
-        }
-        header_auth(
-            request,
-            http::header::AUTHORIZATION,
-            &format!("Bearer {}", key.value),
-            self.name(),
-        )
+        bearer_auth(request, key.value, self.name())
     }
 }
 

@@ -12,7 +12,7 @@ use http::HeaderMap;
 use crate::client::ProviderError;
 use crate::provider::{
     Credential, Operation, PreparedRequest, Provider, ProviderFactory, ProviderSettings,
-    header_auth, json_request, url,
+    bearer_auth, json_request, url,
 };
 
 pub const FACTORIES: &[ProviderFactory] = &[ProviderFactory {
@@ -67,14 +67,6 @@ impl Provider for OllamaProvider {
         request: &'a mut PreparedRequest,
         key: &'a Credential<'a>,
     ) -> BoxFuture<'a, Result<(), ProviderError>> {
-        if key.value.is_empty() {
-            return Box::pin(std::future::ready(Ok(())));
-        }
-        header_auth(
-            request,
-            http::header::AUTHORIZATION,
-            &format!("Bearer {}", key.value),
-            self.name(),
-        )
+        bearer_auth(request, key.value, self.name())
     }
 }
