@@ -120,6 +120,7 @@ impl Assembler {
                 }
             }
             Delta::Thinking(text) => self.thinking(&text, out),
+            Delta::ThinkingSignature(signature) => self.signature(&signature, out),
             Delta::ToolCall {
                 call,
                 id,
@@ -202,6 +203,19 @@ impl Assembler {
             self.open_block(out, BlockStart::Thinking, Open::Thinking);
         }
         self.delta(out, BlockDelta::Thinking(text));
+    }
+
+    /// A signature belongs to a thinking block: the open one, or a new one when the upstream
+    /// signed reasoning it did not show (the block must still go back to it).
+    fn signature(&mut self, signature: &str, out: &mut BytesMut) {
+        if signature.is_empty() {
+            return;
+        }
+        if self.open != Open::Thinking {
+            self.flush_tools(out);
+            self.open_block(out, BlockStart::Thinking, Open::Thinking);
+        }
+        self.delta(out, BlockDelta::Signature(signature));
     }
 
     fn text(&mut self, text: &str, out: &mut BytesMut) {

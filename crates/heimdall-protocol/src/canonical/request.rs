@@ -149,8 +149,11 @@ pub enum ContentBlockParam {
         content: Option<MessageContent>,
         is_error: bool,
     },
+    /// `signature` is what the producing provider needs to accept the block back (Anthropic,
+    /// Claude on Bedrock); translators that cannot check it drop thinking anyway.
     Thinking {
         thinking: String,
+        signature: Option<String>,
     },
     RedactedThinking,
     Other {
@@ -191,6 +194,8 @@ impl<'de> Deserialize<'de> for ContentBlockParam {
         #[derive(Deserialize)]
         struct Thinking {
             thinking: String,
+            #[serde(default)]
+            signature: Option<String>,
         }
 
         // The `type` key may come after the others, so the block is buffered once and then
@@ -243,6 +248,7 @@ impl<'de> Deserialize<'de> for ContentBlockParam {
                 let b: Thinking = decode_nested(value)?;
                 Self::Thinking {
                     thinking: b.thinking,
+                    signature: b.signature.filter(|s| !s.is_empty()),
                 }
             }
             "redacted_thinking" => Self::RedactedThinking,

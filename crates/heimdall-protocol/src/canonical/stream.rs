@@ -14,6 +14,9 @@ pub enum Delta {
     /// Text the model produced as a refusal: shown as text, and the turn stops with `refusal`.
     Refusal(String),
     Thinking(String),
+    /// The signature of the thinking just reported (providers that sign reasoning send it
+    /// after the text); it ends up in the thinking block.
+    ThinkingSignature(String),
     /// A fragment of tool call number `call` (dense, 0-based, in the order the upstream started
     /// the calls). `id` and `name` may come with any fragment; the first non-empty one sticks.
     ToolCall {
@@ -78,6 +81,8 @@ pub enum BlockStart<'a> {
 pub enum BlockDelta<'a> {
     Text(&'a str),
     Thinking(&'a str),
+    /// The thinking block's signature.
+    Signature(&'a str),
     /// A fragment of a tool call's input JSON.
     InputJson(&'a str),
 }

@@ -101,6 +101,8 @@ enum WireDelta<'a> {
     InputJson { partial_json: &'a str },
     #[serde(rename = "thinking_delta")]
     Thinking { thinking: &'a str },
+    #[serde(rename = "signature_delta")]
+    Signature { signature: &'a str },
 }
 
 #[derive(Serialize)]
@@ -154,6 +156,7 @@ pub(super) fn write_event(event: &Event<'_>, out: &mut BytesMut) {
             delta: match delta {
                 BlockDelta::Text(text) => WireDelta::Text { text },
                 BlockDelta::Thinking(thinking) => WireDelta::Thinking { thinking },
+                BlockDelta::Signature(signature) => WireDelta::Signature { signature },
                 BlockDelta::InputJson(partial_json) => WireDelta::InputJson { partial_json },
             },
         },
