@@ -75,9 +75,11 @@ impl GatewayError {
                 body,
             } => {
                 let parsed = parse_upstream_error(body);
-                // Only an error document is the upstream's wording; an HTML page from its edge
-                // or a body cut at the size limit gets our own shape instead.
-                let pass_through = pass_through && parsed.is_some();
+                // Only a typed error document is the upstream's own Anthropic-shaped answer;
+                // an HTML page from its edge, a body cut at the size limit, or a cloud's own
+                // shape around Claude (Bedrock's `{"message"}`) gets ours, with its message.
+                let pass_through =
+                    pass_through && parsed.as_ref().is_some_and(|p| p.upstream_type.is_some());
                 let kind = classify_upstream(
                     *status,
                     parsed.as_ref().and_then(|p| p.upstream_type.as_deref()),
@@ -163,6 +165,22 @@ mod tests {
         let body = g.upstream.unwrap().body;
         assert!(memchr::memmem::find(&body, b"sk-secret-1").is_none());
         assert!(memchr::memmem::find(&body, b"Incorrect API key provided: ***").is_some());
+    }
+
+    #[test]
+    fn an_untyped_error_document_gets_our_shape() {
+        let err = ProviderError::Status {
+            provider: "bedrock".into(),
+            status: 429,
+            headers: Box::default(),
+            body: Bytes::from_static(br#"{"message":"Too many requests"}"#),
+        };
+        let g = GatewayError::from_provider(&err, "", true);
+        assert!(g.upstream.is_none());
+        assert_eq!(
+            (g.kind, g.message.as_str()),
+            (ErrorType::RateLimitError, "Too many requests")
+        );
     }
 
     #[test]
