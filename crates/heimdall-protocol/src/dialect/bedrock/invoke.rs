@@ -217,6 +217,23 @@ mod tests {
     }
 
     #[test]
+    fn error_messages_become_api_errors() {
+        let wire = es::message(
+            &[
+                (":message-type", es::HeaderValue::String("error")),
+                (":error-code", es::HeaderValue::String("InternalFailure")),
+                (":error-message", es::HeaderValue::String("try later")),
+            ],
+            b"",
+        );
+        let frames = run(&wire).unwrap();
+        assert_eq!(
+            &frames[0].data[..],
+            br#"{"type":"error","error":{"type":"api_error","message":"try later"}}"#
+        );
+    }
+
+    #[test]
     fn bad_chunks_are_malformed() {
         for payload in [
             r#"{"nobytes":1}"#.to_owned(),

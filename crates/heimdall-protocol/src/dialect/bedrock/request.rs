@@ -450,8 +450,11 @@ fn tool_config(req: &Request, has_tool_blocks: bool) -> Result<Option<Value>, Tr
     if tools.is_empty() {
         return Ok(None);
     }
+    // Only what the client asked for: the default is `auto`, and some families (Llama) take
+    // no other choice.
     let choice = match &req.tool_choice {
-        None | Some(ToolChoice::Auto { .. }) => Some(json!({"auto": {}})),
+        None => None,
+        Some(ToolChoice::Auto { .. }) => Some(json!({"auto": {}})),
         Some(ToolChoice::Any { .. }) => Some(json!({"any": {}})),
         Some(ToolChoice::Tool { name, .. }) => Some(json!({"tool": {"name": name}})),
         // Converse has no "none": the tools are not offered, unless the history holds tool
