@@ -61,14 +61,12 @@ struct RawKeyConfig {
 }
 
 /// Static AWS credentials.
-#[derive(Clone)]
 struct AwsKeys {
     access_key: String,
     secret_key: String,
     session_token: Option<String>,
 }
 
-#[derive(Clone)]
 struct KeyConfig {
     /// `None`: the key's `value` is a Bedrock API key.
     aws: Option<AwsKeys>,
@@ -103,6 +101,8 @@ struct Bedrock {
     settings: ProviderSettings,
     /// By key index.
     keys: Vec<KeyConfig>,
+    /// For a key without a section entry (a zero-config start from the environment).
+    default_key: KeyConfig,
 }
 
 fn build(settings: ProviderSettings) -> Result<Arc<dyn Provider>, SettingsError> {
@@ -135,7 +135,11 @@ fn build_with_env(
             .is_some_and(|v| !v.trim().is_empty());
         keys.push(key_config(raw, &base, has_value, env)?);
     }
-    Ok(Arc::new(Bedrock { settings, keys }))
+    Ok(Arc::new(Bedrock {
+        settings,
+        keys,
+        default_key: KeyConfig::default(),
+    }))
 }
 
 fn key_config(
@@ -210,8 +214,8 @@ fn is_claude(id: &str) -> bool {
 }
 
 impl Bedrock {
-    fn key(&self, index: usize) -> KeyConfig {
-        self.keys.get(index).cloned().unwrap_or_default()
+    fn key(&self, index: usize) -> &KeyConfig {
+        self.keys.get(index).unwrap_or(&self.default_key)
     }
 
     /// A model is Claude when its name says so or when any key deploys it to a Claude id;
@@ -285,7 +289,7 @@ impl Provider for Bedrock {
         };
         let path = format!("/model/{}/{action}", percent_encode(&config.target(model)));
         Ok(json_request(
-            url(&self.host(&config), &path),
+            url(&self.host(config), &path),
             HeaderMap::new(),
             body,
         ))
