@@ -172,6 +172,15 @@ async fn converse_text_stream_tools_images_and_thinking() {
         &json!({"format": "png", "source": {"bytes": "iVBORw0KGgo="}})
     );
 
+    // Converse's rules hold (the mock enforces Bedrock's): turns start with the user and
+    // alternate, and no text block is blank.
+    let body = json!({"model": NOVA, "max_tokens": 64, "messages": [
+        {"role": "assistant", "content": "earlier"},
+        {"role": "user", "content": "first"},
+        {"role": "user", "content": [{"type": "text", "text": "second"}, {"type": "text", "text": " "}]}]});
+    let v = json_answer(&gw, &body).await;
+    assert_eq!(v["content"][0]["text"], "first\nsecond");
+
     // Signed reasoning, streamed and not.
     let text = "think first [[mock:reasoning looking closely]]";
     let v = json_answer(&gw, &request(NOVA, text, false)).await;

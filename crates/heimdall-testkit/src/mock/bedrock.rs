@@ -344,6 +344,32 @@ fn converse_turn(system: Option<&Value>, messages: &[Value]) -> Turn {
     turn
 }
 
+/// What Bedrock's own validation refuses in a Converse body, so the gateway's translation is
+/// held to it.
+fn converse_shape_problem(req: &Value, messages: &[Value]) -> Option<&'static str> {
+    if messages.first().is_some_and(|m| m["role"] != "user") {
+        return Some("A conversation must start with a user message.");
+    }
+    if messages.windows(2).any(|w| w[0]["role"] == w[1]["role"]) {
+        return Some("A conversation must alternate between user and assistant roles.");
+    }
+    let blocks = || {
+        messages
+            .iter()
+            .flat_map(|m| m["content"].as_array().into_iter().flatten())
+    };
+    if blocks().any(|b| block_text(b).is_some_and(|t| t.trim().is_empty())) {
+        return Some("The text field in the ContentBlock object is blank.");
+    }
+    let tool_blocks = blocks().any(|b| b.get("toolUse").is_some() || b.get("toolResult").is_some());
+    if tool_blocks && req.get("toolConfig").is_none() {
+        return Some(
+            "The toolConfig field must be defined when using toolUse and toolResult content blocks.",
+        );
+    }
+    None
+}
+
 fn converse_stop_reason(plan: &Plan) -> &str {
     match plan.anthropic_stop_reason() {
         "refusal" => "guardrail_intervened",
@@ -399,8 +425,8 @@ async fn converse_route(
     let Some(messages) = req["messages"].as_array().filter(|m| !m.is_empty()) else {
         return validation("The messages field is required and must not be empty.");
     };
-    if messages.first().is_some_and(|m| m["role"] != "user") {
-        return validation("A conversation must start with a user message.");
+    if let Some(problem) = converse_shape_problem(&req, messages) {
+        return validation(problem);
     }
     let turn = converse_turn(req.get("system"), messages);
     let (d, remaining) = match directives_of(&turn).await {
