@@ -101,7 +101,8 @@ struct Bedrock {
     settings: ProviderSettings,
     /// By key index.
     keys: Vec<KeyConfig>,
-    /// For a key without a section entry (a zero-config start from the environment).
+    /// For a key without a section entry (a zero-config start from the environment, where
+    /// `AWS_REGION` picks the region as it does for AWS's own tools).
     default_key: KeyConfig,
 }
 
@@ -135,10 +136,17 @@ fn build_with_env(
             .is_some_and(|v| !v.trim().is_empty());
         keys.push(key_config(raw, &base, has_value, env)?);
     }
+    let region = env("AWS_REGION")
+        .map(|r| r.trim().to_owned())
+        .filter(|r| is_region(r))
+        .unwrap_or_else(|| DEFAULT_REGION.to_owned());
     Ok(Arc::new(Bedrock {
         settings,
         keys,
-        default_key: KeyConfig::default(),
+        default_key: KeyConfig {
+            region,
+            ..KeyConfig::default()
+        },
     }))
 }
 
@@ -191,11 +199,7 @@ fn key_config(
         }
     };
     let region = resolve("region", raw.region)?.unwrap_or_else(|| DEFAULT_REGION.to_owned());
-    // The region becomes part of the host name.
-    if !region
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
+    if !is_region(&region) {
         return Err(err("region", "not an AWS region name (like us-east-1)"));
     }
     Ok(KeyConfig {
@@ -204,6 +208,14 @@ fn key_config(
         arn: resolve("arn", raw.arn)?,
         deployments: raw.deployments,
     })
+}
+
+/// The region becomes part of the host name: lowercase letters, digits and hyphens only.
+fn is_region(region: &str) -> bool {
+    !region.is_empty()
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 /// Claude speaks its own Messages API on Bedrock (`anthropic.claude-…`, cross-region
@@ -438,6 +450,27 @@ mod tests {
             "/model/arn%3Aaws%3Abedrock%3Aeu-west-3%3A1%3Aapplication-inference-profile%2Fx/converse-stream"
         ));
         assert!(!p.counts_tokens("sonnet"));
+    }
+
+    #[test]
+    fn zero_config_keys_use_aws_region() {
+        let p = build_with_env(
+            ProviderSettings {
+                name: "bedrock".into(),
+                family: "bedrock",
+                base_url: String::new(),
+                section: serde_json::Value::Null,
+            },
+            &|var| (var == "AWS_REGION").then(|| "ap-south-1".to_owned()),
+        )
+        .unwrap();
+        let r = prepare(&*p, "amazon.nova-lite-v1:0", false);
+        assert!(
+            r.url
+                .starts_with("https://bedrock-runtime.ap-south-1.amazonaws.com/"),
+            "{}",
+            r.url
+        );
     }
 
     #[test]
