@@ -320,7 +320,7 @@ impl Gateway {
     }
 
     /// Count a request's input tokens: the upstream counts when it speaks the front door's
-    /// dialect; otherwise a local tokenizer gives an estimate.
+    /// dialect and can count; otherwise a local tokenizer gives an estimate.
     pub async fn count_tokens(
         &self,
         ctx: Arc<RequestContext>,
@@ -349,7 +349,7 @@ impl Gateway {
         let t = self
             .target(ctx, guard, Endpoint::CountTokens, &head.model, false)
             .await?;
-        if t.codec.is_some() {
+        if t.codec.is_some() || !t.provider.provider.counts_tokens(t.upstream_model) {
             let request = front.decode_request(body, Endpoint::CountTokens)?;
             let count = tokens::estimate(
                 t.upstream_model,

@@ -72,6 +72,11 @@ pub trait Provider: Send + Sync {
     }
     /// The dialect this provider speaks for `model`.
     fn dialect(&self, model: &str) -> &'static dyn UpstreamDialect;
+    /// Whether the upstream counts `model`'s tokens itself (`Operation::CountTokens`) on the
+    /// pass-through path; when not, the gateway estimates them locally.
+    fn counts_tokens(&self, _model: &str) -> bool {
+        true
+    }
     /// The HTTP request for `op` on `model`: URL, method, headers taken from the client's
     /// forwarded headers, and the body (tweaked where the provider needs it). `None` body:
     /// the operation takes none.
@@ -112,6 +117,20 @@ pub struct ProviderFactory {
 /// Joins the configured root and an operation's path.
 pub fn url(base_url: &str, path: &str) -> String {
     format!("{}{}", base_url.trim_end_matches('/'), path)
+}
+
+/// Escapes everything but unreserved characters, so a deployment name, model id or ARN from
+/// the configuration or the client stays one path segment (or query value) of the URL.
+pub fn percent_encode(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// [`Provider::authorize`] for providers that take the key in one header.

@@ -4,9 +4,11 @@
 //! - [`mock`]: [`MockServer`] speaks the OpenAI Chat Completions and Anthropic Messages
 //!   dialects, scripted by `[[mock:...]]` directives in the last user message.
 //! - [`gateway`]: [`GatewayProcess`] spawns the `heimdall` binary on an ephemeral port.
+//! - [`eventstream`]: an encoder for AWS event stream messages (Bedrock streams).
 //! - [`http_client`]: a reqwest client usable despite the workspace's `rustls-no-provider`.
 //! - [`fixtures`]: a test-only service account whose tokens the mock's `/token` grants.
 
+pub mod eventstream;
 pub mod gateway;
 pub mod grammar;
 pub mod mock;

@@ -153,6 +153,8 @@ pub enum ContentBlockParam {
         content: Option<MessageContent>,
         is_error: bool,
     },
+    /// `signature` is what the producing provider needs to accept the block back (Anthropic,
+    /// Claude on Bedrock); translators that cannot check it drop thinking anyway.
     Thinking {
         thinking: String,
         /// Empty when the client sent none. Only the dialect that minted a signature can read

@@ -8,6 +8,7 @@
 //! same dialect, the exchange passes bytes through and only taps usage.
 
 pub mod anthropic;
+pub mod bedrock;
 pub mod gemini;
 pub mod ollama;
 pub mod openai_chat;

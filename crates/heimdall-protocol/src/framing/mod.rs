@@ -1,7 +1,8 @@
 //! Framing: how an upstream's byte stream splits into messages, independent of what the
-//! messages mean: server-sent events, newline-delimited JSON (Ollama); the AWS event stream
-//! (Bedrock) plugs in here with its dialect.
+//! messages mean: server-sent events, newline-delimited JSON (Ollama), the AWS event stream
+//! (Bedrock).
 
+pub mod aws_eventstream;
 pub mod ndjson;
 pub mod sse;
 
@@ -12,7 +13,8 @@ use bytes::Bytes;
 pub struct Frame {
     /// The message's bytes as received, terminator included: pass-through forwards these.
     pub raw: Bytes,
-    /// Its name, where the framing has one (SSE `event:`).
+    /// Its name, where the framing has one (SSE `event:`, the AWS event stream's event or
+    /// exception type).
     pub name: Option<Bytes>,
     /// Its payload (SSE: the `data:` lines joined with `\n`; empty when there were none).
     pub data: Bytes,

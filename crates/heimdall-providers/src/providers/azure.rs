@@ -22,7 +22,7 @@ use super::anthropic::DEFAULT_VERSION as ANTHROPIC_VERSION;
 use crate::client::ProviderError;
 use crate::provider::{
     Credential, Operation, PreparedRequest, Provider, ProviderFactory, ProviderSettings,
-    SettingsError, header_auth, json_request, url,
+    SettingsError, header_auth, json_request, percent_encode, url,
 };
 
 pub const FACTORIES: &[ProviderFactory] = &[ProviderFactory {
@@ -187,20 +187,6 @@ impl Provider for Azure {
         };
         header_auth(request, name, key.value, self.name())
     }
-}
-
-/// Deployment names and versions are plain words in practice; anything else is escaped so it
-/// cannot change the URL's shape.
-fn percent_encode(segment: &str) -> String {
-    let mut out = String::with_capacity(segment.len());
-    for b in segment.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

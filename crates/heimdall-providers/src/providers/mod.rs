@@ -22,6 +22,7 @@ registry! {
     anthropic,
     compat,
     azure,
+    bedrock,
     ollama,
     gemini,
     vertex,

@@ -92,7 +92,7 @@ fn prompt_words(system: Option<&Value>, messages: &[Value]) -> u64 {
     words
 }
 
-fn extract_turn(system: Option<&Value>, messages: &[Value]) -> Turn {
+pub(super) fn extract_turn(system: Option<&Value>, messages: &[Value]) -> Turn {
     let mut turn = Turn {
         prompt_tokens: prompt_words(system, messages) + 1,
         ..Turn::default()
@@ -291,7 +291,13 @@ async fn answer(
     resp
 }
 
-fn message_json(plan: &Plan, id: &str, model: &str, tool_ids: &[String], signature: &str) -> Value {
+pub(super) fn message_json(
+    plan: &Plan,
+    id: &str,
+    model: &str,
+    tool_ids: &[String],
+    signature: &str,
+) -> Value {
     let mut content = Vec::new();
     if let Some(r) = &plan.reasoning {
         content.push(json!({"type": "thinking", "thinking": r, "signature": signature}));
@@ -357,7 +363,7 @@ fn block_stop(index: usize) -> Step {
     )
 }
 
-fn stream_steps(
+pub(super) fn stream_steps(
     plan: &Plan,
     id: &str,
     model: &str,

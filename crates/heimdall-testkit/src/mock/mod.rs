@@ -3,13 +3,14 @@
 //! publishers), scripted by `[[mock:...]]` directives (see [`directives`]).
 //!
 //! Module layout: [`directives`] parses the script, `reply` plans a dialect-neutral answer,
-//! `openai`, `anthropic` and `gemini` encode it (`gemini` also grants service-account tokens), `faults` bends it as scripted, `raw` is the hand-written
+//! `openai`, `anthropic`, `gemini`, `ollama` and `bedrock` encode it (`gemini` also grants service-account tokens), `faults` bends it as scripted, `raw` is the hand-written
 //! HTTP/1.1 front for connection-level faults, and this module holds the server, recording,
 //! models and the shared streaming/error plumbing.
 
 pub mod directives;
 
 mod anthropic;
+mod bedrock;
 mod faults;
 mod gemini;
 mod ollama;
@@ -38,6 +39,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use bedrock::{MOCK_AWS_ACCESS_KEY, MOCK_AWS_SECRET_KEY};
 use directives::{Directives, ErrorDirective};
 
 /// Options of a [`MockServer`].
@@ -264,6 +266,17 @@ fn router(shared: Arc<Shared>) -> Router {
         // Ollama's native API.
         .route("/api/chat", post(ollama::chat))
         .route("/api/tags", get(ollama::tags))
+        // Amazon Bedrock's runtime: Converse for every model, InvokeModel for Claude.
+        .route("/model/{model}/converse", post(bedrock::converse))
+        .route(
+            "/model/{model}/converse-stream",
+            post(bedrock::converse_stream),
+        )
+        .route("/model/{model}/invoke", post(bedrock::invoke))
+        .route(
+            "/model/{model}/invoke-with-response-stream",
+            post(bedrock::invoke_stream),
+        )
         .route("/anthropic/v1/messages", post(anthropic::messages))
         .route(
             "/anthropic/v1/messages/count_tokens",

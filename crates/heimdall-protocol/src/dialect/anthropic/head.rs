@@ -154,6 +154,29 @@ fn rewrite_members<'v>(
     Ok(out)
 }
 
+/// `body` for a cloud that takes the model in its URL and the API version in the body (Claude
+/// on Bedrock): `model` and `stream` (the URL says both) removed, `anthropic_version` set to
+/// `version`, every other member kept byte for byte and in order.
+pub fn cloud_body(body: &[u8], version: &str) -> Result<Vec<u8>, TranslateError> {
+    let members = serde_json::from_slice::<Members<'_>>(body)
+        .map_err(|e| TranslateError::invalid("", format!("Request body is not valid JSON: {e}")))?;
+    let mut out = Vec::with_capacity(body.len() + version.len() + 24);
+    out.push(b'{');
+    for (key, value) in &members.0 {
+        if matches!(key.as_ref(), "model" | "stream" | "anthropic_version") {
+            continue;
+        }
+        out.extend_from_slice(&serde_json::to_vec(key.as_ref()).unwrap_or_default());
+        out.push(b':');
+        out.extend_from_slice(value.get().as_bytes());
+        out.push(b',');
+    }
+    out.extend_from_slice(b"\"anthropic_version\":");
+    out.extend_from_slice(&serde_json::to_vec(version).unwrap_or_default());
+    out.push(b'}');
+    Ok(out)
+}
+
 /// The members of a JSON object in document order, values left raw.
 struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
 
@@ -245,6 +268,17 @@ mod tests {
             .starts_with("Request body is not valid JSON: trailing characters")
         );
         assert!(parse(br#"{"model":"m","messages":[]}"#, Endpoint::CountTokens).is_ok());
+    }
+
+    #[test]
+    fn cloud_body_moves_model_and_stream_out() {
+        let body = br#"{"model":"claude-x", "messages":[{"role":"user","content":"hi \u00e9"}],"stream":true,"anthropic_version":"old","max_tokens":5}"#;
+        let out = cloud_body(body, "bedrock-2023-05-31").unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"messages":[{"role":"user","content":"hi \u00e9"}],"max_tokens":5,"anthropic_version":"bedrock-2023-05-31"}"#
+        );
+        assert!(cloud_body(b"[1]", "v").is_err());
     }
 
     #[test]

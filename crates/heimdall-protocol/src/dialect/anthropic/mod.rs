@@ -7,7 +7,7 @@ mod wire;
 
 use bytes::BytesMut;
 
-pub use head::{replace_model, vertex_body};
+pub use head::{cloud_body, replace_model, vertex_body};
 pub use tap::AnthropicUsageTap;
 pub use wire::error_body;
 
