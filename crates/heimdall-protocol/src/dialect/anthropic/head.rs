@@ -158,23 +158,12 @@ fn rewrite_members<'v>(
 /// on Bedrock): `model` and `stream` (the URL says both) removed, `anthropic_version` set to
 /// `version`, every other member kept byte for byte and in order.
 pub fn cloud_body(body: &[u8], version: &str) -> Result<Vec<u8>, TranslateError> {
-    let members = serde_json::from_slice::<Members<'_>>(body)
-        .map_err(|e| TranslateError::invalid("", format!("Request body is not valid JSON: {e}")))?;
-    let mut out = Vec::with_capacity(body.len() + version.len() + 24);
-    out.push(b'{');
-    for (key, value) in &members.0 {
-        if matches!(key.as_ref(), "model" | "stream" | "anthropic_version") {
-            continue;
-        }
-        out.extend_from_slice(&serde_json::to_vec(key.as_ref()).unwrap_or_default());
-        out.push(b':');
-        out.extend_from_slice(value.get().as_bytes());
-        out.push(b',');
-    }
-    out.extend_from_slice(b"\"anthropic_version\":");
-    out.extend_from_slice(&serde_json::to_vec(version).unwrap_or_default());
-    out.push(b'}');
-    Ok(out)
+    let version = json_string(version);
+    rewrite_members(
+        body,
+        |key| matches!(key, "model" | "stream" | "anthropic_version").then_some(None),
+        Some(("anthropic_version", &version)),
+    )
 }
 
 /// The members of a JSON object in document order, values left raw.
