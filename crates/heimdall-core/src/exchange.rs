@@ -260,7 +260,8 @@ impl Gateway {
         .await?;
         guard.record.key_name = Some(answer.key.name.clone());
         check_answer_shape(&answer, head.stream, t.dialect)?;
-        let rctx = ResponseContext {
+        // Only a translated answer needs a message id and the client's model name.
+        let rctx = || ResponseContext {
             message_id: ids::message_id(rand::rng().random()),
             model: head.model.to_string(),
         };
@@ -270,13 +271,16 @@ impl Gateway {
                     tap: t.dialect.usage_tap(),
                     encoder: front.stream_encoder(&ctx.request_id),
                 },
-                Some(codec) => Mode::Translate {
-                    decoder: codec.stream_decoder(&rctx),
-                    assembler: Box::new(Assembler::new(
-                        rctx,
-                        front.stream_encoder(&ctx.request_id),
-                    )),
-                },
+                Some(codec) => {
+                    let rctx = rctx();
+                    Mode::Translate {
+                        decoder: codec.stream_decoder(&rctx),
+                        assembler: Box::new(Assembler::new(
+                            rctx,
+                            front.stream_encoder(&ctx.request_id),
+                        )),
+                    }
+                }
             };
             return Ok(Exchanged::Stream(Box::new(StreamParts {
                 secret: answer.key.value.expose().to_owned(),
@@ -300,7 +304,7 @@ impl Gateway {
                 Ok(Exchanged::Json(bytes))
             }
             Some(codec) => {
-                let response = codec.decode_response(&bytes, &rctx).map_err(|e| {
+                let response = codec.decode_response(&bytes, &rctx()).map_err(|e| {
                     let mut err = GatewayError::from(e);
                     err.message = format!(
                         "{provider_name} answered in a way Heimdall could not read: {}",

@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
+use crate::edge::RequestId;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, OriginalUri, Path, Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
@@ -14,10 +14,6 @@ use heimdall_core::{Gateway, GatewayError, ModelsQuery, Reply, RequestContext};
 use heimdall_protocol::dialect::FrontDoor;
 use heimdall_protocol::dialect::anthropic::Anthropic;
 use heimdall_protocol::error::ErrorType;
-
-/// The request id of the current request, set by [`request_id`] before any handler runs.
-#[derive(Clone)]
-struct RequestId(String);
 
 /// The front door of the `/anthropic` routes.
 static ANTHROPIC: Anthropic = Anthropic;
@@ -38,72 +34,16 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
     with_edge_layers(app)
 }
 
-/// What every route gets: a request id, Anthropic-shaped 500s for panics, Anthropic-shaped
-/// bodies for the framework's own error answers, and no framework body limit (bodies are read
-/// by `read_body` against the configured limit, answering 413 in Anthropic's shape; axum's own
-/// limit would answer in plain text).
+/// What every route gets: Anthropic-shaped 500s for panics, and no framework body limit
+/// (bodies are read by `read_body` against the configured limit, answering 413 in Anthropic's
+/// shape; axum's own limit would answer in plain text). Request ids and the shape of the
+/// framework's own error answers are the edge's (`edge::service`).
 fn with_edge_layers(app: Router) -> Router {
     app.layer(DefaultBodyLimit::disable())
         // A bug must cost one request an Anthropic-shaped 500, never the connection.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
         ))
-        .layer(middleware::from_fn(request_id))
-        .layer(middleware::from_fn(shape_framework_errors))
-}
-
-/// Rewrites error answers that axum produced itself (a 405 on a route without our fallback,
-/// an extractor's plain-text rejection) into Anthropic's shape; ours are JSON already.
-/// Outside `request_id`, so it reads the id from the response instead of cloning it for
-/// every request.
-async fn shape_framework_errors(req: Request, next: Next) -> Response {
-    let method = req.method().clone();
-    let res = next.run(req).await;
-    let status = res.status();
-    let is_json = res
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
-        return res;
-    }
-    let (parts, body) = res.into_parts();
-    let message = if status == StatusCode::METHOD_NOT_ALLOWED {
-        // axum adds the `allow` header after the layers.
-        format!("method {method} is not allowed here")
-    } else {
-        // Rejection texts are short; a longer body is not one of them.
-        let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
-        match std::str::from_utf8(&text).map(str::trim) {
-            Ok(t) if !t.is_empty() => t.to_owned(),
-            _ => status.canonical_reason().unwrap_or("error").to_owned(),
-        }
-    };
-    let request_id = parts
-        .headers
-        .get("request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let err = GatewayError {
-        status: status.as_u16(),
-        ..GatewayError::new(ErrorType::from_status(status.as_u16()), message)
-    };
-    let mut shaped = error_response(&ANTHROPIC, &err, request_id);
-    if let Some(v) = parts.headers.get("request-id") {
-        shaped.headers_mut().insert("request-id", v.clone());
-    }
-    shaped
-}
-
-/// Gives every request an id and every response a `request-id` header.
-async fn request_id(mut req: Request, next: Next) -> Response {
-    let id = Gateway::new_request_id();
-    req.extensions_mut().insert(RequestId(id.clone()));
-    let mut res = next.run(req).await;
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        res.headers_mut().insert("request-id", v);
-    }
-    res
 }
 
 /// An error in the front door's shape, or, on the pass-through path, the upstream's own
@@ -125,8 +65,8 @@ fn error_response(front: &dyn FrontDoor, err: &GatewayError, request_id: &str) -
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("a request handler panicked");
-    // The request id is only in the outer layer's header: the panicking handler took the
-    // request with it.
+    // The request id is only in the edge's header: the panicking handler took the request
+    // with it.
     let body = heimdall_protocol::dialect::anthropic::error_body(
         ErrorType::ApiError,
         "internal error in the gateway",
@@ -210,22 +150,27 @@ fn find_cause<'a, T: std::error::Error + 'static>(
     None
 }
 
-/// What core needs to know about a request on the `/anthropic` surface.
-fn context(headers: &HeaderMap, rid: &RequestId) -> Arc<RequestContext> {
-    Arc::new(RequestContext::from_headers(
-        rid.0.clone(),
+/// What core needs to know about a request on the `/anthropic` surface, and its body. The
+/// request is taken apart rather than its headers extracted: that would copy them.
+fn context(req: Request) -> (Arc<RequestContext>, Body) {
+    let (mut parts, body) = req.into_parts();
+    let ctx = RequestContext::from_headers(
+        request_id(&mut parts.extensions),
         &ANTHROPIC,
-        headers,
-    ))
+        &parts.headers,
+    );
+    (Arc::new(ctx), body)
 }
 
-async fn messages(
-    State(gateway): State<Arc<Gateway>>,
-    axum::Extension(rid): axum::Extension<RequestId>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let ctx = context(&headers, &rid);
+/// The id the edge gave this request (a fresh one when served without the edge).
+fn request_id(extensions: &mut http::Extensions) -> String {
+    extensions
+        .remove::<RequestId>()
+        .map_or_else(Gateway::new_request_id, |id| id.0)
+}
+
+async fn messages(State(gateway): State<Arc<Gateway>>, req: Request) -> Response {
+    let (ctx, body) = context(req);
     let result = match read_body(&gateway, body).await {
         Ok(body) => gateway.messages(Arc::clone(&ctx), body).await,
         Err(e) => Err(e),
@@ -240,17 +185,12 @@ async fn messages(
             Body::from_stream(stream),
         )
             .into_response(),
-        Err(e) => error_response(ctx.front_door, &e, &rid.0),
+        Err(e) => error_response(ctx.front_door, &e, &ctx.request_id),
     }
 }
 
-async fn count_tokens(
-    State(gateway): State<Arc<Gateway>>,
-    axum::Extension(rid): axum::Extension<RequestId>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let ctx = context(&headers, &rid);
+async fn count_tokens(State(gateway): State<Arc<Gateway>>, req: Request) -> Response {
+    let (ctx, body) = context(req);
     let result = match read_body(&gateway, body).await {
         Ok(body) => gateway.count_tokens(Arc::clone(&ctx), body).await,
         Err(e) => Err(e),
@@ -268,11 +208,10 @@ fn json_or_error(ctx: &RequestContext, result: Result<Bytes, GatewayError>) -> R
 
 async fn list_models(
     State(gateway): State<Arc<Gateway>>,
-    axum::Extension(rid): axum::Extension<RequestId>,
-    headers: HeaderMap,
     query: Result<Query<ModelsQuery>, axum::extract::rejection::QueryRejection>,
+    req: Request,
 ) -> Response {
-    let ctx = context(&headers, &rid);
+    let (ctx, _) = context(req);
     let result = match query {
         Ok(Query(q)) => gateway.list_models(&ctx, &q).await,
         Err(e) => Err(GatewayError::invalid_request(e.body_text())),
@@ -282,11 +221,10 @@ async fn list_models(
 
 async fn get_model(
     State(gateway): State<Arc<Gateway>>,
-    axum::Extension(rid): axum::Extension<RequestId>,
-    headers: HeaderMap,
     Path(id): Path<String>,
+    req: Request,
 ) -> Response {
-    let ctx = context(&headers, &rid);
+    let (ctx, _) = context(req);
     json_or_error(&ctx, gateway.get_model(&ctx, &id).await)
 }
 
@@ -298,11 +236,10 @@ async fn health() -> Response {
 /// the client sent it, `/anthropic` prefix included (`nest` strips it from `uri()`).
 async fn not_found(
     State(gateway): State<Arc<Gateway>>,
-    axum::Extension(rid): axum::Extension<RequestId>,
     OriginalUri(uri): OriginalUri,
     req: Request,
 ) -> Response {
-    refuse_route(&gateway, &rid, &uri, req, |method, path| {
+    refuse_route(&gateway, &uri, req, |method, path| {
         GatewayError::not_found(format!("no route for {method} {path}"))
     })
     .await
@@ -310,11 +247,10 @@ async fn not_found(
 
 async fn method_not_allowed(
     State(gateway): State<Arc<Gateway>>,
-    axum::Extension(rid): axum::Extension<RequestId>,
     OriginalUri(uri): OriginalUri,
     req: Request,
 ) -> Response {
-    refuse_route(&gateway, &rid, &uri, req, |method, path| GatewayError {
+    refuse_route(&gateway, &uri, req, |method, path| GatewayError {
         status: 405,
         ..GatewayError::invalid_request(format!("method {method} is not allowed on {path}"))
     })
@@ -325,17 +261,16 @@ async fn method_not_allowed(
 /// the path the client used.
 async fn refuse_route(
     gateway: &Gateway,
-    rid: &RequestId,
     uri: &axum::http::Uri,
     req: Request,
     refusal: impl FnOnce(&axum::http::Method, &str) -> GatewayError,
 ) -> Response {
-    let method = req.method().clone();
-    let err = match discard_body(gateway, req.into_body()).await {
-        Ok(()) => refusal(&method, uri.path()),
+    let (mut parts, body) = req.into_parts();
+    let err = match discard_body(gateway, body).await {
+        Ok(()) => refusal(&parts.method, uri.path()),
         Err(e) => e,
     };
-    error_response(&ANTHROPIC, &err, &rid.0)
+    error_response(&ANTHROPIC, &err, &request_id(&mut parts.extensions))
 }
 
 #[cfg(test)]
@@ -343,14 +278,19 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_panicking_handler_answers_an_anthropic_500() {
+    async fn a_panicking_handler_answers_an_anthropic_500_with_the_edge_request_id() {
+        use clap::Parser;
         async fn boom() -> Response {
             panic!("bug")
         }
         let app = with_edge_layers(Router::new().route("/boom", get(boom)));
+        let gateway =
+            Arc::new(Gateway::new(heimdall_core::config::Config::from_env(&|_| None)).unwrap());
+        let edge = crate::run::edge_config(&crate::cli::Cli::parse_from(["heimdall"]));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(crate::edge::serve(listener, app, gateway, edge, stop_rx));
         let res = heimdall_testkit::http_client()
             .get(format!("http://{addr}/boom"))
             .send()

@@ -125,7 +125,7 @@ pub async fn serve(cli: Cli, config: Config) -> anyhow::Result<Stopped> {
     Ok(stopped)
 }
 
-fn edge_config(cli: &Cli) -> EdgeConfig {
+pub(crate) fn edge_config(cli: &Cli) -> EdgeConfig {
     EdgeConfig {
         header_read_timeout: cli.header_read_timeout_seconds,
         body_read_timeout: cli.body_read_timeout_seconds,

@@ -6,13 +6,16 @@
 //! request (idle timeout). The header timeout starts at accept and, on a kept-alive HTTP/1.1
 //! connection, at the first byte of the next request: an idle client gets the idle timeout, a
 //! client that started a request and stalls gets the short one.
+//!
+//! Phase changes only write the phase (several per request, on the hot path); the watchdog
+//! never needs waking for them. Every deadline lies at least `check_interval` after the change
+//! that set it, so a watchdog that looks again no later than that interval after each look
+//! (`next_check`) sees every deadline on time.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::Notify;
-use tokio::sync::futures::Notified;
 use tokio::time::Instant;
 
 #[derive(Debug, Clone, Copy)]
@@ -36,7 +39,6 @@ pub(crate) enum Expired {
 
 pub(crate) struct ConnState {
     phase: Mutex<Phase>,
-    changed: Notify,
     header_timeout: Duration,
     idle_timeout: Duration,
     http2: AtomicBool,
@@ -50,7 +52,6 @@ impl ConnState {
     pub(crate) fn new(header_timeout: Duration, idle_timeout: Duration) -> Self {
         Self {
             phase: Mutex::new(Phase::Head(Instant::now() + header_timeout)),
-            changed: Notify::new(),
             header_timeout,
             idle_timeout,
             http2: AtomicBool::new(false),
@@ -76,7 +77,6 @@ impl ConnState {
             Phase::Busy(n) => Phase::Busy(n + 1),
             _ => Phase::Busy(1),
         };
-        // No wake-up needed: a watchdog sleeping on an older deadline finds no deadline now.
         ActiveGuard(self.clone())
     }
 
@@ -86,10 +86,7 @@ impl ConnState {
             Phase::Busy(n) if n > 1 => Phase::Busy(n - 1),
             // HTTP/1.1 goes idle once the response is flushed (see `io_flushed`).
             _ if !self.is_http2() => Phase::Flushing,
-            _ => {
-                self.changed.notify_one();
-                Phase::Idle(Instant::now() + self.idle_timeout)
-            }
+            _ => Phase::Idle(Instant::now() + self.idle_timeout),
         };
     }
 
@@ -101,7 +98,6 @@ impl ConnState {
         let mut phase = self.phase();
         if let Phase::Idle(_) = *phase {
             *phase = Phase::Head(Instant::now() + self.header_timeout);
-            self.changed.notify_one();
         }
     }
 
@@ -110,7 +106,6 @@ impl ConnState {
         let mut phase = self.phase();
         if let Phase::Flushing = *phase {
             *phase = Phase::Idle(Instant::now() + self.idle_timeout);
-            self.changed.notify_one();
         }
     }
 
@@ -135,9 +130,14 @@ impl ConnState {
         }
     }
 
-    /// Resolves when the deadline may have moved.
-    pub(crate) fn changed(&self) -> Notified<'_> {
-        self.changed.notified()
+    /// When the watchdog must look again, at the latest: the current deadline, or one check
+    /// interval from `now` if that comes first (a phase change may set a deadline meanwhile,
+    /// never nearer than that).
+    pub(crate) fn next_check(&self, now: Instant) -> Instant {
+        let interval = self.header_timeout.min(self.idle_timeout);
+        let soonest_new = now + interval;
+        self.deadline()
+            .map_or(soonest_new, |at| at.min(soonest_new))
     }
 
     pub(crate) fn is_http2(&self) -> bool {
@@ -213,6 +213,37 @@ mod tests {
         );
         assert_eq!(s.expired(read + HEADER / 2), None);
         assert_eq!(s.expired(Instant::now() + HEADER), Some(Expired::Head));
+    }
+
+    #[test]
+    fn the_watchdog_looks_again_before_any_deadline_a_phase_change_could_set() {
+        let s = Arc::new(ConnState::new(HEADER, IDLE));
+        let now = Instant::now();
+        assert_eq!(
+            s.next_check(now),
+            s.deadline().unwrap(),
+            "the header deadline"
+        );
+        let guard = s.request_started(false, false);
+        assert_eq!(s.next_check(now), now + HEADER, "busy: one interval ahead");
+        drop(guard);
+        s.io_flushed();
+        assert_eq!(
+            s.next_check(now),
+            now + HEADER,
+            "idle deadline is further off than the interval"
+        );
+        let short_idle = Arc::new(ConnState::new(IDLE, HEADER));
+        let guard = short_idle.request_started(false, false);
+        drop(guard);
+        short_idle.io_flushed();
+        assert_eq!(short_idle.next_check(now), now + HEADER);
+        let later = Instant::now() + IDLE;
+        assert_eq!(
+            short_idle.next_check(later),
+            short_idle.deadline().unwrap(),
+            "a deadline nearer than the interval is looked at on time"
+        );
     }
 
     #[test]

@@ -25,7 +25,7 @@ use bytes::Bytes;
 use heimdall_core::Gateway;
 use heimdall_protocol::dialect::anthropic::error_body as anthropic_error_body;
 use heimdall_protocol::error::ErrorType;
-use http::{HeaderValue, StatusCode, header};
+use http::{StatusCode, header};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
@@ -33,7 +33,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
-pub(crate) use service::BodyTimeout;
+pub(crate) use service::{BodyTimeout, RequestId};
 
 use conn::{ConnState, Expired};
 use io::EdgeIo;
@@ -201,25 +201,13 @@ async fn connection(
     let mut closing = false;
     // Once a graceful close has started, the connection gets this long to finish it.
     let mut hard_deadline: Option<Instant> = None;
-    // Created once and re-armed in place: the phase changes several times per request, and a
-    // fresh timer and watch wait each time cost more than the request's own work.
+    // Created once; the timer is re-armed only when it fires (see `ConnState::next_check`),
+    // so serving a request never touches the timer wheel or wakes this task.
     let stop_wait = stop.wait_for(|s| *s);
     tokio::pin!(stop_wait);
-    let sleep = tokio::time::sleep_until(Instant::now());
-    tokio::pin!(sleep);
-    let mut armed: Option<Instant> = None;
+    let check = tokio::time::sleep_until(state.next_check(Instant::now()));
+    tokio::pin!(check);
     loop {
-        let deadline = match (state.deadline(), hard_deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        if deadline != armed {
-            if let Some(at) = deadline {
-                sleep.as_mut().reset(at);
-            }
-            armed = deadline;
-        }
-        let changed = state.changed();
         tokio::select! {
             biased;
             result = conn.as_mut() => {
@@ -232,9 +220,7 @@ async fn connection(
                 closing = true;
                 conn.as_mut().graceful_shutdown();
             }
-            _ = changed => {}
-            () = &mut sleep, if armed.is_some() => {
-                armed = None;
+            () = &mut check => {
                 let now = Instant::now();
                 if hard_deadline.is_some_and(|at| at <= now) {
                     tracing::debug!("client connection did not close in time; dropping it");
@@ -255,25 +241,27 @@ async fn connection(
                     }
                     None => {}
                 }
+                let next = state.next_check(now);
+                check.as_mut().reset(hard_deadline.map_or(next, |at| at.min(next)));
             }
         }
     }
 }
 
-/// An Anthropic error answer with a fresh request id, for requests refused before the router.
-fn error_response(status: StatusCode, message: &str) -> Response {
-    let id = Gateway::new_request_id();
-    let body = anthropic_error_body(ErrorType::from_status(status.as_u16()), message, Some(&id));
-    let mut res = (
+/// An Anthropic error answer for requests refused before the router and for the framework's
+/// own error answers (the `request-id` header is added with every answer's).
+fn error_response(status: StatusCode, message: &str, request_id: &str) -> Response {
+    let body = anthropic_error_body(
+        ErrorType::from_status(status.as_u16()),
+        message,
+        Some(request_id),
+    );
+    (
         status,
         [(header::CONTENT_TYPE, "application/json")],
         Body::from(body),
     )
-        .into_response();
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        res.headers_mut().insert("request-id", v);
-    }
-    res
+        .into_response()
 }
 
 /// The same answer as raw HTTP/1.1 bytes, to replace hyper's own bare error answers.

@@ -1,6 +1,9 @@
-//! The per-connection service in front of the router: refuses what must not reach it (URI too
-//! long, declared body too large), puts a deadline on the request body, and tracks requests in
-//! flight for the connection's timeouts.
+//! The per-connection service in front of the router: gives every request its id (a
+//! `RequestId` extension, and the `request-id` header of every answer), refuses what must not
+//! reach the router (URI too long, declared body too large), puts a deadline on the request
+//! body, gives the framework's own error answers Anthropic's shape, and tracks requests in
+//! flight for the connection's timeouts. Done here rather than in tower layers: each layer
+//! would box and clone per request.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -15,7 +18,7 @@ use axum::response::Response;
 use axum::routing::future::RouteFuture;
 use bytes::Bytes;
 use heimdall_core::Gateway;
-use http::{HeaderValue, Request, StatusCode, Version, header};
+use http::{HeaderValue, Method, Request, StatusCode, Version, header};
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use tokio::time::{Instant, Sleep};
 
@@ -31,9 +34,13 @@ pub(crate) struct EdgeService {
     pub(crate) max_uri_bytes: usize,
 }
 
+/// The id of the request being served, set before the router runs.
+#[derive(Clone)]
+pub(crate) struct RequestId(pub(crate) String);
+
 impl EdgeService {
     /// The answer for a request that must not reach the router, if this is one.
-    fn refusal(&self, req: &Request<Incoming>) -> Option<Response> {
+    fn refusal(&self, req: &Request<Incoming>, request_id: &str) -> Option<Response> {
         let uri_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
         if uri_len > self.max_uri_bytes {
             return Some(super::error_response(
@@ -42,6 +49,7 @@ impl EdgeService {
                     "the request URI is {uri_len} bytes long; the limit is {}",
                     self.max_uri_bytes
                 ),
+                request_id,
             ));
         }
         // A declared length over the limit is refused before a byte of the body is read, and
@@ -52,6 +60,7 @@ impl EdgeService {
             return Some(super::error_response(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 &format!("request body of {len} bytes exceeds the {limit}-byte limit"),
+                request_id,
             ));
         }
         None
@@ -68,13 +77,16 @@ impl hyper::service::Service<Request<Incoming>> for EdgeService {
         let guard = self
             .conn
             .request_started(http2, !req.body().is_end_stream());
-        let stage = match self.refusal(&req) {
+        let request_id = Gateway::new_request_id();
+        let id_header = HeaderValue::from_str(&request_id).ok();
+        let method = req.method().clone();
+        let stage = match self.refusal(&req, &request_id) {
             Some(res) => Stage::Refused { res },
             None => {
                 let body_conn = (!http2).then(|| self.conn.clone());
                 let deadline = Instant::now() + self.body_timeout;
                 let timeout = self.body_timeout;
-                let req = req.map(|body| {
+                let mut req = req.map(|body| {
                     Body::new(DeadlineBody {
                         inner: body,
                         deadline,
@@ -83,6 +95,7 @@ impl hyper::service::Service<Request<Incoming>> for EdgeService {
                         conn: body_conn,
                     })
                 });
+                req.extensions_mut().insert(RequestId(request_id));
                 // The router is an `Arc`; the clone is how tower services are called by
                 // shared reference (hyper-util's own adapter does the same).
                 let mut app = self.app.clone();
@@ -96,6 +109,8 @@ impl hyper::service::Service<Request<Incoming>> for EdgeService {
             conn: self.conn.clone(),
             http2,
             guard: Some(guard),
+            method,
+            id_header,
         }
     }
 }
@@ -107,6 +122,8 @@ pin_project_lite::pin_project! {
         conn: Arc<ConnState>,
         http2: bool,
         guard: Option<ActiveGuard>,
+        method: Method,
+        id_header: Option<HeaderValue>,
     }
 }
 
@@ -115,6 +132,8 @@ pin_project_lite::pin_project! {
     enum Stage {
         Route { #[pin] fut: RouteFuture<Infallible> },
         Refused { res: Response },
+        /// Rewriting a framework error answer (rare: it reads the answer's text body).
+        Shaping { fut: Pin<Box<dyn Future<Output = Response> + Send>> },
     }
 }
 
@@ -122,14 +141,32 @@ impl Future for EdgeFuture {
     type Output = Result<Response<GuardedBody>, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let mut res = match this.stage.project() {
-            StageProj::Route { fut } => match ready!(fut.poll(cx)) {
-                Ok(res) => res,
-                Err(never) => match never {},
-            },
-            StageProj::Refused { res } => std::mem::take(res),
+        let mut this = self.project();
+        let mut res = loop {
+            match this.stage.as_mut().project() {
+                StageProj::Route { fut } => {
+                    let res = match ready!(fut.poll(cx)) {
+                        Ok(res) => res,
+                        Err(never) => match never {},
+                    };
+                    if !is_framework_error(&res) {
+                        break res;
+                    }
+                    let id = this.id_header.as_ref().and_then(|v| v.to_str().ok());
+                    let fut = Box::pin(shape_framework_error(
+                        res,
+                        this.method.clone(),
+                        id.unwrap_or_default().to_owned(),
+                    ));
+                    this.stage.set(Stage::Shaping { fut });
+                }
+                StageProj::Refused { res } => break std::mem::take(res),
+                StageProj::Shaping { fut } => break ready!(fut.as_mut().poll(cx)),
+            }
         };
+        if let Some(id) = this.id_header.take() {
+            res.headers_mut().insert("request-id", id);
+        }
         // An HTTP/1.1 answer sent before its request body was read closes the connection:
         // the unread rest cannot be told apart from a next request. Say so, and drain.
         if !*this.http2 && this.conn.body_open() {
@@ -142,6 +179,41 @@ impl Future for EdgeFuture {
             _guard: this.guard.take(),
         })))
     }
+}
+
+/// An error answer axum produced itself (a 405 on a route without our fallback, an
+/// extractor's plain-text rejection); ours are JSON already.
+fn is_framework_error(res: &Response) -> bool {
+    let status = res.status();
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    (status.is_client_error() || status.is_server_error()) && !is_json
+}
+
+/// The framework error answer `res` in Anthropic's shape, its text as the message.
+async fn shape_framework_error(res: Response, method: Method, request_id: String) -> Response {
+    let (parts, body) = res.into_parts();
+    let status = parts.status;
+    let message = if status == StatusCode::METHOD_NOT_ALLOWED {
+        format!("method {method} is not allowed here")
+    } else {
+        // Rejection texts are short; a longer body is not one of them.
+        let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+        match std::str::from_utf8(&text).map(str::trim) {
+            Ok(t) if !t.is_empty() => t.to_owned(),
+            _ => status.canonical_reason().unwrap_or("error").to_owned(),
+        }
+    };
+    let mut shaped = super::error_response(status, &message, &request_id);
+    // `allow` on a 405, `retry-after` and the like stay.
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            shaped.headers_mut().insert(name, value.clone());
+        }
+    }
+    shaped
 }
 
 /// The response body; the request counts as in flight until it is dropped.
