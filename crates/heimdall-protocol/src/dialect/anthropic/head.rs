@@ -46,7 +46,15 @@ fn parse(body: &[u8], endpoint: Endpoint) -> Result<RequestHead<'_>, HeadError> 
             message: "Request body must be a JSON object".into(),
         });
     }
-    let de = &mut serde_json::Deserializer::from_slice(body);
+    // Checked whole, up front: the fields skipped below are not otherwise looked at, and a
+    // pass-through upstream would get them as they are (`rewrite_model` refuses them too).
+    let text = std::str::from_utf8(body).map_err(|e| HeadError {
+        message: format!(
+            "Request body is not valid JSON: invalid UTF-8 at byte {}",
+            e.valid_up_to()
+        ),
+    })?;
+    let de = &mut serde_json::Deserializer::from_str(text);
     let peek: Peek<'_> = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
@@ -195,6 +203,19 @@ mod tests {
 
     fn err(body: &str, ep: Endpoint) -> String {
         parse(body.as_bytes(), ep).err().unwrap().message
+    }
+
+    #[test]
+    fn invalid_utf8_in_a_field_the_peek_skips_is_refused() {
+        // The fuzzer's finding (fuzz/regressions/anthropic_request/).
+        let body = include_bytes!(
+            "../../../../../fuzz/regressions/anthropic_request/peek-accepts-invalid-utf8-in-unknown-field.json"
+        );
+        let message = parse(body, Endpoint::Messages).err().unwrap().message;
+        assert_eq!(
+            message,
+            "Request body is not valid JSON: invalid UTF-8 at byte 47"
+        );
     }
 
     #[test]
