@@ -12,6 +12,7 @@ pub mod bedrock;
 pub mod gemini;
 pub mod ollama;
 pub mod openai_chat;
+mod text;
 
 use std::borrow::Cow;
 

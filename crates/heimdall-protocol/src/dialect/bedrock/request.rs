@@ -8,6 +8,7 @@ use crate::canonical::{
     ThinkingConfig, ToolChoice,
 };
 use crate::dialect::TranslateError;
+use crate::dialect::text::{UserBlock, assistant_block_error, is_blank, user_block};
 use crate::ids;
 
 /// Converse rejects a conversation whose first turn is not the user's.
@@ -255,34 +256,13 @@ impl Encoder {
         path: &str,
         out: &mut Vec<Value>,
     ) -> Result<(), TranslateError> {
-        match block {
-            ContentBlockParam::Text { text } => push_text(out, text),
-            ContentBlockParam::Image { source } => out.push(image(source, path)?),
-            ContentBlockParam::Document { source, title } => {
-                self.document(source, title.as_deref(), path, out)?;
+        match user_block(block, path)? {
+            Some(UserBlock::Text(text)) => push_text(out, text),
+            Some(UserBlock::Image(source)) => out.push(image(source, path)?),
+            Some(UserBlock::Document { source, title }) => {
+                self.document(source, title, path, out)?;
             }
-            // Only the provider that produced thinking can use it, and only in its own turn.
-            ContentBlockParam::Thinking { .. } | ContentBlockParam::RedactedThinking => {}
-            ContentBlockParam::ToolUse { .. } => {
-                return Err(TranslateError::invalid(
-                    path,
-                    "tool_use blocks are only allowed in assistant messages",
-                ));
-            }
-            ContentBlockParam::ToolResult { .. } => {
-                return Err(TranslateError::invalid(
-                    path,
-                    "tool_result blocks are only allowed at the top level of user messages",
-                ));
-            }
-            ContentBlockParam::Other { kind } => {
-                return Err(TranslateError::unsupported(
-                    path,
-                    format!(
-                        "content block type `{kind}` is not supported by this model's provider"
-                    ),
-                ));
-            }
+            None => {}
         }
         Ok(())
     }
@@ -362,12 +342,7 @@ impl Encoder {
                             }}})),
                         ContentBlockParam::Thinking { .. }
                         | ContentBlockParam::RedactedThinking => {}
-                        _ => {
-                            return Err(TranslateError::unsupported(
-                                format!("{base}.{j}"),
-                                "assistant messages to this model's provider may only hold text, thinking and tool calls",
-                            ));
-                        }
+                        other => return Err(assistant_block_error(other, format!("{base}.{j}"))),
                     }
                 }
             }
@@ -379,7 +354,7 @@ impl Encoder {
 
 /// Converse rejects blank text blocks.
 fn push_text(out: &mut Vec<Value>, text: &str) {
-    if !text.trim().is_empty() {
+    if !is_blank(text) {
         out.push(json!({ "text": text }));
     }
 }

@@ -12,12 +12,11 @@ use crate::canonical::{
     TextOrBlocks, ThinkingConfig, Tool, ToolChoice,
 };
 use crate::dialect::TranslateError;
+use crate::dialect::text::{JOIN, UserBlock, assistant_block_error, is_blank, user_block};
 use crate::ids;
 
 const USER: &str = "user";
 const MODEL: &str = "model";
-/// Separator when several text blocks of a tool result become one string.
-const JOIN: &str = "\n\n";
 
 /// [`request`], serialized.
 pub(super) fn request_body(req: &Request, call_ids: bool) -> Result<Vec<u8>, TranslateError> {
@@ -86,10 +85,6 @@ pub(super) fn request(
         tool_config,
         generation_config: generation_config(req),
     })
-}
-
-fn is_blank(s: &str) -> bool {
-    s.trim().is_empty()
 }
 
 /// `tool_use` id → tool name over the whole history: a `functionResponse` must name its function.
@@ -276,30 +271,7 @@ impl Encoder<'_> {
                     thought_signature: pending.take(),
                     ..Part::default()
                 }),
-                ContentBlockParam::ToolResult { .. } => {
-                    return Err(TranslateError::invalid(
-                        format!("{base}.{j}"),
-                        "tool_result blocks are only allowed in user messages",
-                    ));
-                }
-                ContentBlockParam::Image { .. } => {
-                    return Err(TranslateError::unsupported_block(
-                        format!("{base}.{j}"),
-                        "image",
-                    ));
-                }
-                ContentBlockParam::Document { .. } => {
-                    return Err(TranslateError::unsupported_block(
-                        format!("{base}.{j}"),
-                        "document",
-                    ));
-                }
-                ContentBlockParam::Other { kind } => {
-                    return Err(TranslateError::unsupported_block(
-                        format!("{base}.{j}"),
-                        kind,
-                    ));
-                }
+                other => return Err(assistant_block_error(other, format!("{base}.{j}"))),
             }
         }
         self.push(MODEL, parts);
@@ -348,30 +320,11 @@ fn user_parts(
     block: &ContentBlockParam,
     path: &str,
 ) -> Result<(), TranslateError> {
-    match block {
-        ContentBlockParam::Text { text } => {
-            if !is_blank(text) {
-                parts.push(Part::text(text));
-            }
-        }
-        ContentBlockParam::Image { source } => parts.push(image_part(source, path)?),
-        ContentBlockParam::Document { source, .. } => document_parts(parts, source, path)?,
-        ContentBlockParam::Thinking { .. } | ContentBlockParam::RedactedThinking => {}
-        ContentBlockParam::ToolUse { .. } => {
-            return Err(TranslateError::invalid(
-                path,
-                "tool_use blocks are only allowed in assistant messages",
-            ));
-        }
-        ContentBlockParam::ToolResult { .. } => {
-            return Err(TranslateError::invalid(
-                path,
-                "tool_result blocks are only allowed at the top level of user messages",
-            ));
-        }
-        ContentBlockParam::Other { kind } => {
-            return Err(TranslateError::unsupported_block(path, kind));
-        }
+    match user_block(block, path)? {
+        Some(UserBlock::Text(text)) => parts.push(Part::text(text)),
+        Some(UserBlock::Image(source)) => parts.push(image_part(source, path)?),
+        Some(UserBlock::Document { source, .. }) => document_parts(parts, source, path)?,
+        None => {}
     }
     Ok(())
 }

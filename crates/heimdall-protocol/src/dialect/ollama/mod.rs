@@ -5,6 +5,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::text::{
+    UserBlock, assistant_block_error, is_blank, join_texts, system_message_text,
+    system_prompt_text, user_block,
+};
 use super::{
     DialectId, ModelInfo, ResponseContext, StreamDecoder, TapVerdict, TranslateError,
     UpstreamCodec, UpstreamDialect, UsageTap,
@@ -20,8 +24,6 @@ use crate::ids;
 
 pub const DIALECT: DialectId = DialectId("ollama");
 
-/// Separator when several text blocks become one Ollama string.
-const JOIN: &str = "\n\n";
 /// Ollama tool messages have no error flag; the model must still see that the tool failed.
 const TOOL_ERROR_PREFIX: &str = "[tool error] ";
 
@@ -135,18 +137,18 @@ fn arguments_object(v: Value) -> Value {
 fn encode<'a>(req: &canonical::Request, model: &'a str) -> Result<ChatRequest<'a>, TranslateError> {
     let mut messages = Vec::with_capacity(req.messages.len() + 1);
     if let Some(system) = &req.system {
-        let text = match system {
-            TextOrBlocks::Text(s) => s.clone(),
-            TextOrBlocks::Blocks(b) => join(b.iter().map(|t| t.text.as_str())),
-        };
-        push_text(&mut messages, "system", text);
+        push_text(&mut messages, "system", system_prompt_text(system));
     }
     // Tool results name their tool; the id → name map comes from the assistant's calls.
     let mut tool_names: Vec<(String, String)> = Vec::new();
     for (i, m) in req.messages.iter().enumerate() {
         let base = format!("messages.{i}.content");
         match m.role {
-            Role::System => push_text(&mut messages, "system", plain_text(&m.content, &base)?),
+            Role::System => push_text(
+                &mut messages,
+                "system",
+                system_message_text(&m.content, &base)?,
+            ),
             Role::User => user_turn(&mut messages, &m.content, &base, &tool_names)?,
             Role::Assistant => assistant_turn(&mut messages, &m.content, &base, &mut tool_names)?,
         }
@@ -192,41 +194,13 @@ fn encode<'a>(req: &canonical::Request, model: &'a str) -> Result<ChatRequest<'a
     })
 }
 
-fn join<'a>(texts: impl Iterator<Item = &'a str>) -> String {
-    texts
-        .filter(|t| !t.trim().is_empty())
-        .collect::<Vec<_>>()
-        .join(JOIN)
-}
-
 fn push_text(out: &mut Vec<ChatMessage>, role: &'static str, text: String) {
-    if !text.trim().is_empty() {
+    if !is_blank(&text) {
         out.push(ChatMessage {
             role,
             content: text,
             ..ChatMessage::default()
         });
-    }
-}
-
-fn plain_text(content: &MessageContent, base: &str) -> Result<String, TranslateError> {
-    match content {
-        TextOrBlocks::Text(s) => Ok(s.clone()),
-        TextOrBlocks::Blocks(blocks) => {
-            let mut texts = Vec::new();
-            for (j, b) in blocks.iter().enumerate() {
-                match b {
-                    ContentBlockParam::Text { text } => texts.push(text.as_str()),
-                    _ => {
-                        return Err(TranslateError::invalid(
-                            format!("{base}.{j}"),
-                            "system messages may only contain text blocks",
-                        ));
-                    }
-                }
-            }
-            Ok(join(texts.into_iter()))
-        }
     }
 }
 
@@ -274,7 +248,7 @@ fn user_turn(
                     &mut result.images,
                 )?;
             }
-            let text = join(parts.iter().map(String::as_str));
+            let text = join_texts(parts.iter().map(String::as_str));
             result.content = if *is_error {
                 format!("{TOOL_ERROR_PREFIX}{text}")
             } else {
@@ -285,7 +259,7 @@ fn user_turn(
             collect_block(block, &path, &mut texts, &mut own.images)?;
         }
     }
-    own.content = join(texts.iter().map(String::as_str));
+    own.content = join_texts(texts.iter().map(String::as_str));
     if !own.content.is_empty() || !own.images.is_empty() {
         out.push(own);
     }
@@ -315,9 +289,9 @@ fn collect_block(
     texts: &mut Vec<String>,
     images: &mut Vec<String>,
 ) -> Result<(), TranslateError> {
-    match block {
-        ContentBlockParam::Text { text } => texts.push(text.clone()),
-        ContentBlockParam::Image { source } => match source {
+    match user_block(block, path)? {
+        Some(UserBlock::Text(text)) => texts.push(text.to_owned()),
+        Some(UserBlock::Image(source)) => match source {
             Source::Base64 { data, .. } => images.push(data.clone()),
             _ => {
                 return Err(TranslateError::unsupported(
@@ -326,7 +300,7 @@ fn collect_block(
                 ));
             }
         },
-        ContentBlockParam::Document { source, .. } => match source {
+        Some(UserBlock::Document { source, .. }) => match source {
             Source::Text { data, .. } => texts.push(data.clone()),
             Source::Content { content } => {
                 collect(content, &format!("{path}.source.content"), texts, images)?
@@ -338,26 +312,7 @@ fn collect_block(
                 ));
             }
         },
-        // Only the provider that produced thinking can use it.
-        ContentBlockParam::Thinking { .. } | ContentBlockParam::RedactedThinking => {}
-        ContentBlockParam::ToolUse { .. } => {
-            return Err(TranslateError::invalid(
-                path,
-                "tool_use blocks are only allowed in assistant messages",
-            ));
-        }
-        ContentBlockParam::ToolResult { .. } => {
-            return Err(TranslateError::invalid(
-                path,
-                "tool_result blocks are only allowed at the top level of user messages",
-            ));
-        }
-        ContentBlockParam::Other { kind } => {
-            return Err(TranslateError::unsupported(
-                path,
-                format!("content block type `{kind}` is not supported by this model's provider"),
-            ));
-        }
+        None => {}
     }
     Ok(())
 }
@@ -390,15 +345,10 @@ fn assistant_turn(
                 }));
             }
             ContentBlockParam::Thinking { .. } | ContentBlockParam::RedactedThinking => {}
-            _ => {
-                return Err(TranslateError::unsupported(
-                    format!("{base}.{j}"),
-                    "assistant messages to this model's provider may only hold text and tool calls",
-                ));
-            }
+            other => return Err(assistant_block_error(other, format!("{base}.{j}"))),
         }
     }
-    message.content = join(texts.into_iter());
+    message.content = join_texts(texts.into_iter());
     if !message.content.is_empty() || !message.tool_calls.is_empty() {
         out.push(message);
     }

@@ -4,12 +4,13 @@ use super::quirks::Quirks;
 use super::wire::{self as o, ChatMessage, ContentPart, FunctionType, UserContent};
 use crate::canonical::{
     ContentBlockParam, MessageContent, OutputFormat, Request, Role, SYNTHETIC_USER_TEXT, Source,
-    SystemPrompt, TextOrBlocks, ThinkingConfig, Tool, ToolChoice,
+    TextOrBlocks, ThinkingConfig, Tool, ToolChoice,
 };
 use crate::dialect::TranslateError;
-
-/// Separator when several text blocks become one OpenAI string.
-const JOIN: &str = "\n\n";
+use crate::dialect::text::{
+    JOIN, UserBlock, assistant_block_error, is_blank, join_texts, system_message_text,
+    system_prompt_text, user_block,
+};
 /// OpenAI tool messages have no error flag; the model must still see that the tool failed.
 const TOOL_ERROR_PREFIX: &str = "[tool error] ";
 
@@ -86,48 +87,10 @@ pub(super) fn request_body(
     serde_json::to_vec(&chat).map_err(|e| TranslateError::Internal(e.to_string()))
 }
 
-fn is_blank(s: &str) -> bool {
-    s.trim().is_empty()
-}
-
 fn push_system(out: &mut Vec<ChatMessage>, text: String) {
     if !is_blank(&text) {
         out.push(ChatMessage::System { content: text });
     }
-}
-
-fn system_prompt_text(system: &SystemPrompt) -> String {
-    match system {
-        TextOrBlocks::Text(s) => s.clone(),
-        TextOrBlocks::Blocks(blocks) => join_texts(blocks.iter().map(|b| b.text.as_str())),
-    }
-}
-
-fn join_texts<'a>(texts: impl Iterator<Item = &'a str>) -> String {
-    texts
-        .filter(|t| !is_blank(t))
-        .collect::<Vec<_>>()
-        .join(JOIN)
-}
-
-fn system_message_text(content: &MessageContent, base: &str) -> Result<String, TranslateError> {
-    let blocks = match content {
-        TextOrBlocks::Text(s) => return Ok(s.clone()),
-        TextOrBlocks::Blocks(blocks) => blocks,
-    };
-    let mut texts = Vec::with_capacity(blocks.len());
-    for (j, block) in blocks.iter().enumerate() {
-        match block {
-            ContentBlockParam::Text { text } => texts.push(text.as_str()),
-            _ => {
-                return Err(TranslateError::invalid(
-                    format!("{base}.{j}"),
-                    "system messages may only contain text blocks",
-                ));
-            }
-        }
-    }
-    Ok(join_texts(texts.into_iter()))
 }
 
 /// Tool results become `tool` messages ahead of the rest of the turn, because OpenAI requires
@@ -226,32 +189,15 @@ fn push_parts(
     block: &ContentBlockParam,
     path: &str,
 ) -> Result<(), TranslateError> {
-    match block {
-        ContentBlockParam::Text { text } => {
-            if !is_blank(text) {
-                parts.push(ContentPart::Text { text: text.clone() });
-            }
+    match user_block(block, path)? {
+        Some(UserBlock::Text(text)) => parts.push(ContentPart::Text {
+            text: text.to_owned(),
+        }),
+        Some(UserBlock::Image(source)) => parts.push(image_part(source, path)?),
+        Some(UserBlock::Document { source, title }) => {
+            document_parts(parts, source, title, path)?;
         }
-        ContentBlockParam::Image { source } => parts.push(image_part(source, path)?),
-        ContentBlockParam::Document { source, title } => {
-            document_parts(parts, source, title.as_deref(), path)?;
-        }
-        ContentBlockParam::Thinking { .. } | ContentBlockParam::RedactedThinking => {}
-        ContentBlockParam::ToolUse { .. } => {
-            return Err(TranslateError::invalid(
-                path,
-                "tool_use blocks are only allowed in assistant messages",
-            ));
-        }
-        ContentBlockParam::ToolResult { .. } => {
-            return Err(TranslateError::invalid(
-                path,
-                "tool_result blocks are only allowed at the top level of user messages",
-            ));
-        }
-        ContentBlockParam::Other { kind } => {
-            return Err(TranslateError::unsupported_block(path, kind));
-        }
+        None => {}
     }
     Ok(())
 }
@@ -354,30 +300,7 @@ fn push_assistant_turn(
                         });
                     }
                     ContentBlockParam::Thinking { .. } | ContentBlockParam::RedactedThinking => {}
-                    ContentBlockParam::ToolResult { .. } => {
-                        return Err(TranslateError::invalid(
-                            format!("{base}.{j}"),
-                            "tool_result blocks are only allowed in user messages",
-                        ));
-                    }
-                    ContentBlockParam::Image { .. } => {
-                        return Err(TranslateError::unsupported_block(
-                            format!("{base}.{j}"),
-                            "image",
-                        ));
-                    }
-                    ContentBlockParam::Document { .. } => {
-                        return Err(TranslateError::unsupported_block(
-                            format!("{base}.{j}"),
-                            "document",
-                        ));
-                    }
-                    ContentBlockParam::Other { kind } => {
-                        return Err(TranslateError::unsupported_block(
-                            format!("{base}.{j}"),
-                            kind,
-                        ));
-                    }
+                    other => return Err(assistant_block_error(other, format!("{base}.{j}"))),
                 }
             }
         }

@@ -4,6 +4,7 @@ use serde_json::Value;
 
 use super::wire::{self as o, ChatUsage};
 use crate::canonical::{ContentBlock, Response, StopReason, Usage};
+use crate::dialect::text::is_blank;
 use crate::dialect::{ResponseContext, TranslateError};
 use crate::{error, ids};
 
@@ -77,10 +78,6 @@ pub(super) fn response_from_openai(
             .map(usage_from_openai)
             .unwrap_or_default(),
     })
-}
-
-fn is_blank(s: &str) -> bool {
-    s.trim().is_empty()
 }
 
 /// Anthropic clients expect `input` to be an object; anything else (empty, truncated or
