@@ -10,11 +10,11 @@
 mod common;
 
 use bytes::BytesMut;
-use heimdall_protocol::canonical::{Assembler, Delta, Usage};
+use heimdall_protocol::canonical::{Assembler, Delta};
+use heimdall_protocol::dialect::FrontDoor;
 use heimdall_protocol::dialect::anthropic::Anthropic;
 use heimdall_protocol::dialect::gemini::Gemini;
 use heimdall_protocol::dialect::openai_chat::OpenAiChat;
-use heimdall_protocol::dialect::{FrontDoor, UpstreamCodec, UpstreamDialect};
 
 /// Each upstream dialect with stream goldens: the suffix of its transcripts and the dialect.
 const DIALECTS: [(&str, &dyn Upstream); 2] = [
@@ -22,85 +22,20 @@ const DIALECTS: [(&str, &dyn Upstream); 2] = [
     (".gemini.sse", &Gemini::API),
 ];
 
-/// A dialect with its codec, as the pump uses both.
-trait Upstream: UpstreamDialect + UpstreamCodec {}
-impl<T: UpstreamDialect + UpstreamCodec> Upstream for T {}
+use common::{REQUEST_ID, Upstream};
 use heimdall_protocol::error::ErrorType;
-
-const REQUEST_ID: &str = "req_01TestTestTestTestTestTe";
 
 fn assembler() -> Assembler {
     Assembler::new(common::ctx(), Anthropic.stream_encoder(REQUEST_ID))
-}
-
-/// Runs the pipeline the way the gateway's stream pump does.
-fn run(dialect: &dyn Upstream, wire: &[u8], chunk: usize) -> (String, Usage) {
-    let mut asm = assembler();
-    let mut framer = dialect.framer(1 << 20);
-    let mut decoder = dialect.stream_decoder(&common::ctx());
-    let mut out = BytesMut::new();
-    let mut deltas = Vec::new();
-    asm.start(&mut out);
-    'read: for piece in wire.chunks(chunk) {
-        framer.push(piece);
-        while let Some(frame) = framer.next_frame().unwrap() {
-            decoder.frame(&frame, &mut deltas);
-            for d in deltas.drain(..) {
-                asm.push(d, &mut out);
-            }
-            if asm.is_done() {
-                break 'read;
-            }
-        }
-    }
-    if !asm.is_done() {
-        if let Some(frame) = framer.finish() {
-            decoder.frame(&frame, &mut deltas);
-        }
-        decoder.end(&mut deltas);
-        for d in deltas.drain(..) {
-            asm.push(d, &mut out);
-        }
-        asm.finish(&mut out);
-    }
-    assert!(asm.is_done());
-    (String::from_utf8(out.to_vec()).unwrap(), asm.usage())
 }
 
 #[test]
 fn stream_goldens() {
     for (suffix, dialect) in DIALECTS {
         for (stem, input) in common::inputs("streams", suffix) {
-            check(dialect, &stem, &std::fs::read(&input).unwrap());
+            common::check_stream("streams", &stem, dialect, &std::fs::read(&input).unwrap());
         }
     }
-}
-
-fn check(dialect: &dyn Upstream, stem: &str, wire: &[u8]) {
-    let (text, usage) = run(dialect, wire, wire.len());
-    let events = common::assert_grammar(&text);
-    for chunk in [1, 7, 64] {
-        assert_eq!(
-            run(dialect, wire, chunk),
-            (text.clone(), usage),
-            "{stem}: chunk size {chunk}"
-        );
-    }
-    // The usage the gateway accounts is the one reported to the client.
-    if let Some(delta) = events.iter().find(|e| e.name == "message_delta") {
-        assert_eq!(
-            delta.data["usage"]["output_tokens"], usage.output_tokens,
-            "{stem}"
-        );
-        assert_eq!(
-            delta.data["usage"]["input_tokens"], usage.input_tokens,
-            "{stem}"
-        );
-    }
-    common::check_text(
-        &common::fixtures("streams").join(format!("{stem}.anthropic.sse")),
-        &text,
-    );
 }
 
 #[test]
