@@ -254,19 +254,12 @@ async fn claude_passes_through_invoke() {
 
     // Bedrock cannot count Claude's tokens in Anthropic's shape: a local estimate, no call.
     let before = mock.requests().len();
-    let count: Value = heimdall_testkit::http_client()
-        .post(format!(
-            "{}/anthropic/v1/messages/count_tokens",
-            gw.base_url()
-        ))
-        .json(&json!({"model": model, "messages": user("one two three four")}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(count["input_tokens"].as_u64().unwrap() >= 4, "{count}");
+    let count = count_tokens(
+        gw.base_url(),
+        &json!({"model": model, "messages": user("one two three four")}),
+    )
+    .await;
+    assert!(count >= 4, "{count}");
     assert_eq!(mock.requests().len(), before);
 }
 
@@ -348,17 +341,10 @@ async fn errors_bearer_keys_and_bad_signatures() {
     );
     assert_eq!(mock.requests().len(), before);
 
-    let count: Value = heimdall_testkit::http_client()
-        .post(format!(
-            "{}/anthropic/v1/messages/count_tokens",
-            gw.base_url()
-        ))
-        .json(&json!({"model": NOVA, "messages": user("one two three")}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(count["input_tokens"].as_u64().unwrap() >= 3, "{count}");
+    let count = count_tokens(
+        gw.base_url(),
+        &json!({"model": NOVA, "messages": user("one two three")}),
+    )
+    .await;
+    assert!(count >= 3, "{count}");
 }

@@ -429,19 +429,8 @@ async fn vertex_claude_passes_through_answers_and_errors() {
     assert_eq!(err["error"]["type"], "rate_limit_error");
 
     // Token counting is Claude's own, at count-tokens:rawPredict.
-    let res = h
-        .http
-        .post(h.url("/anthropic/v1/messages/count_tokens"))
-        .header("anthropic-version", "2023-06-01")
-        .json(&json!({"model": VERTEX_CLAUDE, "system": "a b", "messages": user("one two three")}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    assert_eq!(
-        res.json::<Value>().await.unwrap(),
-        json!({"input_tokens": 6})
-    );
+    let body = json!({"model": VERTEX_CLAUDE, "system": "a b", "messages": user("one two three")});
+    assert_eq!(count_tokens(h.gateway.base_url(), &body).await, 6);
     let counted = h.mock.requests().into_iter().last().unwrap();
     assert_eq!(
         counted.path,
@@ -472,21 +461,8 @@ async fn vertex_gemini_tool_round_trip_without_call_ids() {
 #[tokio::test]
 async fn gemini_count_tokens_is_estimated_locally() {
     let h = harness().await;
-    let res = h
-        .http
-        .post(h.url("/anthropic/v1/messages/count_tokens"))
-        .header("anthropic-version", "2023-06-01")
-        .json(&json!({"model": FLASH, "messages": user("count these few words please")}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    assert!(
-        res.json::<Value>().await.unwrap()["input_tokens"]
-            .as_u64()
-            .unwrap()
-            > 0
-    );
+    let body = json!({"model": FLASH, "messages": user("count these few words please")});
+    assert!(count_tokens(h.gateway.base_url(), &body).await > 0);
     assert!(h.mock.requests().is_empty());
 }
 

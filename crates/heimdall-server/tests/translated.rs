@@ -213,20 +213,9 @@ async fn a_cut_translated_stream_ends_with_an_error_event() {
 async fn count_tokens_is_estimated_locally() {
     let h = Harness::start().await;
     let count = |text: &'static str| {
-        let h = &h;
-        async move {
-            let res = h
-                .http
-                .post(h.url("/anthropic/v1/messages/count_tokens"))
-                .json(&json!({"model": GPT, "messages": user(text)}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(res.status(), 200);
-            res.json::<Value>().await.unwrap()["input_tokens"]
-                .as_u64()
-                .unwrap()
-        }
+        let body = json!({"model": GPT, "messages": user(text)});
+        let base = h.gateway.base_url().to_owned();
+        async move { count_tokens(&base, &body).await }
     };
     let short = count("hi").await;
     let long = count("the quick brown fox jumps over the lazy dog again and again").await;

@@ -68,8 +68,7 @@ impl Harness {
 
     /// GETs `path` and parses the JSON answer.
     pub async fn get_json(&self, path: &str) -> Value {
-        let res = self.http.get(self.url(path)).send().await.unwrap();
-        res.json().await.unwrap()
+        get_json(self.gateway.base_url(), path).await
     }
 
     /// POSTs `body` to `/anthropic/v1/messages` the way an old SDK does (x-api-key).
@@ -91,6 +90,35 @@ pub async fn post_messages(base_url: &str, body: &Value) -> reqwest::Response {
         .post(format!("{base_url}/anthropic/v1/messages"))
         .json(body)
         .send()
+        .await
+        .unwrap()
+}
+
+/// POSTs `body` to `base_url`'s `/anthropic/v1/messages/count_tokens`; asserts a 200 and
+/// returns the counted input tokens.
+pub async fn count_tokens(base_url: &str, body: &Value) -> u64 {
+    let res = heimdall_testkit::http_client()
+        .post(format!("{base_url}/anthropic/v1/messages/count_tokens"))
+        .header("anthropic-version", "2023-06-01")
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().await.unwrap();
+    v["input_tokens"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no input_tokens in {v}"))
+}
+
+/// GETs `base_url` + `path` and parses the JSON answer.
+pub async fn get_json(base_url: &str, path: &str) -> Value {
+    heimdall_testkit::http_client()
+        .get(format!("{base_url}{path}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
         .await
         .unwrap()
 }
