@@ -1,5 +1,5 @@
 //! The Anthropic front door on arbitrary request bodies: the routing peek, the byte-keeping
-//! `model` rewrite and Vertex body, the full decode for both endpoints and, when that succeeds,
+//! pass-through body (`model` rewrite, unverifiable thinking taken out) and Vertex body, the full decode for both endpoints and, when that succeeds,
 //! the OpenAI Chat and Gemini encodings and the token-counting text.
 //!
 //! Checked besides "nothing panics":
@@ -45,18 +45,30 @@ fuzz_target!(|body: &[u8]| {
 
         let rewritten: Vec<_> = MODELS
             .iter()
-            .map(|m| (m, Anthropic.rewrite_model(body, m)))
+            .map(|m| (m, Anthropic.pass_through_body(body, Some(m))))
             .collect();
         if let Ok(head) = &head {
             for (model, result) in &rewritten {
-                let Ok(new_body) = result else {
-                    panic!("peek accepted the body but rewrite_model failed: {result:?}");
+                let Ok(Some(new_body)) = result else {
+                    panic!("peek accepted the body but pass_through_body failed: {result:?}");
                 };
                 let new_head = Anthropic
                     .peek(new_body, endpoint)
                     .unwrap_or_else(|e| panic!("rewritten body no longer peeks: {e}"));
                 assert_eq!(new_head.model, **model, "rewritten model");
                 assert_eq!(new_head.stream, head.stream, "rewrite changed `stream`");
+            }
+            // Taking out thinking Claude cannot verify keeps the request routable as it was.
+            match Anthropic.pass_through_body(body, None) {
+                Ok(Some(filtered)) => {
+                    let filtered_head = Anthropic
+                        .peek(&filtered, endpoint)
+                        .unwrap_or_else(|e| panic!("filtered body no longer peeks: {e}"));
+                    assert_eq!(filtered_head.model, head.model, "filtering changed `model`");
+                    assert_eq!(filtered_head.stream, head.stream, "filtering changed `stream`");
+                }
+                Ok(None) => {}
+                Err(e) => panic!("peek accepted the body but pass_through_body failed: {e}"),
             }
             let vertex = anthropic::vertex_body(body, "vertex-2023-10-16")
                 .unwrap_or_else(|e| panic!("peek accepted the body but vertex_body failed: {e}"));

@@ -417,15 +417,17 @@ fn check_answer_shape(
 }
 
 /// The client's body for a same-dialect upstream: untouched unless the model carried a
-/// provider prefix, which the upstream would not know.
+/// provider prefix, which the upstream would not know, or it holds what the upstream would
+/// refuse (see [`FrontDoor::pass_through_body`]).
 fn passthrough_body(
     front: &dyn FrontDoor,
     body: &Bytes,
     model: &str,
     upstream_model: &str,
 ) -> Result<Bytes, GatewayError> {
-    if model == upstream_model {
-        return Ok(body.clone());
-    }
-    Ok(Bytes::from(front.rewrite_model(body, upstream_model)?))
+    let new_model = (model != upstream_model).then_some(upstream_model);
+    Ok(match front.pass_through_body(body, new_model)? {
+        Some(rewritten) => Bytes::from(rewritten),
+        None => body.clone(),
+    })
 }

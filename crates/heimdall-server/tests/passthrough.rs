@@ -45,6 +45,35 @@ async fn forwards_the_body_untouched_with_the_configured_key() {
 }
 
 #[tokio::test]
+async fn thinking_claude_cannot_verify_is_taken_out_on_the_way_to_claude() {
+    // A conversation that began on Gemini and on an OpenAI reasoning model, continued on Claude.
+    let h = Harness::start().await;
+    let own = json!({"type": "thinking", "thinking": "mine", "signature": "EqQBCkgIARAB"});
+    let body = json!({
+        "model": CLAUDE, "max_tokens": 32,
+        "messages": [
+            {"role": "user", "content": "q"},
+            {"role": "assistant", "content": [
+                {"type": "thinking", "thinking": "gemini's", "signature": "gemini:c2ln"},
+                {"type": "thinking", "thinking": "gpt's", "signature": ""},
+                own,
+                {"type": "text", "text": "a"}
+            ]},
+            {"role": "user", "content": "next"}
+        ]
+    });
+    let res = h.messages(&body).await;
+    assert_eq!(res.status(), 200);
+    let sent = &h.mock.requests()[0].body;
+    assert_eq!(
+        sent["messages"][1]["content"],
+        json!([own, {"type": "text", "text": "a"}])
+    );
+    assert_eq!(sent["messages"][0], body["messages"][0]);
+    assert_eq!(sent["messages"][2], body["messages"][2]);
+}
+
+#[tokio::test]
 async fn strips_the_anthropic_prefix_and_ignores_the_query_string() {
     let h = Harness::start().await;
     let res = h

@@ -22,6 +22,17 @@ use crate::dialect::{Endpoint, TranslateError};
 /// servers and Gemini (whose function calls must follow a user turn) reject such histories.
 pub const SYNTHETIC_USER_TEXT: &str = "(continued)";
 
+/// Signatures Heimdall carries for Gemini's parts on thinking blocks start with this (see
+/// `dialect::gemini::signature`); they mean nothing to Claude.
+pub const GEMINI_SIGNATURE_PREFIX: &str = "gemini:";
+
+/// Whether a thinking block's signature can be Claude's own, so that a Claude upstream
+/// (Anthropic, Vertex, Bedrock) can verify it: unsigned thinking (from OpenAI-compatible
+/// reasoning, Ollama, DeepSeek…) and Gemini's marked signatures cannot.
+pub fn is_claude_signature(signature: &str) -> bool {
+    !signature.is_empty() && !signature.starts_with(GEMINI_SIGNATURE_PREFIX)
+}
+
 /// A request to generate (or count the tokens of) one assistant turn.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Request {

@@ -64,8 +64,14 @@ pub trait FrontDoor: Send + Sync {
         body: &'a [u8],
         endpoint: Endpoint,
     ) -> Result<RequestHead<'a>, TranslateError>;
-    /// The client's body with only `model` replaced, every other byte kept (pass-through).
-    fn rewrite_model(&self, body: &[u8], model: &str) -> Result<Vec<u8>, TranslateError>;
+    /// The client's body for an upstream of the same dialect (pass-through): `None` when it
+    /// can go as it came, else with `model` replaced (when given) and anything the dialect's
+    /// upstreams would refuse taken out, every other byte kept.
+    fn pass_through_body(
+        &self,
+        body: &[u8],
+        model: Option<&str>,
+    ) -> Result<Option<Vec<u8>>, TranslateError>;
     fn decode_request(
         &self,
         body: &[u8],

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde::de::{MapAccess, Visitor};
 use serde_json::value::RawValue;
 
+use crate::canonical::is_claude_signature;
 use crate::dialect::{Endpoint, RequestHead, TranslateError};
 
 /// A client mistake in the request body; `message` names the field, as Anthropic does.
@@ -103,11 +104,144 @@ fn strip_position(msg: &str) -> &str {
     msg.rfind(" at line ").map_or(msg, |i| &msg[..i])
 }
 
+/// The client's body for an Anthropic-dialect upstream, or `None` when it can go byte for
+/// byte as it came: with `model` replaced when one is given (the client's carried a provider
+/// prefix), and without thinking blocks that a Claude upstream would refuse because it cannot
+/// verify their signature (unsigned thinking from another provider's reasoning, Gemini's
+/// marked signatures: a conversation that moved to Claude mid-way). Every other member is kept
+/// byte for byte and in order.
+pub fn pass_through_body(
+    body: &[u8],
+    model: Option<&str>,
+) -> Result<Option<Vec<u8>>, TranslateError> {
+    let thinking = may_hold_thinking_blocks(body);
+    if model.is_none() && !thinking {
+        return Ok(None);
+    }
+    let model = model.map(json_string);
+    let mut changed = model.is_some();
+    let out = rewrite_members(
+        body,
+        |key, value| {
+            Ok(match key {
+                "model" => model.clone().map_or(Edit::Keep, Edit::Replace),
+                "messages" if thinking => match without_foreign_thinking(value)? {
+                    Some(messages) => {
+                        changed = true;
+                        Edit::Replace(messages)
+                    }
+                    None => Edit::Keep,
+                },
+                _ => Edit::Keep,
+            })
+        },
+        None,
+    )?;
+    Ok(changed.then_some(out))
+}
+
 /// Returns `body` with its top-level `model` replaced by `model`, every other member kept byte
-/// for byte and in order. Used only when the client's model carried a provider prefix.
+/// for byte and in order.
 pub fn replace_model(body: &[u8], model: &str) -> Result<Vec<u8>, TranslateError> {
     let model = json_string(model);
-    rewrite_members(body, |key| (key == "model").then_some(Some(&model)), None)
+    rewrite_members(
+        body,
+        |key, _| {
+            Ok(match key {
+                "model" => Edit::Replace(model.clone()),
+                _ => Edit::Keep,
+            })
+        },
+        None,
+    )
+}
+
+/// Whether `body` may hold a thinking block: some `"thinking"` is a value (`"type":
+/// "thinking"`), not only a key (the `thinking` config, a block's text). A linear scan, so
+/// that requests without thinking blocks pass through without a parse.
+fn may_hold_thinking_blocks(body: &[u8]) -> bool {
+    const NEEDLE: &[u8] = b"\"thinking\"";
+    memchr::memmem::find_iter(body, NEEDLE).any(|at| {
+        body[..at]
+            .iter()
+            .rev()
+            .find(|b| !b.is_ascii_whitespace())
+            .is_some_and(|&b| b == b':')
+    })
+}
+
+/// `messages` without the thinking blocks a Claude upstream would refuse; `None` if none.
+fn without_foreign_thinking(messages: &RawValue) -> Result<Option<Vec<u8>>, TranslateError> {
+    let Ok(list) = serde_json::from_str::<Vec<&RawValue>>(messages.get()) else {
+        // Not a list of messages: the upstream's own validation answers.
+        return Ok(None);
+    };
+    let mut out = Vec::with_capacity(messages.get().len());
+    let mut changed = false;
+    out.push(b'[');
+    for (i, message) in list.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let mut dropped = false;
+        let rewritten = rewrite_members(
+            message.get().as_bytes(),
+            |key, value| {
+                Ok(match key {
+                    "content" => match without_foreign_blocks(value) {
+                        Some(content) => {
+                            dropped = true;
+                            Edit::Replace(content)
+                        }
+                        None => Edit::Keep,
+                    },
+                    _ => Edit::Keep,
+                })
+            },
+            None,
+        );
+        match rewritten {
+            Ok(bytes) if dropped => {
+                changed = true;
+                out.extend_from_slice(&bytes);
+            }
+            _ => out.extend_from_slice(message.get().as_bytes()),
+        }
+    }
+    out.push(b']');
+    Ok(changed.then_some(out))
+}
+
+/// A content array without its foreign thinking blocks; `None` if it has none (or is not an
+/// array of blocks).
+fn without_foreign_blocks(content: &RawValue) -> Option<Vec<u8>> {
+    #[derive(Deserialize)]
+    struct Block<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        signature: Option<Cow<'a, str>>,
+    }
+    let blocks = serde_json::from_str::<Vec<&RawValue>>(content.get()).ok()?;
+    let foreign = |block: &RawValue| {
+        serde_json::from_str::<Block<'_>>(block.get()).is_ok_and(|b| {
+            b.kind.as_deref() == Some("thinking")
+                && !b.signature.as_deref().is_some_and(is_claude_signature)
+        })
+    };
+    if !blocks.iter().any(|b| foreign(b)) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(content.get().len());
+    out.push(b'[');
+    for block in blocks.iter().filter(|b| !foreign(b)) {
+        if out.len() > 1 {
+            out.push(b',');
+        }
+        out.extend_from_slice(block.get().as_bytes());
+    }
+    out.push(b']');
+    Some(out)
 }
 
 /// The body Claude on Vertex AI takes: the client's, without `model` (Vertex reads it from the
@@ -117,7 +251,12 @@ pub fn vertex_body(body: &[u8], version: &str) -> Result<Vec<u8>, TranslateError
     let version = json_string(version);
     rewrite_members(
         body,
-        |key| matches!(key, "model" | "anthropic_version").then_some(None),
+        |key, _| {
+            Ok(match key {
+                "model" | "anthropic_version" => Edit::Drop,
+                _ => Edit::Keep,
+            })
+        },
         Some(("anthropic_version", &version)),
     )
 }
@@ -126,11 +265,18 @@ fn json_string(s: &str) -> Vec<u8> {
     serde_json::to_vec(s).unwrap_or_default()
 }
 
-/// Re-writes a JSON object: `edit(key)` is `None` to copy a member's raw value, `Some(None)` to
-/// drop the member, `Some(Some(json))` to replace its value; `append` adds one member at the end.
-fn rewrite_members<'v>(
+/// What [`rewrite_members`] does with one member.
+enum Edit {
+    Keep,
+    Drop,
+    Replace(Vec<u8>),
+}
+
+/// Re-writes a JSON object: `edit(key, value)` says what becomes of each member (raw values
+/// are copied as they are); `append` adds one member at the end.
+fn rewrite_members(
     body: &[u8],
-    edit: impl Fn(&str) -> Option<Option<&'v Vec<u8>>>,
+    mut edit: impl FnMut(&str, &RawValue) -> Result<Edit, TranslateError>,
     append: Option<(&str, &[u8])>,
 ) -> Result<Vec<u8>, TranslateError> {
     let members = serde_json::from_slice::<Members<'_>>(body)
@@ -149,10 +295,10 @@ fn rewrite_members<'v>(
         out.extend_from_slice(value);
     };
     for (key, value) in &members.0 {
-        match edit(key) {
-            None => member(&mut out, key, value.get().as_bytes()),
-            Some(Some(replacement)) => member(&mut out, key, replacement),
-            Some(None) => {}
+        match edit(key, value)? {
+            Edit::Keep => member(&mut out, key, value.get().as_bytes()),
+            Edit::Replace(replacement) => member(&mut out, key, &replacement),
+            Edit::Drop => {}
         }
     }
     if let Some((key, value)) = append {
@@ -169,7 +315,12 @@ pub fn cloud_body(body: &[u8], version: &str) -> Result<Vec<u8>, TranslateError>
     let version = json_string(version);
     rewrite_members(
         body,
-        |key| matches!(key, "model" | "stream" | "anthropic_version").then_some(None),
+        |key, _| {
+            Ok(match key {
+                "model" | "stream" | "anthropic_version" => Edit::Drop,
+                _ => Edit::Keep,
+            })
+        },
         Some(("anthropic_version", &version)),
     )
 }
@@ -310,5 +461,35 @@ mod tests {
             r#"{"max_tokens":5,"messages":[{"role":"user","content":"hi \u00e9"}],"stream":true,"anthropic_version":"vertex-2023-10-16"}"#
         );
         assert!(vertex_body(b"[1]", "v").is_err());
+    }
+
+    #[test]
+    fn pass_through_keeps_bodies_without_thinking_blocks_as_they_are() {
+        let plain = br#"{"model":"claude-x","max_tokens":5,"thinking":{"type":"enabled","budget_tokens":1024},"messages":[{"role":"user","content":"say \"thinking\" twice"}]}"#;
+        assert_eq!(pass_through_body(plain, None).unwrap(), None);
+        let renamed = pass_through_body(plain, Some("claude-y")).unwrap().unwrap();
+        assert!(
+            String::from_utf8(renamed)
+                .unwrap()
+                .starts_with(r#"{"model":"claude-y","max_tokens":5,"thinking":"#)
+        );
+    }
+
+    #[test]
+    fn pass_through_drops_thinking_claude_cannot_verify() {
+        let body = br#"{"model":"claude-x","messages":[{"role":"user","content":"q"},{"role":"assistant","content":[{"type":"thinking","thinking":"from gpt","signature":""},{"type": "thinking","thinking":"from gemini","signature":"gemini:c2ln"},{"type":"thinking","thinking":"mine","signature":"EqQBCkgI"},{"type":"redacted_thinking","data":"xyz"},{"type":"thinking","thinking":"no sig"},{"type":"text","text":"a"}]},{"role":"user","content":"next"}],"max_tokens":5}"#;
+        let out = pass_through_body(body, None).unwrap().unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"model":"claude-x","messages":[{"role":"user","content":"q"},{"role":"assistant","content":[{"type":"thinking","thinking":"mine","signature":"EqQBCkgI"},{"type":"redacted_thinking","data":"xyz"},{"type":"text","text":"a"}]},{"role":"user","content":"next"}],"max_tokens":5}"#
+        );
+        // Claude's own signed thinking alone: nothing to change.
+        let own = br#"{"model":"claude-x","messages":[{"role":"assistant","content":[{"type":"thinking","thinking":"t","signature":"EqQB"}]}],"max_tokens":5}"#;
+        assert_eq!(pass_through_body(own, None).unwrap(), None);
+        // Both edits at once.
+        let out = pass_through_body(body, Some("claude-y")).unwrap().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["model"], "claude-y");
+        assert_eq!(v["messages"][1]["content"].as_array().unwrap().len(), 3);
     }
 }

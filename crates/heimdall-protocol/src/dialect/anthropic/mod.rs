@@ -7,7 +7,7 @@ mod wire;
 
 use bytes::BytesMut;
 
-pub use head::{cloud_body, replace_model, vertex_body};
+pub use head::{cloud_body, pass_through_body, replace_model, vertex_body};
 pub use tap::AnthropicUsageTap;
 pub use wire::error_body;
 
@@ -39,8 +39,12 @@ impl FrontDoor for Anthropic {
         head::peek(body, endpoint)
     }
 
-    fn rewrite_model(&self, body: &[u8], model: &str) -> Result<Vec<u8>, TranslateError> {
-        replace_model(body, model)
+    fn pass_through_body(
+        &self,
+        body: &[u8],
+        model: Option<&str>,
+    ) -> Result<Option<Vec<u8>>, TranslateError> {
+        pass_through_body(body, model)
     }
 
     fn decode_request(

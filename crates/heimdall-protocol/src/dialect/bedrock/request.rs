@@ -5,7 +5,7 @@ use serde_json::{Map, Value, json};
 
 use crate::canonical::{
     ContentBlockParam, MessageContent, Request, Role, Source, SystemPrompt, TextOrBlocks,
-    ThinkingConfig, ToolChoice,
+    ThinkingConfig, ToolChoice, is_claude_signature,
 };
 use crate::dialect::TranslateError;
 use crate::dialect::text::{UserBlock, assistant_block_error, is_blank, user_block};
@@ -335,11 +335,12 @@ impl Encoder {
                         ContentBlockParam::Thinking {
                             thinking,
                             signature,
-                        } if !signature.is_empty() && !signature.starts_with("gemini:") => out
-                            .push(json!({"reasoningContent": {"reasoningText": {
+                        } if is_claude_signature(signature) => {
+                            out.push(json!({"reasoningContent": {"reasoningText": {
                                 "text": thinking,
                                 "signature": signature,
-                            }}})),
+                            }}}))
+                        }
                         ContentBlockParam::Thinking { .. }
                         | ContentBlockParam::RedactedThinking => {}
                         other => return Err(assistant_block_error(other, format!("{base}.{j}"))),

@@ -15,7 +15,7 @@
 //! Signatures are marked with [`PREFIX`] so only Gemini's own go back to Gemini: a signature
 //! from Anthropic or an unsigned block from another provider is dropped on the way in.
 
-const PREFIX: &str = "gemini:";
+use crate::canonical::GEMINI_SIGNATURE_PREFIX as PREFIX;
 
 /// The Anthropic-side signature for a Gemini one.
 pub(super) fn encode(signature: &str) -> String {
