@@ -1,15 +1,18 @@
 //! Key choice and retries: one upstream call, tried as the provider's network settings allow.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use bytes::Bytes;
+use heimdall_providers::betas::{BetaPlatform, filter_betas};
 use heimdall_providers::{Credential, Operation, ProviderError, UpstreamClient, UpstreamResponse};
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue};
 use rand::Rng;
 use tokio::time::Instant;
 
 use crate::config::{KeyConfig, ProviderConfig};
 use crate::error::GatewayError;
+use crate::headers::ANTHROPIC_BETA;
 
 /// What to send; the key is chosen per attempt.
 pub(crate) struct Call<'a> {
@@ -129,14 +132,24 @@ async fn try_once(
         index: key.index,
         value: key.value.expose(),
     };
+    let client_headers = with_betas_for(p, model, call.forward_headers);
     let mut request = p.provider.prepare(
         call.operation,
         model,
         call.stream,
         call.body.clone(),
-        call.forward_headers,
+        &client_headers,
         &credential,
     )?;
+    // Forwarded client headers mean the same to every upstream, except `anthropic-*` ones,
+    // which only a Claude provider knows where to put; a header the provider set wins.
+    for name in client_headers.keys() {
+        if !name.as_str().starts_with("anthropic-") && !request.headers.contains_key(name) {
+            for value in client_headers.get_all(name) {
+                request.headers.append(name.clone(), value.clone());
+            }
+        }
+    }
     for (name, value) in &p.extra_headers {
         request.headers.insert(name.clone(), value.clone());
     }
@@ -148,6 +161,30 @@ async fn try_once(
             deadline.saturating_duration_since(Instant::now()),
         )
         .await
+}
+
+/// The client's forwarded headers with `anthropic-beta` cut down to what `model`'s platform
+/// takes (see `heimdall_providers::betas`); borrowed when there is nothing to cut.
+fn with_betas_for<'h>(
+    p: &ProviderConfig,
+    model: &str,
+    headers: &'h HeaderMap,
+) -> Cow<'h, HeaderMap> {
+    if !headers.contains_key(ANTHROPIC_BETA) {
+        return Cow::Borrowed(headers);
+    }
+    let platform = p.provider.beta_platform(model);
+    if platform == BetaPlatform::Anthropic && p.beta_overrides.is_empty() {
+        return Cow::Borrowed(headers);
+    }
+    let betas = filter_betas(headers.get_all(ANTHROPIC_BETA), platform, &p.beta_overrides);
+    let joined = HeaderValue::from_str(&betas.join(","));
+    let mut out = headers.clone();
+    out.remove(ANTHROPIC_BETA);
+    if let (false, Ok(value)) = (betas.is_empty(), joined) {
+        out.insert(ANTHROPIC_BETA, value);
+    }
+    Cow::Owned(out)
 }
 
 /// The upstream's `retry-after` (seconds) or `retry-after-ms`, when it sent one.

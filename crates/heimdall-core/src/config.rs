@@ -9,7 +9,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use heimdall_providers::betas::BetaOverrides;
 use heimdall_providers::{ClientOptions, Provider, ProviderFactory, ProviderSettings};
+
+use crate::headers::HeaderRules;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 
@@ -70,6 +73,9 @@ pub struct ProviderConfig {
     /// What a custom provider may be asked (Bifrost's `allowed_requests`); all for others.
     pub allowed: AllowedRequests,
     pub extra_headers: HeaderMap,
+    /// `network_config.beta_header_overrides`: prefix → send or hold back, over the platform's
+    /// own table of betas.
+    pub beta_overrides: BetaOverrides,
     /// Non-streaming: the whole exchange; streaming: until the response headers arrive.
     pub request_timeout: Duration,
     /// Longest silence allowed between two chunks of a streaming response.
@@ -130,6 +136,7 @@ impl ProviderConfig {
             env_var: factory.env_var,
             keys,
             extra_headers: HeaderMap::new(),
+            beta_overrides: BetaOverrides::default(),
             request_timeout: Duration::from_secs(DEFAULT_REQUEST_TIMEOUT_S),
             stream_idle_timeout: Duration::from_secs(DEFAULT_STREAM_IDLE_TIMEOUT_S),
             max_retries: 0,
@@ -166,6 +173,8 @@ pub struct Config {
     pub max_stream_event_bytes: usize,
     /// Settings of the shared upstream connection pool.
     pub upstream_client: ClientOptions,
+    /// Which client headers go upstream (`client.header_filter_config`).
+    pub header_rules: HeaderRules,
     /// Human-readable notes about accepted-but-unsupported settings, logged once at start.
     pub warnings: Vec<String>,
 }
@@ -182,6 +191,7 @@ impl Config {
             models_cache_ttl: Duration::from_secs(DEFAULT_MODELS_CACHE_TTL_S),
             max_stream_event_bytes: mb(DEFAULT_MAX_STREAM_EVENT_MB),
             upstream_client: ClientOptions::default(),
+            header_rules: HeaderRules::default(),
             warnings: Vec::new(),
         }
     }
@@ -340,6 +350,26 @@ impl Config {
                 MAX_SECONDS,
             )?);
         }
+        if let Some(filter) = client.header_filter_config {
+            let names = |list: Option<Vec<String>>, field: &str| {
+                list.unwrap_or_default()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, name)| {
+                        HeaderName::from_bytes(name.trim().to_ascii_lowercase().as_bytes()).map_err(
+                            |e| ConfigError {
+                                path: format!("client.header_filter_config.{field}[{i}]"),
+                                message: format!("`{name}` is not a header name: {e}"),
+                            },
+                        )
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            };
+            config.header_rules = HeaderRules::new(
+                names(filter.allowlist, "allowlist")?,
+                names(filter.denylist, "denylist")?,
+            );
+        }
         config.warnings = warnings;
         Ok(config)
     }
@@ -481,6 +511,7 @@ fn build_provider(
         })?;
         p.extra_headers.insert(n, v);
     }
+    p.beta_overrides = BetaOverrides::new(net.beta_header_overrides.unwrap_or_default());
     let at = |field: &str| format!("providers.{name}.network_config.{field}");
     // Zero means "use the default", as in Bifrost. `unit` is a second or a millisecond.
     let duration = |field: &str, v: Option<u64>, unit: Duration, d: Duration| {
@@ -551,6 +582,13 @@ struct RawClient {
     upstream_connect_timeout_seconds: Option<u64>,
     max_upstream_response_size_mb: Option<u64>,
     max_upstream_error_body_kb: Option<u64>,
+    header_filter_config: Option<RawHeaderFilter>,
+}
+
+#[derive(Deserialize)]
+struct RawHeaderFilter {
+    allowlist: Option<Vec<String>>,
+    denylist: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -621,6 +659,7 @@ struct RawNetwork {
     retry_backoff_initial_ms: Option<u64>,
     retry_backoff_max_ms: Option<u64>,
     stream_idle_timeout_in_seconds: Option<u64>,
+    beta_header_overrides: Option<BTreeMap<String, bool>>,
 }
 
 #[cfg(test)]

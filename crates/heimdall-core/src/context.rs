@@ -4,10 +4,10 @@
 use std::time::Instant;
 
 use heimdall_protocol::dialect::FrontDoor;
-use http::{HeaderMap, HeaderName};
+use http::HeaderMap;
 
-/// Client headers forwarded to providers that understand them.
-const FORWARDED: [HeaderName; 1] = [HeaderName::from_static("anthropic-version")];
+use crate::error::GatewayError;
+use crate::headers::HeaderRules;
 
 /// Prefix of Bifrost-style virtual keys presented in the usual credential headers.
 const VIRTUAL_KEY_PREFIX: &str = "sk-bf-";
@@ -16,8 +16,12 @@ pub struct RequestContext {
     /// `req_…`, on every answer and record.
     pub request_id: String,
     pub front_door: &'static dyn FrontDoor,
-    /// The client headers that may go upstream (provider decides which it uses).
+    /// The client headers that may go upstream (`client.header_filter_config`; the provider
+    /// decides which of them its upstream takes).
     pub forward_headers: HeaderMap,
+    /// Why the request must be refused, found while reading its headers (answered, and
+    /// recorded, by the exchange).
+    pub refusal: Option<GatewayError>,
     /// `x-bf-vk`, or an `sk-bf-…` value in `x-api-key` / `Authorization: Bearer`.
     pub virtual_key: Option<String>,
     /// `x-bf-session-id`, or the session header coding agents send.
@@ -32,6 +36,7 @@ impl RequestContext {
         request_id: String,
         front_door: &'static dyn FrontDoor,
         headers: &HeaderMap,
+        rules: &HeaderRules,
     ) -> Self {
         let text = |name: &str| {
             headers
@@ -40,12 +45,10 @@ impl RequestContext {
                 .map(str::trim)
                 .filter(|v| !v.is_empty())
         };
-        let mut forward_headers = HeaderMap::new();
-        for name in FORWARDED {
-            if let Some(v) = headers.get(&name) {
-                forward_headers.insert(name, v.clone());
-            }
-        }
+        let (forward_headers, refusal) = match rules.forwarded(headers) {
+            Ok(forwarded) => (forwarded, None),
+            Err(e) => (HeaderMap::new(), Some(e)),
+        };
         let bearer = text("authorization").and_then(|v| v.strip_prefix("Bearer "));
         let virtual_key = text("x-bf-vk")
             .or_else(|| {
@@ -67,6 +70,7 @@ impl RequestContext {
             request_id,
             front_door,
             forward_headers,
+            refusal,
             virtual_key,
             session_id,
             async_headers,
@@ -85,7 +89,7 @@ mod tests {
         for (k, v) in pairs {
             h.insert(*k, http::HeaderValue::from_static(v));
         }
-        RequestContext::from_headers("req_1".into(), &Anthropic, &h)
+        RequestContext::from_headers("req_1".into(), &Anthropic, &h, &HeaderRules::default())
     }
 
     #[test]

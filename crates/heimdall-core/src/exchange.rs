@@ -231,6 +231,9 @@ impl Gateway {
         body: &Bytes,
         guard: &mut RecordGuard,
     ) -> Result<Exchanged, GatewayError> {
+        if let Some(refusal) = &ctx.refusal {
+            return Err(refusal.clone());
+        }
         let front = ctx.front_door;
         let head = front.peek(body, Endpoint::Messages)?;
         guard.record.model = Some(head.model.to_string());
@@ -347,6 +350,9 @@ impl Gateway {
         body: &Bytes,
         guard: &mut RecordGuard,
     ) -> Result<Bytes, GatewayError> {
+        if let Some(refusal) = &ctx.refusal {
+            return Err(refusal.clone());
+        }
         let front = ctx.front_door;
         let head = front.peek(body, Endpoint::CountTokens)?;
         guard.record.model = Some(head.model.to_string());

@@ -5,6 +5,7 @@
 //! client-facing HTTP server; it prepares and sends one request with the key it is given and
 //! reports what happened.
 
+pub mod betas;
 mod client;
 mod provider;
 pub mod providers;

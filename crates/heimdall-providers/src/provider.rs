@@ -8,6 +8,7 @@ use futures_util::future::BoxFuture;
 use heimdall_protocol::dialect::UpstreamDialect;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
+use crate::betas::BetaPlatform;
 use crate::client::ProviderError;
 
 /// What the gateway asks an upstream to do.
@@ -77,8 +78,13 @@ pub trait Provider: Send + Sync {
     fn counts_tokens(&self, _model: &str) -> bool {
         true
     }
+    /// Which `anthropic-beta` values `model`'s upstream takes (none unless it is Claude).
+    fn beta_platform(&self, _model: &str) -> BetaPlatform {
+        BetaPlatform::None
+    }
     /// The HTTP request for `op` on `model`: URL, method, headers taken from the client's
-    /// forwarded headers, and the body (tweaked where the provider needs it). `None` body:
+    /// forwarded headers (`anthropic-beta` already filtered for [`Provider::beta_platform`];
+    /// the other non-`anthropic-*` ones are added by the caller where the provider set none), and the body (tweaked where the provider needs it). `None` body:
     /// the operation takes none.
     fn prepare(
         &self,
@@ -131,6 +137,42 @@ pub fn percent_encode(segment: &str) -> String {
         }
     }
     out
+}
+
+/// Anthropic's request headers for a Claude upstream: `anthropic-version` (the client's, else
+/// `default_version`; none when `default_version` is `None` and the client sent none, for
+/// clouds that take the version in the body) and the client's `anthropic-beta` values, which
+/// the caller has already cut down to what the platform takes.
+pub fn anthropic_headers(
+    client_headers: &HeaderMap,
+    default_version: Option<&'static str>,
+) -> HeaderMap {
+    const VERSION: HeaderName = HeaderName::from_static("anthropic-version");
+    const BETA: HeaderName = HeaderName::from_static("anthropic-beta");
+    let mut headers = HeaderMap::with_capacity(4);
+    if let Some(version) = default_version {
+        let version = client_headers
+            .get(&VERSION)
+            .cloned()
+            .unwrap_or(HeaderValue::from_static(version));
+        headers.insert(VERSION, version);
+    }
+    for beta in client_headers.get_all(&BETA) {
+        headers.append(BETA, beta.clone());
+    }
+    headers
+}
+
+/// The client's `anthropic-beta` values as a list, for clouds that take betas in the body.
+pub fn anthropic_betas(client_headers: &HeaderMap) -> Vec<&str> {
+    client_headers
+        .get_all("anthropic-beta")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|b| !b.is_empty())
+        .collect()
 }
 
 /// [`Provider::authorize`] for providers that take the key in one header.

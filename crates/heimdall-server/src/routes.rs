@@ -152,12 +152,13 @@ fn find_cause<'a, T: std::error::Error + 'static>(
 
 /// What core needs to know about a request on the `/anthropic` surface, and its body. The
 /// request is taken apart rather than its headers extracted: that would copy them.
-fn context(req: Request) -> (Arc<RequestContext>, Body) {
+fn context(gateway: &Gateway, req: Request) -> (Arc<RequestContext>, Body) {
     let (mut parts, body) = req.into_parts();
     let ctx = RequestContext::from_headers(
         request_id(&mut parts.extensions),
         &ANTHROPIC,
         &parts.headers,
+        &gateway.config().header_rules,
     );
     (Arc::new(ctx), body)
 }
@@ -170,7 +171,7 @@ fn request_id(extensions: &mut http::Extensions) -> String {
 }
 
 async fn messages(State(gateway): State<Arc<Gateway>>, req: Request) -> Response {
-    let (ctx, body) = context(req);
+    let (ctx, body) = context(&gateway, req);
     let result = match read_body(&gateway, body).await {
         Ok(body) => gateway.messages(Arc::clone(&ctx), body).await,
         Err(e) => Err(e),
@@ -190,7 +191,7 @@ async fn messages(State(gateway): State<Arc<Gateway>>, req: Request) -> Response
 }
 
 async fn count_tokens(State(gateway): State<Arc<Gateway>>, req: Request) -> Response {
-    let (ctx, body) = context(req);
+    let (ctx, body) = context(&gateway, req);
     let result = match read_body(&gateway, body).await {
         Ok(body) => gateway.count_tokens(Arc::clone(&ctx), body).await,
         Err(e) => Err(e),
@@ -211,7 +212,7 @@ async fn list_models(
     query: Result<Query<ModelsQuery>, axum::extract::rejection::QueryRejection>,
     req: Request,
 ) -> Response {
-    let (ctx, _) = context(req);
+    let (ctx, _) = context(&gateway, req);
     let result = match query {
         Ok(Query(q)) => gateway.list_models(&ctx, &q).await,
         Err(e) => Err(GatewayError::invalid_request(e.body_text())),
@@ -224,7 +225,7 @@ async fn get_model(
     Path(id): Path<String>,
     req: Request,
 ) -> Response {
-    let (ctx, _) = context(req);
+    let (ctx, _) = context(&gateway, req);
     json_or_error(&ctx, gateway.get_model(&ctx, &id).await)
 }
 

@@ -6,8 +6,10 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use heimdall_protocol::dialect::UpstreamDialect;
 use heimdall_protocol::dialect::anthropic::Anthropic as AnthropicDialect;
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName};
 
+use crate::betas::BetaPlatform;
+use crate::provider::anthropic_headers;
 use crate::client::ProviderError;
 use crate::provider::{
     Credential,
@@ -40,6 +42,10 @@ impl Provider for AnthropicProvider {
         &AnthropicDialect
     }
 
+    fn beta_platform(&self, _model: &str) -> BetaPlatform {
+        BetaPlatform::Anthropic
+    }
+
     fn prepare(
         &self,
         op: Operation,
@@ -54,12 +60,7 @@ impl Provider for AnthropicProvider {
             Operation::CountTokens => "/v1/messages/count_tokens",
             Operation::ListModels => "/v1/models",
         };
-        let mut headers = HeaderMap::with_capacity(4);
-        let version = client_headers
-            .get("anthropic-version")
-            .cloned()
-            .unwrap_or(HeaderValue::from_static(DEFAULT_VERSION));
-        headers.insert(HeaderName::from_static("anthropic-version"), version);
+        let headers = anthropic_headers(client_headers, Some(DEFAULT_VERSION));
         Ok(json_request(url(&self.settings.base_url, path), headers, body))
     }
 

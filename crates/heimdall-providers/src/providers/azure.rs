@@ -15,10 +15,12 @@ use futures_util::future::BoxFuture;
 use heimdall_protocol::dialect::UpstreamDialect;
 use heimdall_protocol::dialect::anthropic::{Anthropic, replace_model};
 use heimdall_protocol::dialect::openai_chat::OpenAiChat;
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName};
 use serde::Deserialize;
 
 use super::anthropic::DEFAULT_VERSION as ANTHROPIC_VERSION;
+use crate::betas::BetaPlatform;
+use crate::provider::anthropic_headers;
 use crate::client::ProviderError;
 use crate::provider::{
     Credential, Operation, PreparedRequest, Provider, ProviderFactory, ProviderSettings,
@@ -111,6 +113,14 @@ impl Provider for Azure {
         }
     }
 
+    fn beta_platform(&self, model: &str) -> BetaPlatform {
+        if is_claude(model) {
+            BetaPlatform::Foundry
+        } else {
+            BetaPlatform::None
+        }
+    }
+
     fn prepare(
         &self,
         op: Operation,
@@ -131,12 +141,7 @@ impl Provider for Azure {
                 Operation::CountTokens => "/anthropic/v1/messages/count_tokens",
                 Operation::ListModels => return Err(unsupported()),
             };
-            let mut headers = HeaderMap::new();
-            let version = client_headers
-                .get("anthropic-version")
-                .cloned()
-                .unwrap_or(HeaderValue::from_static(ANTHROPIC_VERSION));
-            headers.insert(HeaderName::from_static("anthropic-version"), version);
+            let headers = anthropic_headers(client_headers, Some(ANTHROPIC_VERSION));
             return Ok(json_request(url(&endpoint, path), headers, body));
         }
         if op != Operation::Messages {

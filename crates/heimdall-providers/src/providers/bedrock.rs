@@ -25,6 +25,8 @@ use heimdall_protocol::dialect::bedrock::{ANTHROPIC_VERSION, ClaudeInvoke, Conve
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 
+use crate::betas::BetaPlatform;
+use crate::provider::anthropic_betas;
 use crate::client::ProviderError;
 use crate::provider::{
     Credential, Operation, PreparedRequest, Provider, ProviderFactory, ProviderSettings,
@@ -262,6 +264,14 @@ impl Provider for Bedrock {
         }
     }
 
+    fn beta_platform(&self, model: &str) -> BetaPlatform {
+        if self.serves_claude(model) {
+            BetaPlatform::Bedrock
+        } else {
+            BetaPlatform::None
+        }
+    }
+
     /// Bedrock's runtime host has no token counting for the Anthropic shape and no model
     /// listing; counts are estimated by the gateway.
     fn counts_tokens(&self, _model: &str) -> bool {
@@ -274,7 +284,7 @@ impl Provider for Bedrock {
         model: &str,
         stream: bool,
         body: Option<Bytes>,
-        _client_headers: &HeaderMap,
+        client_headers: &HeaderMap,
         key: &Credential<'_>,
     ) -> Result<PreparedRequest, ProviderError> {
         if op != Operation::Messages {
@@ -291,12 +301,15 @@ impl Provider for Bedrock {
             (false, true) => "converse-stream",
         };
         let body = match body {
-            Some(b) if claude => Some(Bytes::from(cloud_body(&b, ANTHROPIC_VERSION).map_err(
-                |e| ProviderError::Invalid {
-                    provider: self.name().to_owned(),
-                    message: e.message(),
-                },
-            )?)),
+            // InvokeModel takes betas in the body.
+            Some(b) if claude => Some(Bytes::from(
+                cloud_body(&b, ANTHROPIC_VERSION, &anthropic_betas(client_headers)).map_err(
+                    |e| ProviderError::Invalid {
+                        provider: self.name().to_owned(),
+                        message: e.message(),
+                    },
+                )?,
+            )),
             other => other,
         };
         let path = format!("/model/{}/{action}", percent_encode(&config.target(model)));

@@ -308,21 +308,31 @@ fn rewrite_members(
     Ok(out)
 }
 
-/// `body` for a cloud that takes the model in its URL and the API version in the body (Claude
-/// on Bedrock): `model` and `stream` (the URL says both) removed, `anthropic_version` set to
-/// `version`, every other member kept byte for byte and in order.
-pub fn cloud_body(body: &[u8], version: &str) -> Result<Vec<u8>, TranslateError> {
+/// `body` for a cloud that takes the model in its URL and the API version and betas in the
+/// body (Claude on Bedrock): `model` and `stream` (the URL says both) removed,
+/// `anthropic_version` set to `version`, `anthropic_beta` set to `betas` (left out when there
+/// are none), every other member kept byte for byte and in order.
+pub fn cloud_body(body: &[u8], version: &str, betas: &[&str]) -> Result<Vec<u8>, TranslateError> {
     let version = json_string(version);
-    rewrite_members(
+    let mut out = rewrite_members(
         body,
         |key, _| {
             Ok(match key {
-                "model" | "stream" | "anthropic_version" => Edit::Drop,
+                "model" | "stream" | "anthropic_version" | "anthropic_beta" => Edit::Drop,
                 _ => Edit::Keep,
             })
         },
         Some(("anthropic_version", &version)),
-    )
+    )?;
+    if !betas.is_empty() {
+        let betas = serde_json::to_vec(betas).unwrap_or_default();
+        // Reopen the object to add one more member after `anthropic_version`.
+        out.pop();
+        out.extend_from_slice(b",\"anthropic_beta\":");
+        out.extend_from_slice(&betas);
+        out.push(b'}');
+    }
+    Ok(out)
 }
 
 /// The members of a JSON object in document order, values left raw.
@@ -434,12 +444,16 @@ mod tests {
     #[test]
     fn cloud_body_moves_model_and_stream_out() {
         let body = br#"{"model":"claude-x", "messages":[{"role":"user","content":"hi \u00e9"}],"stream":true,"anthropic_version":"old","max_tokens":5}"#;
-        let out = cloud_body(body, "bedrock-2023-05-31").unwrap();
+        let out = cloud_body(body, "bedrock-2023-05-31", &[]).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             r#"{"messages":[{"role":"user","content":"hi \u00e9"}],"max_tokens":5,"anthropic_version":"bedrock-2023-05-31"}"#
         );
-        assert!(cloud_body(b"[1]", "v").is_err());
+        let out = cloud_body(body, "v", &["context-1m-2025-08-07", "x\"y"]).unwrap();
+        assert!(String::from_utf8(out).unwrap().ends_with(
+            r#""anthropic_version":"v","anthropic_beta":["context-1m-2025-08-07","x\"y"]}"#
+        ));
+        assert!(cloud_body(b"[1]", "v", &[]).is_err());
     }
 
     #[test]

@@ -23,6 +23,8 @@ use http::HeaderMap;
 use serde::Deserialize;
 
 use super::gemini::{generate_action, model_segment};
+use crate::betas::BetaPlatform;
+use crate::provider::anthropic_headers;
 use crate::client::ProviderError;
 use crate::provider::{
     Credential, Operation, PreparedRequest, Provider, ProviderFactory, ProviderSettings,
@@ -211,13 +213,21 @@ impl Provider for VertexProvider {
         }
     }
 
+    fn beta_platform(&self, model: &str) -> BetaPlatform {
+        if is_claude(model) {
+            BetaPlatform::Vertex
+        } else {
+            BetaPlatform::None
+        }
+    }
+
     fn prepare(
         &self,
         op: Operation,
         model: &str,
         stream: bool,
         body: Option<Bytes>,
-        _client_headers: &HeaderMap,
+        client_headers: &HeaderMap,
         key: &Credential<'_>,
     ) -> Result<PreparedRequest, ProviderError> {
         let k = self.key(key)?;
@@ -260,9 +270,15 @@ impl Provider for VertexProvider {
                 });
             }
         };
+        // Vertex takes the version in the body; betas ride in their header.
+        let headers = if is_claude(model) {
+            anthropic_headers(client_headers, None)
+        } else {
+            HeaderMap::new()
+        };
         Ok(json_request(
             format!("{}{path}", k.location_url),
-            HeaderMap::new(),
+            headers,
             body,
         ))
     }
