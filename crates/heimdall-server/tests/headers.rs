@@ -12,7 +12,8 @@ use heimdall_testkit::RecordedRequest;
 use serde_json::{Value, json};
 
 /// What Claude Code sends on every request.
-const BETAS: &str = "claude-code-20250219,interleaved-thinking-2025-05-14,fine-grained-tool-streaming-2025-05-14";
+const BETAS: &str =
+    "claude-code-20250219,interleaved-thinking-2025-05-14,fine-grained-tool-streaming-2025-05-14";
 
 /// Every Claude platform and OpenAI, all pointed at the mock.
 async fn all_platforms(tweak: impl FnOnce(&mut Value)) -> Harness {
@@ -93,7 +94,11 @@ async fn allowlisted_betas_reach_each_claude_platform_as_it_takes_them() {
     .await;
 
     let r = send(&h, CLAUDE).await;
-    assert_eq!(r.header("anthropic-beta"), Some(BETAS), "Anthropic takes all");
+    assert_eq!(
+        r.header("anthropic-beta"),
+        Some(BETAS),
+        "Anthropic takes all"
+    );
     assert_eq!(r.header("x-trace"), Some("trace-1"));
     assert_eq!(r.header("x-team"), None, "denied");
     assert_eq!(
@@ -114,7 +119,11 @@ async fn allowlisted_betas_reach_each_claude_platform_as_it_takes_them() {
 
     let r = send(&h, "bedrock/anthropic.claude-sonnet-4-5-20250929-v1:0").await;
     assert!(r.path.ends_with("/invoke"), "{}", r.path);
-    assert_eq!(r.header("anthropic-beta"), None, "Bedrock takes betas in the body");
+    assert_eq!(
+        r.header("anthropic-beta"),
+        None,
+        "Bedrock takes betas in the body"
+    );
     assert_eq!(
         r.body["anthropic_beta"],
         json!([
