@@ -49,12 +49,17 @@ pub struct SuiteConfig {
     pub only: Vec<String>,
 }
 
-/// The default gateway config: both providers at the mock.
+/// The default gateway config: every benchmarked provider at the mock.
 pub const DEFAULT_GATEWAY_CONFIG: &str = r#"{
   "providers": {
     "anthropic": {"keys": [{"name": "m", "value": "k", "models": ["*"], "weight": 1}],
                   "network_config": {"base_url": "{{MOCK_URL}}"}},
     "openai":    {"keys": [{"name": "m", "value": "k", "models": ["*"], "weight": 1}],
+                  "network_config": {"base_url": "{{MOCK_URL}}"}},
+    "gemini":    {"keys": [{"name": "m", "value": "k", "models": ["*"], "weight": 1}],
+                  "network_config": {"base_url": "{{MOCK_URL}}"}},
+    "bedrock":   {"keys": [{"name": "m", "value": "k", "models": ["*"], "weight": 1,
+                            "bedrock_key_config": {"region": "us-east-1"}}],
                   "network_config": {"base_url": "{{MOCK_URL}}"}}
   }
 }"#;

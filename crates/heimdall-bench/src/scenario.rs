@@ -18,6 +18,8 @@ use crate::procs::{self, RssSampler};
 pub enum Upstream {
     Anthropic,
     OpenAi,
+    Gemini,
+    Bedrock,
 }
 
 /// Something to send load to.
@@ -160,6 +162,70 @@ pub fn openai_body(model: &str, stream: bool, words: u32) -> Bytes {
     Bytes::from(body.to_string())
 }
 
+/// Gemini `generateContent` body.
+pub fn gemini_body(stream: bool, words: u32) -> Bytes {
+    let text = if stream {
+        format!("[[mock:words {words}]] {PROMPT}")
+    } else {
+        PROMPT.to_string()
+    };
+    let body = serde_json::json!({
+        "contents": [{"role": "user", "parts": [{"text": text}]}],
+        "generationConfig": {"maxOutputTokens": 256},
+    });
+    Bytes::from(body.to_string())
+}
+
+/// Bedrock Converse body.
+pub fn converse_body(stream: bool, words: u32) -> Bytes {
+    let text = if stream {
+        format!("[[mock:words {words}]] {PROMPT}")
+    } else {
+        PROMPT.to_string()
+    };
+    let body = serde_json::json!({
+        "messages": [{"role": "user", "content": [{"text": text}]}],
+        "inferenceConfig": {"maxTokens": 256},
+    });
+    Bytes::from(body.to_string())
+}
+
+/// The Gemini model and the Bedrock Converse model the benchmark asks for.
+const GEMINI_MODEL: &str = "gemini-2.5-flash";
+const CONVERSE_MODEL: &str = "amazon.nova-pro-v1:0";
+
+/// Request straight to the mock's Gemini API.
+fn gemini_request(stream: bool) -> RequestSpec {
+    let action = if stream {
+        ":streamGenerateContent?alt=sse"
+    } else {
+        ":generateContent"
+    };
+    RequestSpec {
+        path: format!("/v1beta/models/{GEMINI_MODEL}{action}"),
+        headers: vec![header("x-goog-api-key", "k")],
+        body: gemini_body(stream, STREAM_WORDS),
+        // The last chunk carries the finish reason.
+        expect_tail: stream.then_some("finishReason"),
+    }
+}
+
+/// Request straight to the mock's Bedrock runtime (API-key auth).
+fn converse_request(stream: bool) -> RequestSpec {
+    let action = if stream {
+        "converse-stream"
+    } else {
+        "converse"
+    };
+    RequestSpec {
+        path: format!("/model/{CONVERSE_MODEL}/{action}"),
+        headers: vec![header("authorization", "Bearer k")],
+        body: converse_body(stream, STREAM_WORDS),
+        // The binary event stream ends with a `metadata` event (its name is plain ASCII).
+        expect_tail: stream.then_some("metadata"),
+    }
+}
+
 /// Words per streamed reply (each word is one SSE event upstream).
 pub const STREAM_WORDS: u32 = 20;
 
@@ -207,6 +273,26 @@ pub fn direct_targets(mock: SocketAddr, mock_pid: Option<u32>) -> Vec<Target> {
             stream_request: Some(openai_request("/v1/chat/completions", "gpt-4o-mini", true)),
             direct: true,
             upstream: Upstream::OpenAi,
+            pid: mock_pid,
+        },
+        Target {
+            scenario: "1".into(),
+            name: "direct → mock generateContent (Gemini)".into(),
+            addr: mock,
+            request: gemini_request(false),
+            stream_request: Some(gemini_request(true)),
+            direct: true,
+            upstream: Upstream::Gemini,
+            pid: mock_pid,
+        },
+        Target {
+            scenario: "1".into(),
+            name: "direct → mock converse (Bedrock)".into(),
+            addr: mock,
+            request: converse_request(false),
+            stream_request: Some(converse_request(true)),
+            direct: true,
+            upstream: Upstream::Bedrock,
             pid: mock_pid,
         },
     ]
@@ -263,6 +349,27 @@ pub fn heimdall_targets(
         upstream: Upstream::OpenAi,
         pid,
     });
+    if passthrough {
+        for (name, model, upstream) in [
+            ("Gemini", format!("gemini/{GEMINI_MODEL}"), Upstream::Gemini),
+            (
+                "Bedrock Converse",
+                format!("bedrock/{CONVERSE_MODEL}"),
+                Upstream::Bedrock,
+            ),
+        ] {
+            out.push(Target {
+                scenario: "3, 4".into(),
+                name: format!("{label} /anthropic → {name} (translated)"),
+                addr: gateway,
+                request: anthropic_request(path, &model, false),
+                stream_request: Some(anthropic_request(path, &model, true)),
+                direct: false,
+                upstream,
+                pid,
+            });
+        }
+    }
     out
 }
 

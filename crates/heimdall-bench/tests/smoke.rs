@@ -46,7 +46,11 @@ async fn harness_produces_figures() {
 
     let opts = Options::smoke();
     let reports = scenario::run(&targets, &opts).await;
-    assert_eq!(reports.len(), 5);
+    assert_eq!(
+        reports.len(),
+        9,
+        "4 direct baselines, the relay, 4 gateway targets"
+    );
     for r in &reports {
         let max = r
             .max
