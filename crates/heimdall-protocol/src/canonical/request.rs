@@ -137,32 +137,49 @@ impl<'de, B: Deserialize<'de>> Deserialize<'de> for TextOrBlocks<B> {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct TextBlockParam {
     pub text: String,
+    /// `cache_control` was set (see [`ContentBlockParam`]).
+    #[serde(default, rename = "cache_control", deserialize_with = "present")]
+    pub cache_point: bool,
+}
+
+/// A field that is there and not `null`.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Ok(!Value::deserialize(d)?.is_null())
 }
 
 /// An input content block. Types Heimdall does not model (server tool results, search
 /// results, …) are kept as [`ContentBlockParam::Other`] so each translator decides whether it
 /// can represent them, and the error can name the type.
+///
+/// `cache_point` says the client's `cache_control` marked the prompt-cache prefix as ending at
+/// the block (its TTL is not carried: Bedrock's `cachePoint`, the only translation that uses
+/// it, has one kind).
 #[derive(Debug, Clone, PartialEq)]
 pub enum ContentBlockParam {
     Text {
         text: String,
+        cache_point: bool,
     },
     Image {
         source: Source,
+        cache_point: bool,
     },
     Document {
         source: Source,
         title: Option<String>,
+        cache_point: bool,
     },
     ToolUse {
         id: String,
         name: String,
         input: Value,
+        cache_point: bool,
     },
     ToolResult {
         tool_use_id: String,
         content: Option<MessageContent>,
         is_error: bool,
+        cache_point: bool,
     },
     /// `signature` is what the producing provider needs to accept the block back (Anthropic,
     /// Claude on Bedrock); translators that cannot check it drop thinking anyway.
@@ -176,6 +193,20 @@ pub enum ContentBlockParam {
     Other {
         kind: String,
     },
+}
+
+impl ContentBlockParam {
+    /// Whether the client's `cache_control` ends the cached prefix at this block.
+    pub fn cache_point(&self) -> bool {
+        match self {
+            Self::Text { cache_point, .. }
+            | Self::Image { cache_point, .. }
+            | Self::Document { cache_point, .. }
+            | Self::ToolUse { cache_point, .. }
+            | Self::ToolResult { cache_point, .. } => *cache_point,
+            Self::Thinking { .. } | Self::RedactedThinking | Self::Other { .. } => false,
+        }
+    }
 }
 
 impl<'de> Deserialize<'de> for ContentBlockParam {
@@ -229,20 +260,28 @@ impl<'de> Deserialize<'de> for ContentBlockParam {
                 ));
             }
         };
+        let cache_point = value.get("cache_control").is_some_and(|c| !c.is_null());
         Ok(match kind.as_str() {
             "text" => {
                 let b: Text = decode_nested(value)?;
-                Self::Text { text: b.text }
+                Self::Text {
+                    text: b.text,
+                    cache_point,
+                }
             }
             "image" => {
                 let b: Image = decode_nested(value)?;
-                Self::Image { source: b.source }
+                Self::Image {
+                    source: b.source,
+                    cache_point,
+                }
             }
             "document" => {
                 let b: Document = decode_nested(value)?;
                 Self::Document {
                     source: b.source,
                     title: b.title,
+                    cache_point,
                 }
             }
             "tool_use" => {
@@ -251,6 +290,7 @@ impl<'de> Deserialize<'de> for ContentBlockParam {
                     id: b.id,
                     name: b.name,
                     input: b.input,
+                    cache_point,
                 }
             }
             "tool_result" => {
@@ -259,6 +299,7 @@ impl<'de> Deserialize<'de> for ContentBlockParam {
                     tool_use_id: b.tool_use_id,
                     content: b.content,
                     is_error: b.is_error.unwrap_or(false),
+                    cache_point,
                 }
             }
             "thinking" => {
@@ -311,6 +352,9 @@ pub struct Tool {
     pub input_schema: Option<Value>,
     #[serde(default)]
     pub strict: Option<bool>,
+    /// `cache_control` was set: the cached prefix ends after this tool.
+    #[serde(default, rename = "cache_control", deserialize_with = "present")]
+    pub cache_point: bool,
 }
 
 impl Tool {
@@ -572,7 +616,7 @@ impl TextSink {
         };
         for block in blocks {
             match block {
-                ContentBlockParam::Text { text } => self.push(text),
+                ContentBlockParam::Text { text, .. } => self.push(text),
                 ContentBlockParam::ToolUse { name, input, .. } => {
                     self.push(name);
                     self.push(&input.to_string());
@@ -619,7 +663,8 @@ mod tests {
         assert_eq!(
             blocks[0],
             ContentBlockParam::Text {
-                text: "type comes last".into()
+                text: "type comes last".into(),
+                cache_point: false
             }
         );
         assert!(matches!(

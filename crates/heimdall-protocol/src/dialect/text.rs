@@ -41,7 +41,7 @@ pub(crate) fn system_message_text(
     let mut texts = Vec::with_capacity(blocks.len());
     for (j, block) in blocks.iter().enumerate() {
         match block {
-            ContentBlockParam::Text { text } => texts.push(text.as_str()),
+            ContentBlockParam::Text { text, .. } => texts.push(text.as_str()),
             _ => {
                 return Err(TranslateError::invalid(
                     format!("{base}.{j}"),
@@ -73,10 +73,10 @@ pub(crate) fn user_block<'a>(
     path: &str,
 ) -> Result<Option<UserBlock<'a>>, TranslateError> {
     Ok(match block {
-        ContentBlockParam::Text { text } if is_blank(text) => None,
-        ContentBlockParam::Text { text } => Some(UserBlock::Text(text)),
-        ContentBlockParam::Image { source } => Some(UserBlock::Image(source)),
-        ContentBlockParam::Document { source, title } => Some(UserBlock::Document {
+        ContentBlockParam::Text { text, .. } if is_blank(text) => None,
+        ContentBlockParam::Text { text, .. } => Some(UserBlock::Text(text)),
+        ContentBlockParam::Image { source, .. } => Some(UserBlock::Image(source)),
+        ContentBlockParam::Document { source, title, .. } => Some(UserBlock::Document {
             source,
             title: title.as_deref(),
         }),

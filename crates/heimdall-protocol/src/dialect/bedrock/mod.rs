@@ -8,8 +8,8 @@
 //!   pass-through from the Anthropic front door.
 //!
 //! What Converse cannot say is refused or left out, never guessed: URL images and server tools
-//! are `Unsupported`; `cache_control` is not carried by the canonical request, so no
-//! `cachePoint` blocks are sent; unsigned and redacted thinking is not sent back, and redacted
+//! are `Unsupported`; a block, system block or tool with `cache_control` is followed by a
+//! `cachePoint` (its TTL is not carried); unsigned and redacted thinking is not sent back, and redacted
 //! reasoning in answers is dropped (the canonical answer has no place for it).
 
 mod invoke;

@@ -149,6 +149,9 @@ impl Encoder {
             TextOrBlocks::Blocks(blocks) => {
                 for b in blocks {
                     push_text(&mut self.system, &b.text);
+                    if b.cache_point {
+                        push_cache_point(&mut self.system);
+                    }
                 }
             }
         }
@@ -164,13 +167,16 @@ impl Encoder {
             TextOrBlocks::Text(s) => push_text(&mut self.system, s),
             TextOrBlocks::Blocks(blocks) => {
                 for (j, b) in blocks.iter().enumerate() {
-                    let ContentBlockParam::Text { text } = b else {
+                    let ContentBlockParam::Text { text, .. } = b else {
                         return Err(TranslateError::invalid(
                             format!("{base}.{j}"),
                             "system messages may only contain text blocks",
                         ));
                     };
                     push_text(&mut self.system, text);
+                    if b.cache_point() {
+                        push_cache_point(&mut self.system);
+                    }
                 }
             }
         }
@@ -200,6 +206,7 @@ impl Encoder {
                         tool_use_id,
                         content,
                         is_error,
+                        ..
                     } = block
                     {
                         self.has_tool_blocks = true;
@@ -211,6 +218,9 @@ impl Encoder {
                         )?);
                     } else {
                         self.user_block(block, &path, &mut out)?;
+                    }
+                    if block.cache_point() {
+                        push_cache_point(&mut out);
                     }
                 }
             }
@@ -320,8 +330,10 @@ impl Encoder {
             TextOrBlocks::Blocks(blocks) => {
                 for (j, block) in blocks.iter().enumerate() {
                     match block {
-                        ContentBlockParam::Text { text } => push_text(&mut out, text),
-                        ContentBlockParam::ToolUse { id, name, input } => {
+                        ContentBlockParam::Text { text, .. } => push_text(&mut out, text),
+                        ContentBlockParam::ToolUse {
+                            id, name, input, ..
+                        } => {
                             self.has_tool_blocks = true;
                             out.push(json!({"toolUse": {
                                 "toolUseId": ids::tool_id_to_upstream(id),
@@ -345,11 +357,22 @@ impl Encoder {
                         | ContentBlockParam::RedactedThinking => {}
                         other => return Err(assistant_block_error(other, format!("{base}.{j}"))),
                     }
+                    if block.cache_point() {
+                        push_cache_point(&mut out);
+                    }
                 }
             }
         }
         self.push("assistant", out);
         Ok(())
+    }
+}
+
+/// Where the client's `cache_control` ended the cached prefix: Converse's `cachePoint` block
+/// after the content (never first, never twice in a row).
+fn push_cache_point(out: &mut Vec<Value>) {
+    if out.last().is_some_and(|v| v.get("cachePoint").is_none()) {
+        out.push(json!({"cachePoint": {"type": "default"}}));
     }
 }
 
@@ -423,6 +446,9 @@ fn tool_config(req: &Request, has_tool_blocks: bool) -> Result<Option<Value>, Tr
             spec["description"] = json!(d);
         }
         tools.push(json!({ "toolSpec": spec }));
+        if t.cache_point {
+            push_cache_point(&mut tools);
+        }
     }
     if tools.is_empty() {
         return Ok(None);

@@ -126,7 +126,7 @@ impl Encoder<'_> {
             TextOrBlocks::Text(s) => self.system_text(s),
             TextOrBlocks::Blocks(blocks) => {
                 for (j, block) in blocks.iter().enumerate() {
-                    let ContentBlockParam::Text { text } = block else {
+                    let ContentBlockParam::Text { text, .. } = block else {
                         return Err(TranslateError::invalid(
                             format!("{base}.{j}"),
                             "system messages may only contain text blocks",
@@ -179,6 +179,7 @@ impl Encoder<'_> {
                 tool_use_id,
                 content,
                 is_error,
+                ..
             } = block
             else {
                 user_parts(&mut own, block, &path)?;
@@ -255,14 +256,16 @@ impl Encoder<'_> {
                     }
                 }
                 ContentBlockParam::RedactedThinking => {}
-                ContentBlockParam::Text { text } => {
+                ContentBlockParam::Text { text, .. } => {
                     if !is_blank(text) || pending.is_some() {
                         let mut part = Part::text(text);
                         part.thought_signature = pending.take();
                         parts.push(part);
                     }
                 }
-                ContentBlockParam::ToolUse { id, name, input } => parts.push(Part {
+                ContentBlockParam::ToolUse {
+                    id, name, input, ..
+                } => parts.push(Part {
                     function_call: Some(g::FunctionCall {
                         id: self.call_id(id),
                         name: name.clone(),

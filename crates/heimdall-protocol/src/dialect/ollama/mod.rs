@@ -229,6 +229,7 @@ fn user_turn(
             tool_use_id,
             content,
             is_error,
+            ..
         } = block
         {
             let mut result = ChatMessage {
@@ -337,8 +338,10 @@ fn assistant_turn(
     let mut texts = Vec::new();
     for (j, block) in blocks.iter().enumerate() {
         match block {
-            ContentBlockParam::Text { text } => texts.push(text.as_str()),
-            ContentBlockParam::ToolUse { id, name, input } => {
+            ContentBlockParam::Text { text, .. } => texts.push(text.as_str()),
+            ContentBlockParam::ToolUse {
+                id, name, input, ..
+            } => {
                 tool_names.push((id.clone(), name.clone()));
                 message.tool_calls.push(serde_json::json!({
                     "function": {"name": name, "arguments": input}

@@ -121,6 +121,7 @@ fn push_user_turn(
             tool_use_id,
             content,
             is_error,
+            ..
         } = block
         {
             let mut text = if *is_error {
@@ -288,8 +289,10 @@ fn push_assistant_turn(
         TextOrBlocks::Blocks(blocks) => {
             for (j, block) in blocks.iter().enumerate() {
                 match block {
-                    ContentBlockParam::Text { text } => texts.push(text.as_str()),
-                    ContentBlockParam::ToolUse { id, name, input } => {
+                    ContentBlockParam::Text { text, .. } => texts.push(text.as_str()),
+                    ContentBlockParam::ToolUse {
+                        id, name, input, ..
+                    } => {
                         tool_calls.push(o::ToolCall {
                             id: q.tool_ids.upstream(id),
                             kind: FunctionType::Function,

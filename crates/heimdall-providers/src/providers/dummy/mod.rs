@@ -199,7 +199,7 @@ impl UpstreamCodec for DummyDialect {
                 TextOrBlocks::Blocks(blocks) => {
                     for (j, b) in blocks.iter().enumerate() {
                         match b {
-                            ContentBlockParam::Text { text } => prompt.push_str(text),
+                            ContentBlockParam::Text { text, .. } => prompt.push_str(text),
                             _ => {
                                 return Err(TranslateError::unsupported(
                                     format!("messages.{i}.content.{j}"),
