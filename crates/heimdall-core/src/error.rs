@@ -3,7 +3,9 @@
 
 use bytes::Bytes;
 use heimdall_protocol::dialect::{DialectId, TranslateError};
-use heimdall_protocol::error::{ErrorType, classify_upstream, parse_upstream_error};
+use heimdall_protocol::error::{
+    ErrorType, aws_error_type, classify_upstream, parse_upstream_error,
+};
 use heimdall_providers::ProviderError;
 use http::{HeaderMap, HeaderValue};
 
@@ -94,16 +96,23 @@ impl GatewayError {
                 // another shape (Google's front end before Claude on Vertex) gets our own.
                 let pass_through = pass_through
                     .is_some_and(|d| parsed.as_ref().is_some_and(|p| p.shape == Some(d)));
-                let kind = classify_upstream(
-                    *status,
-                    parsed.as_ref().and_then(|p| p.upstream_type.as_deref()),
-                );
+                // AWS names the failure in a header; its statuses are not Anthropic's.
+                let aws = headers
+                    .get("x-amzn-errortype")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(aws_error_type);
+                let kind = aws.unwrap_or_else(|| {
+                    classify_upstream(
+                        *status,
+                        parsed.as_ref().and_then(|p| p.upstream_type.as_deref()),
+                    )
+                });
                 let detail = parsed.map_or_else(
                     || format!("{provider} returned HTTP {status}"),
                     |p| p.message,
                 );
                 Self {
-                    status: *status,
+                    status: aws.map_or(*status, ErrorType::status),
                     kind,
                     message: scrub(&detail, secret),
                     retry_after: headers.get(http::header::RETRY_AFTER).cloned(),
@@ -212,6 +221,47 @@ mod tests {
             GatewayError::from_provider(&own, "k", None)
                 .upstream
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn aws_error_names_decide_over_aws_statuses() {
+        let aws = |status: u16, name: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert("x-amzn-errortype", http::HeaderValue::from_static(name));
+            let err = ProviderError::Status {
+                provider: "bedrock".into(),
+                status,
+                headers: Box::new(headers),
+                body: Bytes::from_static(br#"{"message":"m"}"#),
+            };
+            let g = GatewayError::from_provider(&err, "k", None);
+            (g.status, g.kind)
+        };
+        assert_eq!(
+            aws(
+                400,
+                "ServiceQuotaExceededException:http://internal.amazon.com/coral/com.amazon.bedrock/"
+            ),
+            (429, ErrorType::RateLimitError)
+        );
+        assert_eq!(
+            aws(408, "ModelTimeoutException"),
+            (504, ErrorType::TimeoutError)
+        );
+        assert_eq!(
+            aws(429, "ModelNotReadyException"),
+            (529, ErrorType::OverloadedError)
+        );
+        assert_eq!(
+            aws(400, "ValidationException"),
+            (400, ErrorType::InvalidRequestError)
+        );
+        assert_eq!(aws(424, "ModelErrorException"), (500, ErrorType::ApiError));
+        // Names that add nothing leave the status in charge.
+        assert_eq!(
+            aws(403, "UnrecognizedClientException"),
+            (403, ErrorType::PermissionError)
         );
     }
 

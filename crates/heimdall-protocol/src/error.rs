@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::dialect::{DialectId, anthropic, gemini, openai_chat};
+use crate::dialect::{DialectId, anthropic, bedrock, gemini, openai_chat};
 
 /// Anthropic's documented `error.type` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -167,6 +167,23 @@ pub fn parse_upstream_error(body: &[u8]) -> Option<UpstreamError> {
         message,
         shape,
     })
+}
+
+/// The Anthropic type of an AWS error answer, from its `x-amzn-ErrorType` header
+/// (`ThrottlingException:http://internal.amazon.com/…`), when the name says more than the
+/// status: AWS answers a spent quota with 400, a model timeout with 408, a failed model with
+/// 424. `None` for names that add nothing to the status (internal and unknown ones).
+pub fn aws_error_type(error_type_header: &str) -> Option<ErrorType> {
+    let name = error_type_header
+        .split(':')
+        .next()
+        .unwrap_or_default()
+        .trim();
+    if name.eq_ignore_ascii_case("ModelErrorException") {
+        // 424 on the wire: the model failed, which is the upstream's fault, not the client's.
+        return Some(ErrorType::ApiError);
+    }
+    Some(bedrock::exception_error_type(name)).filter(|kind| *kind != ErrorType::ApiError)
 }
 
 /// Chooses the Anthropic type for an upstream failure: the status decides (SDKs retry by status),
