@@ -6,9 +6,11 @@
 //! `value` is a Bedrock API key, sent as `Authorization: Bearer`. `region` (default
 //! `us-east-1`) picks the host; `deployments` maps a model name to a model id or inference
 //! profile; `arn`, when set, is the inference-profile ARN prefix the id is appended to
-//! (`{arn}/{id}`), as Bifrost does. Any of these may be `env.VAR`. The AWS default credential
-//! chain (instance roles, SSO, STS AssumeRole) is not read: a key without credentials is a
-//! configuration error.
+//! (`{arn}/{id}`), as Bifrost does. Any of these may be `env.VAR`. A key with neither
+//! credentials nor a value takes `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and
+//! `AWS_SESSION_TOKEN` from the environment at start, the first link of AWS's default chain;
+//! the rest of that chain (instance and container roles, SSO, STS AssumeRole) is not read, so
+//! temporary credentials from the environment are not renewed.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -193,12 +195,26 @@ fn key_config(
         (Some(_), None) => return Err(err("secret_key", "required with access_key")),
         (None, Some(_)) => return Err(err("access_key", "required with secret_key")),
         (None, None) if has_value => None,
-        (None, None) => {
-            return Err(err(
-                "access_key",
-                "required: access_key and secret_key, or a Bedrock API key in the key's value",
-            ));
-        }
+        // Neither: the standard AWS variables, as AWS's own tools read them first.
+        (None, None) => match (
+            env("AWS_ACCESS_KEY_ID").filter(|v| !v.trim().is_empty()),
+            env("AWS_SECRET_ACCESS_KEY").filter(|v| !v.trim().is_empty()),
+        ) {
+            (Some(access_key), Some(secret_key)) => Some(AwsKeys {
+                access_key: access_key.trim().to_owned(),
+                secret_key: secret_key.trim().to_owned(),
+                session_token: env("AWS_SESSION_TOKEN")
+                    .map(|t| t.trim().to_owned())
+                    .filter(|t| !t.is_empty()),
+            }),
+            _ => {
+                return Err(err(
+                    "access_key",
+                    "required: access_key and secret_key, a Bedrock API key in the key's value, \
+                     or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment",
+                ));
+            }
+        },
     };
     let region = resolve("region", raw.region)?.unwrap_or_else(|| DEFAULT_REGION.to_owned());
     if !is_region(&region) {
@@ -529,6 +545,36 @@ mod tests {
         let mut r = prepare(&*p, "amazon.nova-pro-v1:0", false);
         p.authorize(&mut r, &key).await.unwrap();
         assert_eq!(r.headers["authorization"], "Bearer brk-key");
+    }
+
+    #[tokio::test]
+    async fn a_key_without_credentials_takes_aws_variables_from_the_environment() {
+        let env = |var: &str| match var {
+            "AWS_ACCESS_KEY_ID" => Some("AKIDENV".to_owned()),
+            "AWS_SECRET_ACCESS_KEY" => Some("SECRETENV".to_owned()),
+            "AWS_SESSION_TOKEN" => Some("TOKENENV".to_owned()),
+            _ => None,
+        };
+        let p = build_with_env(
+            ProviderSettings {
+                name: "bedrock".into(),
+                family: "bedrock",
+                base_url: "http://127.0.0.1:9".into(),
+                section: json!({"keys": [{"value": "", "bedrock_key_config": {"region": "eu-west-1"}}]}),
+            },
+            &env,
+        )
+        .unwrap();
+        let mut r = prepare(&*p, "amazon.nova-pro-v1:0", false);
+        p.authorize(&mut r, &Credential { index: 0, value: "" })
+            .await
+            .unwrap();
+        let auth = r.headers["authorization"].to_str().unwrap();
+        assert!(
+            auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDENV/") && auth.contains("/eu-west-1/"),
+            "{auth}"
+        );
+        assert_eq!(r.headers["x-amz-security-token"], "TOKENENV");
     }
 
     #[test]
