@@ -11,6 +11,7 @@ mod context;
 mod error;
 mod exchange;
 mod guard;
+mod media;
 mod models;
 mod policy;
 mod record;

@@ -259,7 +259,7 @@ async fn gemini_streamed_tools_and_thinking_obey_the_grammar() {
 }
 
 #[tokio::test]
-async fn gemini_images_inline_and_urls_refused() {
+async fn gemini_images_inline_and_refused_urls_fail_before_any_call() {
     let h = harness().await;
     let body = json!({"model": FLASH, "max_tokens": 20, "messages": [{"role": "user", "content": [
         {"type": "text", "text": "what is it"},
@@ -270,9 +270,11 @@ async fn gemini_images_inline_and_urls_refused() {
         h.mock.requests()[0].body["contents"][0]["parts"][1],
         json!({"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}})
     );
+    // The gateway fetches image URLs for Gemini (tests/media.rs); one it refuses to fetch
+    // fails the request before any upstream call.
     let mut url = body.clone();
     url["messages"][0]["content"][1]["source"] =
-        json!({"type": "url", "url": "https://x.test/a.png"});
+        json!({"type": "url", "url": "http://169.254.169.254/a.png"});
     let res = h.messages(&url).await;
     assert_eq!(res.status(), 400);
     let err: Value = res.json().await.unwrap();
