@@ -175,6 +175,8 @@ pub struct Config {
     pub upstream_client: ClientOptions,
     /// Which client headers go upstream (`client.header_filter_config`).
     pub header_rules: HeaderRules,
+    /// Fetching media given by URL for upstreams that take bytes only.
+    pub media_fetch: MediaFetchConfig,
     /// Human-readable notes about accepted-but-unsupported settings, logged once at start.
     pub warnings: Vec<String>,
 }
@@ -192,6 +194,7 @@ impl Config {
             max_stream_event_bytes: mb(DEFAULT_MAX_STREAM_EVENT_MB),
             upstream_client: ClientOptions::default(),
             header_rules: HeaderRules::default(),
+            media_fetch: MediaFetchConfig::default(),
             warnings: Vec::new(),
         }
     }
@@ -370,8 +373,44 @@ impl Config {
                 names(filter.denylist, "denylist")?,
             );
         }
+        config.media_fetch = raw.media_fetch.validate()?;
         config.warnings = warnings;
         Ok(config)
+    }
+}
+
+/// Heimdall's own `media_fetch` section (Bifrost has none): how images and documents given by
+/// URL are fetched for upstreams that take bytes only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaFetchConfig {
+    /// Off: URLs reach the encoder, which refuses them for such upstreams.
+    pub enabled: bool,
+    /// Loopback, private, link-local and other non-public addresses may be fetched.
+    pub allow_private_addresses: bool,
+    /// Hosts that may resolve to non-public addresses even when those are refused otherwise;
+    /// lowercase, without brackets or a trailing dot.
+    pub allowed_private_hosts: Vec<String>,
+    pub max_object_bytes: usize,
+    /// All objects of one request together.
+    pub max_request_bytes: usize,
+    pub max_objects_per_request: usize,
+    /// One object, from connecting to its last byte, redirects included.
+    pub timeout: Duration,
+    pub max_redirects: usize,
+}
+
+impl Default for MediaFetchConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            allow_private_addresses: false,
+            allowed_private_hosts: Vec::new(),
+            max_object_bytes: mb(20),
+            max_request_bytes: mb(50),
+            max_objects_per_request: 20,
+            timeout: Duration::from_secs(10),
+            max_redirects: 3,
+        }
     }
 }
 
@@ -571,6 +610,76 @@ struct RawConfig {
     providers: BTreeMap<String, serde_json::Value>,
     #[serde(default)]
     client: RawClient,
+    #[serde(default)]
+    media_fetch: RawMediaFetch,
+}
+
+#[derive(Deserialize, Default)]
+struct RawMediaFetch {
+    enabled: Option<bool>,
+    allow_private_addresses: Option<bool>,
+    allowed_private_hosts: Option<Vec<String>>,
+    max_object_size_mb: Option<u64>,
+    max_request_size_mb: Option<u64>,
+    max_objects_per_request: Option<u64>,
+    timeout_seconds: Option<u64>,
+    max_redirects: Option<u64>,
+}
+
+impl RawMediaFetch {
+    fn validate(self) -> Result<MediaFetchConfig, ConfigError> {
+        let mut c = MediaFetchConfig::default();
+        let at = |field: &str| format!("media_fetch.{field}");
+        // Providers take a few MiB per object at most (Gemini's whole request: 20 MB).
+        const MAX_OBJECT_MB: u64 = 1024;
+        let count = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+        if let Some(v) = self.enabled {
+            c.enabled = v;
+        }
+        if let Some(v) = self.allow_private_addresses {
+            c.allow_private_addresses = v;
+        }
+        for (i, host) in self
+            .allowed_private_hosts
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            let host = host
+                .trim()
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .trim_end_matches('.')
+                .to_ascii_lowercase();
+            if host.is_empty()
+                || (host.contains(['/', ':']) && host.parse::<std::net::IpAddr>().is_err())
+            {
+                return Err(ConfigError {
+                    path: format!("{}[{i}]", at("allowed_private_hosts")),
+                    message: "expected a host name or an IP address, without scheme, port or path"
+                        .into(),
+                });
+            }
+            c.allowed_private_hosts.push(host);
+        }
+        if let Some(v) = self.max_object_size_mb {
+            c.max_object_bytes = mb(in_range(&at("max_object_size_mb"), v, 1, MAX_OBJECT_MB)?);
+        }
+        if let Some(v) = self.max_request_size_mb {
+            c.max_request_bytes = mb(in_range(&at("max_request_size_mb"), v, 1, MAX_MB)?);
+        }
+        if let Some(v) = self.max_objects_per_request {
+            c.max_objects_per_request =
+                count(in_range(&at("max_objects_per_request"), v, 1, 1000)?);
+        }
+        if let Some(v) = self.timeout_seconds {
+            c.timeout = Duration::from_secs(in_range(&at("timeout_seconds"), v, 1, 3600)?);
+        }
+        if let Some(v) = self.max_redirects {
+            c.max_redirects = count(in_range(&at("max_redirects"), v, 0, 20)?);
+        }
+        Ok(c)
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -761,6 +870,72 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.path, "client.max_request_body_size_mb");
+    }
+
+    #[test]
+    fn media_fetch_section_has_defaults_and_range_checks() {
+        let c = Config::from_json("{}", &env).unwrap();
+        assert_eq!(c.media_fetch, MediaFetchConfig::default());
+        assert!(c.media_fetch.enabled && !c.media_fetch.allow_private_addresses);
+        let c = Config::from_json(
+            r#"{"media_fetch": {"enabled": false, "allow_private_addresses": true,
+                "allowed_private_hosts": ["Images.Internal.", "[fd00::1]", "10.0.0.5"],
+                "max_object_size_mb": 5, "max_request_size_mb": 8, "max_objects_per_request": 3,
+                "timeout_seconds": 2, "max_redirects": 0}}"#,
+            &env,
+        )
+        .unwrap();
+        assert_eq!(
+            c.media_fetch,
+            MediaFetchConfig {
+                enabled: false,
+                allow_private_addresses: true,
+                allowed_private_hosts: vec![
+                    "images.internal".into(),
+                    "fd00::1".into(),
+                    "10.0.0.5".into()
+                ],
+                max_object_bytes: 5 * 1024 * 1024,
+                max_request_bytes: 8 * 1024 * 1024,
+                max_objects_per_request: 3,
+                timeout: Duration::from_secs(2),
+                max_redirects: 0,
+            }
+        );
+        for (field, path) in [
+            (
+                r#""max_object_size_mb": 0"#,
+                "media_fetch.max_object_size_mb",
+            ),
+            (
+                r#""max_object_size_mb": 4096"#,
+                "media_fetch.max_object_size_mb",
+            ),
+            (
+                r#""max_request_size_mb": 0"#,
+                "media_fetch.max_request_size_mb",
+            ),
+            (
+                r#""max_objects_per_request": 0"#,
+                "media_fetch.max_objects_per_request",
+            ),
+            (r#""timeout_seconds": 0"#, "media_fetch.timeout_seconds"),
+            (r#""max_redirects": 21"#, "media_fetch.max_redirects"),
+            (
+                r#""allowed_private_hosts": ["http://x/"]"#,
+                "media_fetch.allowed_private_hosts[0]",
+            ),
+            (
+                r#""allowed_private_hosts": ["x:80"]"#,
+                "media_fetch.allowed_private_hosts[0]",
+            ),
+        ] {
+            let e =
+                Config::from_json(&format!(r#"{{"media_fetch": {{{field}}}}}"#), &env).unwrap_err();
+            assert_eq!(e.path, path, "{field}: {e}");
+        }
+        let c = Config::from_json(r#"{"media_fetch": {"max_bytes": 1}}"#, &env).unwrap();
+        assert!(c.warnings.join("\n").contains("media_fetch.max_bytes"));
     }
 
     #[test]

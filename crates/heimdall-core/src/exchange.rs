@@ -21,6 +21,7 @@ use crate::config::{Config, ProviderConfig};
 use crate::context::RequestContext;
 use crate::error::GatewayError;
 use crate::guard::RecordGuard;
+use crate::media::MediaFetcher;
 use crate::models::ModelsCache;
 use crate::policy::{AllowAll, Plan, Policy};
 use crate::record::{LogSink, Outcome, RecordSink};
@@ -37,6 +38,7 @@ pub enum Reply {
 pub struct Gateway {
     config: Config,
     client: UpstreamClient,
+    media: MediaFetcher,
     policy: Arc<dyn Policy>,
     sink: Arc<dyn RecordSink>,
     pub(crate) models: ModelsCache,
@@ -81,10 +83,13 @@ impl Gateway {
     ) -> Result<Self, GatewayError> {
         let client = UpstreamClient::new(&config.upstream_client)
             .map_err(|e| GatewayError::internal(e.to_string()))?;
+        let media = MediaFetcher::new(&config.media_fetch)
+            .map_err(|e| GatewayError::internal(format!("media fetch client: {e}")))?;
         Ok(Self {
             models: ModelsCache::default(),
             config,
             client,
+            media,
             policy,
             sink,
             abort: CancellationToken::new(),
@@ -244,7 +249,11 @@ impl Gateway {
         let upstream_body = match t.codec {
             None => passthrough_body(front, body, &head.model, t.upstream_model)?,
             Some(codec) => {
-                let request = front.decode_request(body, Endpoint::Messages)?;
+                let mut request = front.decode_request(body, Endpoint::Messages)?;
+                let inline = codec.inline_media();
+                if inline.any() {
+                    self.media.inline(&mut request, inline).await?;
+                }
                 Bytes::from(codec.encode_request(&request, t.upstream_model)?)
             }
         };

@@ -12,6 +12,7 @@ mod error;
 mod exchange;
 mod guard;
 mod headers;
+mod media;
 mod models;
 mod policy;
 mod record;

@@ -125,12 +125,17 @@ pub struct UpstreamClient {
 
 static CRYPTO: Once = Once::new();
 
+/// Installs the process-wide TLS crypto provider rustls needs before any HTTP client is
+/// built (ring: it builds without a C toolchain setup). Idempotent.
+pub fn install_tls_crypto() {
+    CRYPTO.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
 impl UpstreamClient {
     pub fn new(opts: &ClientOptions) -> Result<Self, ProviderError> {
-        // rustls needs a process-wide crypto provider; ring builds without a C toolchain setup.
-        CRYPTO.call_once(|| {
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        });
+        install_tls_crypto();
         let http = reqwest::Client::builder()
             // Compressed answers are decoded here, so every path sees plain bytes and no
             // client receives a body whose content-encoding was dropped.
@@ -331,7 +336,7 @@ fn closed_before_answer(e: &reqwest::Error) -> bool {
 }
 
 /// The error with its causes, e.g. "error sending request: connection refused".
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut cur = e.source();
     while let Some(s) = cur {

@@ -10,7 +10,10 @@ mod client;
 mod provider;
 pub mod providers;
 
-pub use client::{ByteStream, ClientOptions, ProviderError, UpstreamClient, UpstreamResponse};
+pub use client::{
+    ByteStream, ClientOptions, ProviderError, UpstreamClient, UpstreamResponse, error_chain,
+    install_tls_crypto,
+};
 pub use provider::{
     Credential, Operation, PreparedRequest, Provider, ProviderFactory, ProviderSettings,
     SettingsError, header_auth, json_request, set_secret_header, url,

@@ -325,10 +325,11 @@ async fn errors_bearer_keys_and_bad_signatures() {
         "{v}"
     );
 
-    // Converse cannot take URL images: refused before any call, naming the field.
+    // Converse takes image bytes only, which the gateway fetches (tests/media.rs); a URL it
+    // refuses to fetch fails before any call, naming the field.
     let before = mock.requests().len();
     let body = json!({"model": NOVA, "max_tokens": 64, "messages": [{"role": "user", "content": [
-        {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}]}]});
+        {"type": "image", "source": {"type": "url", "url": "http://127.0.0.1:9/a.png"}}]}]});
     let res = post_messages(gw.base_url(), &body).await;
     assert_eq!(res.status(), 400);
     let v: Value = res.json().await.unwrap();

@@ -259,7 +259,7 @@ async fn gemini_streamed_tools_and_thinking_obey_the_grammar() {
 }
 
 #[tokio::test]
-async fn gemini_images_inline_and_urls_refused() {
+async fn gemini_images_inline_and_refused_urls_fail_before_any_call() {
     let h = harness().await;
     let body = json!({"model": FLASH, "max_tokens": 20, "messages": [{"role": "user", "content": [
         {"type": "text", "text": "what is it"},
@@ -270,9 +270,11 @@ async fn gemini_images_inline_and_urls_refused() {
         h.mock.requests()[0].body["contents"][0]["parts"][1],
         json!({"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}})
     );
+    // The gateway fetches image URLs for Gemini (tests/media.rs); one it refuses to fetch
+    // fails the request before any upstream call.
     let mut url = body.clone();
     url["messages"][0]["content"][1]["source"] =
-        json!({"type": "url", "url": "https://x.test/a.png"});
+        json!({"type": "url", "url": "http://169.254.169.254/a.png"});
     let res = h.messages(&url).await;
     assert_eq!(res.status(), 400);
     let err: Value = res.json().await.unwrap();
@@ -288,6 +290,41 @@ async fn gemini_images_inline_and_urls_refused() {
         h.mock.requests().len(),
         1,
         "refused before any upstream call"
+    );
+}
+
+#[tokio::test]
+async fn vertex_gemini_gets_image_urls_as_inline_bytes() {
+    let h = Harness::with_config(|c| {
+        let mock = c["providers"]["openai"]["network_config"]["base_url"].clone();
+        let mut account: Value = serde_json::from_str(SERVICE_ACCOUNT_JSON).unwrap();
+        account["token_uri"] = json!(format!("{}/token", mock.as_str().unwrap()));
+        c["providers"]["vertex"] = json!({
+            "keys": [{"value": "", "models": ["*"],
+                      "vertex_key_config": {"project_id": "proj", "region": "global",
+                                            "auth_credentials": account.to_string()}}],
+            "network_config": {"base_url": mock}
+        });
+        // The mock serves the image from 127.0.0.1.
+        c["media_fetch"] = json!({"allowed_private_hosts": ["127.0.0.1"]});
+    })
+    .await;
+    let url = format!("{}/media/image.png", h.mock.base_url());
+    let body = json!({"model": VERTEX_GEMINI, "max_tokens": 20, "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "what is it"},
+        {"type": "image", "source": {"type": "url", "url": url}}]}]});
+    json_answer(&h, &body).await;
+    let sent = h
+        .mock
+        .requests()
+        .into_iter()
+        .rfind(|r| r.path.contains("/publishers/google/"))
+        .unwrap();
+    let part = &sent.body["contents"][0]["parts"][1]["inlineData"];
+    assert_eq!(part["mimeType"], "image/png");
+    assert!(
+        part["data"].as_str().unwrap().starts_with("iVBORw0KGgo"),
+        "{part}"
     );
 }
 

@@ -26,7 +26,7 @@ pub mod fixtures {
 }
 
 pub use gateway::GatewayProcess;
-pub use mock::{MockOptions, MockServer, RecordedRequest};
+pub use mock::{MEDIA_TEXT, MockOptions, MockServer, RecordedRequest};
 
 /// Installs the process-wide rustls crypto provider (ring) if none is installed yet.
 ///

@@ -4,12 +4,14 @@
 
 mod assembler;
 mod json_scan;
+mod media;
 mod request;
 mod response;
 mod stream;
 mod usage;
 
 pub use assembler::Assembler;
+pub use media::{InlineMedia, MediaKind, UrlMedia};
 pub use request::*;
 pub use response::{ContentBlock, Response, StopReason};
 pub use stream::{BlockDelta, BlockStart, Delta, Event, StreamEncoder};

@@ -16,7 +16,7 @@ mod text;
 
 use std::borrow::Cow;
 
-use crate::canonical::{self, Delta, StreamEncoder, Usage};
+use crate::canonical::{self, Delta, InlineMedia, StreamEncoder, Usage};
 use crate::error::ErrorType;
 use crate::framing::{Frame, Framer};
 
@@ -116,6 +116,11 @@ pub trait UpstreamCodec: Send + Sync {
         ctx: &ResponseContext,
     ) -> Result<canonical::Response, TranslateError>;
     fn stream_decoder(&self, ctx: &ResponseContext) -> Box<dyn StreamDecoder>;
+    /// Media given by URL that this upstream cannot fetch itself: the gateway fetches it and
+    /// hands the encoder the bytes instead.
+    fn inline_media(&self) -> InlineMedia {
+        InlineMedia::NONE
+    }
 }
 
 /// Turns an upstream's frames into deltas.

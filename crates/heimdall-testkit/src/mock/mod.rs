@@ -3,7 +3,7 @@
 //! publishers), scripted by `[[mock:...]]` directives (see [`directives`]).
 //!
 //! Module layout: [`directives`] parses the script, `reply` plans a dialect-neutral answer,
-//! `openai`, `anthropic`, `gemini`, `ollama` and `bedrock` encode it (`gemini` also grants service-account tokens), `faults` bends it as scripted, `raw` is the hand-written
+//! `openai`, `anthropic`, `gemini`, `ollama` and `bedrock` encode it (`gemini` also grants service-account tokens), `media` serves files to fetch by URL, `faults` bends it as scripted, `raw` is the hand-written
 //! HTTP/1.1 front for connection-level faults, and this module holds the server, recording,
 //! models and the shared streaming/error plumbing.
 
@@ -13,6 +13,7 @@ mod anthropic;
 mod bedrock;
 mod faults;
 mod gemini;
+mod media;
 mod ollama;
 mod openai;
 mod raw;
@@ -41,6 +42,7 @@ use tokio::task::JoinHandle;
 
 pub use bedrock::{MOCK_AWS_ACCESS_KEY, MOCK_AWS_SECRET_KEY};
 use directives::{Directives, ErrorDirective};
+pub use media::MEDIA_TEXT;
 
 /// Options of a [`MockServer`].
 #[derive(Debug, Clone)]
@@ -165,6 +167,11 @@ impl MockServer {
     pub fn clear(&self) {
         self.shared.recorded().clear();
     }
+
+    /// Body bytes written so far by `GET /media/…`, counted as each piece goes out.
+    pub fn media_bytes_served(&self) -> u64 {
+        self.shared.media_bytes.load(Ordering::Relaxed)
+    }
 }
 
 impl Drop for MockServer {
@@ -184,6 +191,7 @@ pub(crate) struct Shared {
     pub(crate) raw_front: bool,
     recorded: Mutex<Vec<RecordedRequest>>,
     next_id: AtomicU64,
+    pub(crate) media_bytes: AtomicU64,
 }
 
 impl Shared {
@@ -193,6 +201,7 @@ impl Shared {
             raw_front,
             recorded: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(1),
+            media_bytes: AtomicU64::new(0),
         })
     }
 
@@ -291,6 +300,8 @@ fn router(shared: Arc<Shared>) -> Router {
             post(gemini::vertex),
         )
         .route("/token", post(gemini::token))
+        // Files for a gateway that fetches media given by URL.
+        .route("/media/{name}", get(media::serve))
         .route("/_mock/requests", get(mock_requests).delete(mock_clear))
         .route("/health", get(health))
         .fallback(fallback)

@@ -7,10 +7,11 @@
 //! - [`ClaudeInvoke`] (`invoke`): Claude's own Messages API through InvokeModel, reached by
 //!   pass-through from the Anthropic front door.
 //!
-//! What Converse cannot say is refused or left out, never guessed: URL images and server tools
-//! are `Unsupported`; a block, system block or tool with `cache_control` is followed by a
-//! `cachePoint` (its TTL is not carried); unsigned and redacted thinking is not sent back, and redacted
-//! reasoning in answers is dropped (the canonical answer has no place for it).
+//! What Converse cannot say is refused or left out, never guessed: URL media (which the gateway
+//! fetches and inlines beforehand unless configured not to) and server tools are
+//! `Unsupported`; a block, system block or tool with `cache_control` is followed by a
+//! `cachePoint` (its TTL is not carried); unsigned and redacted thinking is not sent back, and
+//! redacted reasoning in answers is dropped (the canonical answer has no place for it).
 
 mod invoke;
 mod request;
@@ -23,7 +24,7 @@ use super::{
     DialectId, ModelInfo, ResponseContext, StreamDecoder, TranslateError, UpstreamCodec,
     UpstreamDialect, UsageTap,
 };
-use crate::canonical::{self, Usage};
+use crate::canonical::{self, InlineMedia, Usage};
 use crate::framing::Framer;
 use crate::framing::aws_eventstream::EventStreamFramer;
 
@@ -79,5 +80,10 @@ impl UpstreamCodec for Converse {
 
     fn stream_decoder(&self, _ctx: &ResponseContext) -> Box<dyn StreamDecoder> {
         Box::<response::ConverseDecoder>::default()
+    }
+
+    /// Converse takes image and document bytes (or S3 locations), never web URLs.
+    fn inline_media(&self) -> InlineMedia {
+        InlineMedia::ALL
     }
 }

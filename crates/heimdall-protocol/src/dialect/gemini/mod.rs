@@ -14,7 +14,7 @@ use super::{
     DialectId, ModelInfo, ResponseContext, StreamDecoder, TapVerdict, TranslateError,
     UpstreamCodec, UpstreamDialect, UsageTap,
 };
-use crate::canonical::{self, Usage};
+use crate::canonical::{self, InlineMedia, Usage};
 use crate::framing::sse::SseFramer;
 use crate::framing::{Frame, Framer};
 
@@ -116,6 +116,11 @@ impl UpstreamCodec for Gemini {
 
     fn stream_decoder(&self, _ctx: &ResponseContext) -> Box<dyn StreamDecoder> {
         Box::<stream::GeminiStreamDecoder>::default()
+    }
+
+    /// `fileData` takes only Google storage and Files API URIs, not arbitrary URLs.
+    fn inline_media(&self) -> InlineMedia {
+        InlineMedia::ALL
     }
 }
 

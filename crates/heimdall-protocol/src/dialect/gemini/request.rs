@@ -345,10 +345,10 @@ fn inline(mime_type: &str, data: &str) -> Part {
 fn image_part(source: &Source, path: &str) -> Result<Part, TranslateError> {
     match source {
         Source::Base64 { media_type, data } => Ok(inline(media_type, data)),
-        // Gemini does not fetch arbitrary URLs; fetching them here is a separate feature.
+        // Reached only when the gateway does not fetch URLs (see `UpstreamCodec::inline_media`).
         Source::Url { .. } => Err(TranslateError::unsupported(
             format!("{path}.source"),
-            "image URLs are not supported by this model's provider yet; send the image as base64",
+            "this model's provider does not fetch image URLs; send the image as base64",
         )),
         Source::File { .. } => Err(TranslateError::unsupported(
             format!("{path}.source"),

@@ -14,8 +14,8 @@ use super::{
     UpstreamCodec, UpstreamDialect, UsageTap,
 };
 use crate::canonical::{
-    self, ContentBlock, ContentBlockParam, Delta, MessageContent, OutputFormat, Role, Source,
-    StopReason, TextOrBlocks, ThinkingConfig, ToolChoice, Usage,
+    self, ContentBlock, ContentBlockParam, Delta, InlineMedia, MessageContent, OutputFormat, Role,
+    Source, StopReason, TextOrBlocks, ThinkingConfig, ToolChoice, Usage,
 };
 use crate::error::{ErrorType, parse_upstream_error};
 use crate::framing::ndjson::NdjsonFramer;
@@ -603,5 +603,10 @@ impl UpstreamCodec for Ollama {
 
     fn stream_decoder(&self, _ctx: &ResponseContext) -> Box<dyn StreamDecoder> {
         Box::<OllamaDecoder>::default()
+    }
+
+    /// `images` holds bare base64.
+    fn inline_media(&self) -> InlineMedia {
+        InlineMedia::ALL
     }
 }

@@ -15,7 +15,7 @@ use super::{
     DialectId, ModelInfo, ResponseContext, StreamDecoder, TapVerdict, TranslateError,
     UpstreamCodec, UpstreamDialect, UsageTap,
 };
-use crate::canonical::{self, Usage};
+use crate::canonical::{self, InlineMedia, Usage};
 use crate::framing::sse::SseFramer;
 use crate::framing::{Frame, Framer};
 
@@ -105,6 +105,14 @@ impl UpstreamCodec for OpenAiChat {
 
     fn stream_decoder(&self, _ctx: &ResponseContext) -> Box<dyn StreamDecoder> {
         Box::<stream::ChatStreamDecoder>::default()
+    }
+
+    /// Image URLs go to the upstream as they are; a `file` part carries bytes only.
+    fn inline_media(&self) -> InlineMedia {
+        InlineMedia {
+            images: false,
+            documents: true,
+        }
     }
 }
 
