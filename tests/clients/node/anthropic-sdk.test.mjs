@@ -91,6 +91,50 @@ const assertUpstreamError = async (model, status, ErrClass, errorType) => {
   if (status === 429) assert.equal(err.headers.get('retry-after'), '7');
 };
 
+/** The SDK's stream helper yields the echo in several deltas and a complete final message. */
+const assertStreamsText = async (model) => {
+  const stream = client.messages.stream({ model, max_tokens: 64, messages: user('stream me please, in pieces') });
+  const deltas = [];
+  stream.on('text', (t) => deltas.push(t));
+  const final = await withTimeout(stream.finalMessage(), 20_000, 'stream');
+  assert.equal(deltas.join(''), 'stream me please, in pieces');
+  assert.ok(deltas.length >= 2, `expected several deltas: ${JSON.stringify(deltas)}`);
+  assert.equal(textOf(final), 'stream me please, in pieces');
+  assert.equal(final.stop_reason, 'end_turn');
+  assertUsage(final);
+  return { stream, final };
+};
+
+/** Sends a base64 PNG and a question; the mock's answer, which names what image arrived. */
+const imageAnswer = async (model) => {
+  const msg = await client.messages.create({
+    model,
+    max_tokens: 64,
+    messages: user([
+      { type: 'image', source: { type: 'base64', media_type: 'image/png', data: TINY_PNG_BASE64 } },
+      { type: 'text', text: 'what is this' },
+    ]),
+  });
+  const text = textOf(msg);
+  assert.ok(text.startsWith('what is this [image: '), text);
+  return text;
+};
+
+/** count_tokens for a system prompt, a tool and a message; a positive integer. */
+const countedTokens = async (model) => {
+  const res = await client.messages.countTokens({
+    model,
+    system: 'You are helpful.',
+    tools: [WEATHER_TOOL],
+    messages: user('How many tokens is this sentence?'),
+  });
+  assert.ok(Number.isInteger(res.input_tokens) && res.input_tokens > 0, JSON.stringify(res));
+  return res.input_tokens;
+};
+
+// The mock caps cached tokens at the prompt size, so the prompt is longer than 7 tokens.
+const CACHED_PROMPT = `[[mock:cached 7]] ${Array.from({ length: 40 }, (_, i) => `word${i}`).join(' ')}`;
+
 before(async () => {
   stack = await startStack('anthropic-sdk');
   client = new Anthropic({ baseURL: stack.baseURL, apiKey: CLIENT_KEY, maxRetries: 0, timeout: 30_000 });
@@ -171,15 +215,7 @@ for (const model of MODELS) {
     });
 
     test('streaming text via .stream() / finalMessage()', async () => {
-      const stream = client.messages.stream({ model, max_tokens: 64, messages: user('stream me please, in pieces') });
-      const deltas = [];
-      stream.on('text', (t) => deltas.push(t));
-      const final = await withTimeout(stream.finalMessage(), 20_000, 'stream');
-      assert.equal(deltas.join(''), 'stream me please, in pieces');
-      assert.ok(deltas.length >= 2, `expected several deltas: ${JSON.stringify(deltas)}`);
-      assert.equal(textOf(final), 'stream me please, in pieces');
-      assert.equal(final.stop_reason, 'end_turn');
-      assertUsage(final);
+      const { stream } = await assertStreamsText(model);
       assert.ok(stream.request_id, 'request-id missing on stream');
     });
 
@@ -313,16 +349,7 @@ for (const model of MODELS) {
     });
 
     test('base64 image reaches the upstream', async () => {
-      const msg = await client.messages.create({
-        model,
-        max_tokens: 64,
-        messages: user([
-          { type: 'image', source: { type: 'base64', media_type: 'image/png', data: TINY_PNG_BASE64 } },
-          { type: 'text', text: 'what is this' },
-        ]),
-      });
-      const text = textOf(msg);
-      assert.ok(text.startsWith('what is this [image: '), text);
+      const text = await imageAnswer(model);
       assert.ok(text.includes('image/png'), text);
     });
 
@@ -395,15 +422,7 @@ for (const model of MODELS) {
       assert.ok(Date.now() - started < 15_000);
     });
 
-    test('count_tokens returns a positive integer', async () => {
-      const res = await client.messages.countTokens({
-        model,
-        system: 'You are helpful.',
-        tools: [WEATHER_TOOL],
-        messages: user('How many tokens is this sentence?'),
-      });
-      assert.ok(Number.isInteger(res.input_tokens) && res.input_tokens > 0, JSON.stringify(res));
-    });
+    test('count_tokens returns a positive integer', () => countedTokens(model));
 
     test('models.retrieve', async () => {
       const info = await client.models.retrieve(model);
@@ -431,15 +450,7 @@ for (const provider of PROVIDERS) {
     });
 
     featureTest(provider, 'stream', async () => {
-      const stream = client.messages.stream({ model, max_tokens: 64, messages: user('stream me please, in pieces') });
-      const deltas = [];
-      stream.on('text', (t) => deltas.push(t));
-      const final = await withTimeout(stream.finalMessage(), 20_000, 'stream');
-      assert.equal(deltas.join(''), 'stream me please, in pieces');
-      assert.ok(deltas.length >= 2, JSON.stringify(deltas));
-      assert.equal(textOf(final), 'stream me please, in pieces');
-      assert.equal(final.stop_reason, 'end_turn');
-      assertUsage(final);
+      await assertStreamsText(model);
       const paths = await upstreamPaths();
       assert.ok(paths.some((p) => p.includes(provider.upstream)), JSON.stringify(paths));
     });
@@ -492,16 +503,8 @@ for (const provider of PROVIDERS) {
     });
 
     featureTest(provider, 'images', async () => {
-      const msg = await client.messages.create({
-        model,
-        max_tokens: 64,
-        messages: user([
-          { type: 'image', source: { type: 'base64', media_type: 'image/png', data: TINY_PNG_BASE64 } },
-          { type: 'text', text: 'what is this' },
-        ]),
-      });
-      const text = textOf(msg);
-      assert.ok(text.startsWith('what is this [image: '), text);
+      const text = await imageAnswer(model);
+      // Ollama's `images` are bare base64: the media type cannot reach it.
       if (provider.image_media_type) assert.ok(text.includes('image/png'), text);
     });
 
@@ -531,9 +534,10 @@ for (const provider of PROVIDERS) {
     });
 
     featureTest(provider, 'cache_usage', async () => {
-      // The mock caps cached tokens at the prompt size, so the prompt is longer than 7 tokens.
-      const prompt = `[[mock:cached 7]] ${Array.from({ length: 40 }, (_, i) => `word${i}`).join(' ')}`;
-      const final = await withTimeout(client.messages.stream({ model, max_tokens: 64, messages: user(prompt) }).finalMessage(), 20_000);
+      const final = await withTimeout(
+        client.messages.stream({ model, max_tokens: 64, messages: user(CACHED_PROMPT) }).finalMessage(),
+        20_000,
+      );
       assertUsage(final);
       if (provider.cache) {
         assert.equal(final.usage.cache_read_input_tokens, 7, JSON.stringify(final.usage));
@@ -556,13 +560,7 @@ for (const provider of PROVIDERS) {
     });
 
     featureTest(provider, 'count_tokens', async () => {
-      const res = await client.messages.countTokens({
-        model,
-        system: 'You are helpful.',
-        tools: [WEATHER_TOOL],
-        messages: user('How many tokens is this sentence?'),
-      });
-      assert.ok(Number.isInteger(res.input_tokens) && res.input_tokens > 0, JSON.stringify(res));
+      await countedTokens(model);
       const paths = await upstreamPaths();
       if (provider.count_tokens === 'upstream') {
         assert.ok(paths.some((p) => p.includes('count')), JSON.stringify(paths));

@@ -10,6 +10,7 @@ ${CARGO_TARGET_DIR:-<repo>/target}/debug/heimdall{,-mock}.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -320,6 +321,53 @@ def assistant_turn(message) -> dict:
 def assert_usage(message) -> None:
     assert message.usage.input_tokens > 0, message.usage
     assert message.usage.output_tokens > 0, message.usage
+
+
+# The mock caps cached tokens at the prompt size, so the prompt is longer than 7 tokens.
+CACHED_PROMPT = "[[mock:cached 7]] " + " ".join(f"word{i}" for i in range(40))
+
+
+def assert_streams_text(client, model):
+    """The SDK's stream helper yields the echo in several deltas and a complete final message."""
+    with client.messages.stream(model=model, max_tokens=64, messages=user("stream me please, in pieces")) as stream:
+        pieces = list(stream.text_stream)
+        final = stream.get_final_message()
+    assert "".join(pieces) == "stream me please, in pieces"
+    assert len(pieces) >= 2, f"expected several text deltas, got {pieces!r}"
+    assert text_of(final) == "stream me please, in pieces"
+    assert final.stop_reason == "end_turn"
+    assert_usage(final)
+    return final
+
+
+def image_answer(client, model) -> str:
+    """Sends a base64 PNG and a question; the mock's answer, which names what image arrived."""
+    data = base64.b64encode(tiny_png()).decode()
+    msg = client.messages.create(
+        model=model,
+        max_tokens=64,
+        messages=user(
+            [
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": data}},
+                {"type": "text", "text": "what is this"},
+            ]
+        ),
+    )
+    text = text_of(msg)
+    assert text.startswith("what is this [image: "), text
+    return text
+
+
+def counted_tokens(client, model) -> int:
+    """count_tokens for a system prompt, a tool and a message; a positive integer."""
+    result = client.messages.count_tokens(
+        model=model,
+        system="You are helpful.",
+        tools=[WEATHER_TOOL],
+        messages=user("How many tokens is this sentence?"),
+    )
+    assert isinstance(result.input_tokens, int) and result.input_tokens > 0, result
+    return result.input_tokens
 
 
 # --------------------------------------------------------------------------- provider matrix

@@ -7,7 +7,6 @@ Anthropic pass-through model and a translated OpenAI model (fixture `model`).
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import subprocess
@@ -17,6 +16,7 @@ import anthropic
 import pytest
 from conftest import (
     ANTHROPIC_MODEL,
+    CACHED_PROMPT,
     CLIENT_KEY,
     ERROR_CASES,
     HEIMDALL_SSE_CHECK_BIN,
@@ -26,12 +26,14 @@ from conftest import (
     OPENAI_MODEL,
     TIME_TOOL,
     WEATHER_TOOL,
+    assert_streams_text,
     assert_upstream_error,
     assert_usage,
     assistant_turn,
+    counted_tokens,
+    image_answer,
     sdk_exception,
     text_of,
-    tiny_png,
     tool_uses,
     user,
 )
@@ -109,14 +111,7 @@ def test_client_key_not_forwarded_upstream(client, model, stack):
 
 
 def test_stream_helper_text(client, model):
-    with client.messages.stream(model=model, max_tokens=64, messages=user("stream me please, in pieces")) as stream:
-        pieces = list(stream.text_stream)
-        final = stream.get_final_message()
-    assert "".join(pieces) == "stream me please, in pieces"
-    assert len(pieces) >= 2, f"expected several text deltas, got {pieces!r}"
-    assert text_of(final) == "stream me please, in pieces"
-    assert final.stop_reason == "end_turn"
-    assert_usage(final)
+    assert_streams_text(client, model)
 
 
 def test_long_stream_reassembles(client, model):
@@ -197,9 +192,7 @@ def test_stream_survives_upstream_stall(client, model):
 
 
 def test_cache_read_usage(client, model):
-    # The mock caps cached tokens at the prompt size, so give it a prompt longer than 7 tokens.
-    prompt = "[[mock:cached 7]] " + " ".join(f"word{i}" for i in range(40))
-    with client.messages.stream(model=model, max_tokens=64, messages=user(prompt)) as stream:
+    with client.messages.stream(model=model, max_tokens=64, messages=user(CACHED_PROMPT)) as stream:
         final = stream.get_final_message()
     assert final.usage.cache_read_input_tokens == 7, final.usage
 
@@ -388,19 +381,7 @@ def test_tool_result_is_error(client, model):
 
 
 def test_image_base64(client, model):
-    data = base64.b64encode(tiny_png()).decode()
-    msg = client.messages.create(
-        model=model,
-        max_tokens=64,
-        messages=user(
-            [
-                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": data}},
-                {"type": "text", "text": "what is this"},
-            ]
-        ),
-    )
-    text = text_of(msg)
-    assert text.startswith("what is this [image: "), text
+    text = image_answer(client, model)
     assert "image/png" in text, text
 
 
@@ -497,14 +478,7 @@ def test_stream_cut_midway_is_an_error_not_a_hang(stack, model):
 
 
 def test_count_tokens(client, model):
-    result = client.messages.count_tokens(
-        model=model,
-        system="You are helpful.",
-        tools=[WEATHER_TOOL],
-        messages=user("How many tokens is this sentence?"),
-    )
-    assert isinstance(result.input_tokens, int)
-    assert result.input_tokens > 0
+    counted_tokens(client, model)
 
 
 def test_models_list(client):
