@@ -1,5 +1,6 @@
-// @anthropic-ai/sdk (official TypeScript SDK) against Heimdall, for an Anthropic
-// pass-through model and a translated OpenAI model.
+// @anthropic-ai/sdk (official TypeScript SDK) against Heimdall: every behavioural test for an
+// Anthropic pass-through model and a translated OpenAI model, then one test per feature for
+// every provider in providers.json (recorded for the README's provider matrix).
 import { after, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -14,10 +15,13 @@ import {
   MOCK_OPENAI_KEY,
   MODELS,
   OPENAI_MODEL,
+  PROVIDERS,
   TINY_PNG_BASE64,
   checkSseGrammar,
+  featureTest,
   startStack,
   withTimeout,
+  writeShown,
 } from './harness.mjs';
 
 const require = createRequire(import.meta.url);
@@ -43,19 +47,93 @@ const TIME_TOOL = {
 const user = (content) => [{ role: 'user', content }];
 const textOf = (msg) => msg.content.filter((b) => b.type === 'text').map((b) => b.text).join('');
 const toolUses = (msg) => msg.content.filter((b) => b.type === 'tool_use');
+/** Re-send an assistant message as history (only the fields the API accepts). */
 const assistantTurn = (msg) => ({
   role: 'assistant',
-  content: msg.content
-    .filter((b) => b.type === 'text' || b.type === 'tool_use')
-    .map((b) => (b.type === 'text' ? { type: 'text', text: b.text } : { type: 'tool_use', id: b.id, name: b.name, input: b.input })),
+  content: msg.content.flatMap((b) => {
+    if (b.type === 'thinking') return [{ type: 'thinking', thinking: b.thinking, signature: b.signature }];
+    if (b.type === 'text') return [{ type: 'text', text: b.text }];
+    if (b.type === 'tool_use') return [{ type: 'tool_use', id: b.id, name: b.name, input: b.input }];
+    return [];
+  }),
 });
 const assertUsage = (msg) => {
   assert.ok(msg.usage.input_tokens > 0, `input_tokens: ${JSON.stringify(msg.usage)}`);
   assert.ok(msg.usage.output_tokens > 0, `output_tokens: ${JSON.stringify(msg.usage)}`);
 };
 
+const ERROR_CASES = [
+  [429, Anthropic.RateLimitError, 'rate_limit_error'],
+  [401, Anthropic.AuthenticationError, 'authentication_error'],
+  [400, Anthropic.BadRequestError, 'invalid_request_error'],
+  [500, Anthropic.InternalServerError, 'api_error'],
+  [529, Anthropic.OverloadedError, 'overloaded_error'],
+];
+
 let stack;
 let client;
+
+/** `[[mock:error STATUS retry_after=7]]` reaches the client as the SDK's typed error with an
+ * Anthropic error body, the request id, and (for 429) the upstream's retry-after. */
+const assertUpstreamError = async (model, status, ErrClass, errorType) => {
+  const err = await client.messages
+    .create({ model, max_tokens: 32, messages: user(`[[mock:error ${status} retry_after=7]]`) })
+    .then(
+      () => assert.fail('expected an error'),
+      (e) => e,
+    );
+  assert.ok(err instanceof ErrClass, `${err?.constructor?.name}: ${err?.message}`);
+  assert.equal(err.status, status);
+  assert.equal(err.error?.type, 'error', JSON.stringify(err.error));
+  assert.equal(err.error?.error?.type, errorType, JSON.stringify(err.error));
+  assert.equal(err.type, errorType);
+  assert.ok(err.requestID, 'request-id header missing on error');
+  if (status === 429) assert.equal(err.headers.get('retry-after'), '7');
+};
+
+/** The SDK's stream helper yields the echo in several deltas and a complete final message. */
+const assertStreamsText = async (model) => {
+  const stream = client.messages.stream({ model, max_tokens: 64, messages: user('stream me please, in pieces') });
+  const deltas = [];
+  stream.on('text', (t) => deltas.push(t));
+  const final = await withTimeout(stream.finalMessage(), 20_000, 'stream');
+  assert.equal(deltas.join(''), 'stream me please, in pieces');
+  assert.ok(deltas.length >= 2, `expected several deltas: ${JSON.stringify(deltas)}`);
+  assert.equal(textOf(final), 'stream me please, in pieces');
+  assert.equal(final.stop_reason, 'end_turn');
+  assertUsage(final);
+  return { stream, final };
+};
+
+/** Sends a base64 PNG and a question; the mock's answer, which names what image arrived. */
+const imageAnswer = async (model) => {
+  const msg = await client.messages.create({
+    model,
+    max_tokens: 64,
+    messages: user([
+      { type: 'image', source: { type: 'base64', media_type: 'image/png', data: TINY_PNG_BASE64 } },
+      { type: 'text', text: 'what is this' },
+    ]),
+  });
+  const text = textOf(msg);
+  assert.ok(text.startsWith('what is this [image: '), text);
+  return text;
+};
+
+/** count_tokens for a system prompt, a tool and a message; a positive integer. */
+const countedTokens = async (model) => {
+  const res = await client.messages.countTokens({
+    model,
+    system: 'You are helpful.',
+    tools: [WEATHER_TOOL],
+    messages: user('How many tokens is this sentence?'),
+  });
+  assert.ok(Number.isInteger(res.input_tokens) && res.input_tokens > 0, JSON.stringify(res));
+  return res.input_tokens;
+};
+
+// The mock caps cached tokens at the prompt size, so the prompt is longer than 7 tokens.
+const CACHED_PROMPT = `[[mock:cached 7]] ${Array.from({ length: 40 }, (_, i) => `word${i}`).join(' ')}`;
 
 before(async () => {
   stack = await startStack('anthropic-sdk');
@@ -63,6 +141,7 @@ before(async () => {
 });
 after(async () => {
   await stack?.stop();
+  writeShown('node-anthropic-sdk', `@anthropic-ai/sdk ${SDK_VERSION}`);
 });
 beforeEach(async () => {
   await stack.clearMockRequests();
@@ -136,15 +215,7 @@ for (const model of MODELS) {
     });
 
     test('streaming text via .stream() / finalMessage()', async () => {
-      const stream = client.messages.stream({ model, max_tokens: 64, messages: user('stream me please, in pieces') });
-      const deltas = [];
-      stream.on('text', (t) => deltas.push(t));
-      const final = await withTimeout(stream.finalMessage(), 20_000, 'stream');
-      assert.equal(deltas.join(''), 'stream me please, in pieces');
-      assert.ok(deltas.length >= 2, `expected several deltas: ${JSON.stringify(deltas)}`);
-      assert.equal(textOf(final), 'stream me please, in pieces');
-      assert.equal(final.stop_reason, 'end_turn');
-      assertUsage(final);
+      const { stream } = await assertStreamsText(model);
       assert.ok(stream.request_id, 'request-id missing on stream');
     });
 
@@ -278,16 +349,7 @@ for (const model of MODELS) {
     });
 
     test('base64 image reaches the upstream', async () => {
-      const msg = await client.messages.create({
-        model,
-        max_tokens: 64,
-        messages: user([
-          { type: 'image', source: { type: 'base64', media_type: 'image/png', data: TINY_PNG_BASE64 } },
-          { type: 'text', text: 'what is this' },
-        ]),
-      });
-      const text = textOf(msg);
-      assert.ok(text.startsWith('what is this [image: '), text);
+      const text = await imageAnswer(model);
       assert.ok(text.includes('image/png'), text);
     });
 
@@ -309,29 +371,8 @@ for (const model of MODELS) {
       assert.equal(textOf(final), `describe [image: ${url}]`);
     });
 
-    const errorCases = [
-      [429, Anthropic.RateLimitError, 'rate_limit_error'],
-      [401, Anthropic.AuthenticationError, 'authentication_error'],
-      [400, Anthropic.BadRequestError, 'invalid_request_error'],
-      [500, Anthropic.InternalServerError, 'api_error'],
-      [529, Anthropic.OverloadedError, 'overloaded_error'],
-    ];
-    for (const [status, ErrClass, errorType] of errorCases) {
-      test(`upstream ${status} -> ${ErrClass.name}`, async () => {
-        const err = await client.messages
-          .create({ model, max_tokens: 32, messages: user(`[[mock:error ${status} retry_after=7]]`) })
-          .then(
-            () => assert.fail('expected an error'),
-            (e) => e,
-          );
-        assert.ok(err instanceof ErrClass, `${err?.constructor?.name}: ${err?.message}`);
-        assert.equal(err.status, status);
-        assert.equal(err.error?.type, 'error', JSON.stringify(err.error));
-        assert.equal(err.error?.error?.type, errorType);
-        assert.equal(err.type, errorType);
-        assert.ok(err.requestID, 'request-id header missing on error');
-        if (status === 429) assert.equal(err.headers.get('retry-after'), '7');
-      });
+    for (const [status, ErrClass, errorType] of ERROR_CASES) {
+      test(`upstream ${status} -> ${ErrClass.name}`, () => assertUpstreamError(model, status, ErrClass, errorType));
     }
 
     test('a transient upstream 529 is retried (gateway or SDK)', async () => {
@@ -381,20 +422,162 @@ for (const model of MODELS) {
       assert.ok(Date.now() - started < 15_000);
     });
 
-    test('count_tokens returns a positive integer', async () => {
-      const res = await client.messages.countTokens({
-        model,
-        system: 'You are helpful.',
-        tools: [WEATHER_TOOL],
-        messages: user('How many tokens is this sentence?'),
-      });
-      assert.ok(Number.isInteger(res.input_tokens) && res.input_tokens > 0, JSON.stringify(res));
-    });
+    test('count_tokens returns a positive integer', () => countedTokens(model));
 
     test('models.retrieve', async () => {
       const info = await client.models.retrieve(model);
       assert.equal(info.id, model);
       assert.equal(info.type, 'model');
+    });
+  });
+}
+
+const PARALLEL_TOOLS_PROMPT =
+  'Two things. [[mock:tool get_weather {"city":"Paris","days":3}]] [[mock:tool get_time {"tz":"Europe/Paris"}]]';
+const upstreamPaths = async () => (await stack.mockRequests()).map((c) => c.path);
+
+for (const provider of PROVIDERS) {
+  const { model } = provider;
+  describe(`provider ${provider.id} (${model})`, () => {
+    featureTest(provider, 'text', async () => {
+      const msg = await client.messages.create({ model, max_tokens: 64, messages: user('hello from every provider') });
+      assert.match(msg.id, /^msg_/);
+      assert.equal(textOf(msg), 'hello from every provider');
+      assert.equal(msg.stop_reason, 'end_turn');
+      assertUsage(msg);
+      const paths = await upstreamPaths();
+      assert.ok(paths.some((p) => p.includes(provider.upstream)), JSON.stringify(paths));
+    });
+
+    featureTest(provider, 'stream', async () => {
+      await assertStreamsText(model);
+      const paths = await upstreamPaths();
+      assert.ok(paths.some((p) => p.includes(provider.upstream)), JSON.stringify(paths));
+    });
+
+    featureTest(provider, 'tools', async () => {
+      const stream = client.messages.stream({
+        model,
+        max_tokens: 256,
+        tools: [WEATHER_TOOL, TIME_TOOL],
+        messages: user(PARALLEL_TOOLS_PROMPT),
+      });
+      const jsonDeltas = [];
+      stream.on('inputJson', (partial) => jsonDeltas.push(partial));
+      const final = await withTimeout(stream.finalMessage(), 20_000, 'tool stream');
+      const calls = toolUses(final);
+      assert.deepEqual(
+        calls.map((c) => [c.name, c.input]),
+        [
+          ['get_weather', { city: 'Paris', days: 3 }],
+          ['get_time', { tz: 'Europe/Paris' }],
+        ],
+      );
+      assert.notEqual(calls[0].id, calls[1].id);
+      assert.ok(jsonDeltas.length >= 2, 'each tool input arrives as input_json deltas');
+      assert.equal(final.stop_reason, 'tool_use');
+      assertUsage(final);
+    });
+
+    featureTest(provider, 'tool_result', async () => {
+      const prompt = '[[mock:tool get_weather {"city":"Paris"}]] [[mock:tool get_time {"tz":"UTC"}]]';
+      const tools = [WEATHER_TOOL, TIME_TOOL];
+      const first = await client.messages.create({ model, max_tokens: 256, tools, messages: user(prompt) });
+      assert.equal(first.stop_reason, 'tool_use');
+      const calls = toolUses(first);
+      assert.equal(calls.length, 2, JSON.stringify(first.content));
+      const messages = [
+        ...user(prompt),
+        assistantTurn(first),
+        {
+          role: 'user',
+          content: [
+            { type: 'tool_result', tool_use_id: calls[0].id, content: 'sunny, 21C' },
+            { type: 'tool_result', tool_use_id: calls[1].id, content: 'noon', is_error: true },
+          ],
+        },
+      ];
+      const final = await withTimeout(client.messages.stream({ model, max_tokens: 256, tools, messages }).finalMessage(), 20_000);
+      assert.equal(textOf(final), 'tool said: sunny, 21C | [tool error] noon');
+      assert.equal(final.stop_reason, 'end_turn');
+    });
+
+    featureTest(provider, 'images', async () => {
+      const text = await imageAnswer(model);
+      // Ollama's `images` are bare base64: the media type cannot reach it.
+      if (provider.image_media_type) assert.ok(text.includes('image/png'), text);
+    });
+
+    featureTest(provider, 'thinking', async () => {
+      // Thinking streams before the answer and goes back in history (with its signature).
+      const prompt = '[[mock:reasoning I should look it up]] [[mock:tool get_weather {"city":"Paris"}]]';
+      const thinking = { type: 'enabled', budget_tokens: 1024 };
+      const first = await withTimeout(
+        client.messages.stream({ model, max_tokens: 2048, thinking, tools: [WEATHER_TOOL], messages: user(prompt) }).finalMessage(),
+        20_000,
+      );
+      assert.equal(first.content[0].type, 'thinking', JSON.stringify(first.content));
+      assert.equal(first.content[0].thinking, 'I should look it up');
+      // Unsigned reasoning (OpenAI-style, Ollama) has nothing to sign: the field is empty.
+      if (provider.thinking_signature) assert.ok(first.content[0].signature, 'signed reasoning must keep its signature');
+      else assert.equal(first.content[0].signature, '', JSON.stringify(first.content[0]));
+      const calls = toolUses(first);
+      assert.deepEqual(calls.map((c) => c.input), [{ city: 'Paris' }]);
+      const messages = [
+        ...user(prompt),
+        assistantTurn(first),
+        { role: 'user', content: [{ type: 'tool_result', tool_use_id: calls[0].id, content: 'cloudy' }] },
+      ];
+      const final = await client.messages.create({ model, max_tokens: 2048, thinking, tools: [WEATHER_TOOL], messages });
+      assert.equal(textOf(final), 'tool said: cloudy');
+      return provider.thinking_signature ? undefined : 'unsigned';
+    });
+
+    featureTest(provider, 'cache_usage', async () => {
+      const final = await withTimeout(
+        client.messages.stream({ model, max_tokens: 64, messages: user(CACHED_PROMPT) }).finalMessage(),
+        20_000,
+      );
+      assertUsage(final);
+      if (provider.cache) {
+        assert.equal(final.usage.cache_read_input_tokens, 7, JSON.stringify(final.usage));
+        return undefined;
+      }
+      // The dialect reports no cache usage: the field stays absent (or zero), never invented.
+      assert.ok(!final.usage.cache_read_input_tokens, JSON.stringify(final.usage));
+      return 'none';
+    });
+
+    featureTest(provider, 'errors', async () => {
+      for (const [status, ErrClass, errorType] of ERROR_CASES) await assertUpstreamError(model, status, ErrClass, errorType);
+      const opening = client.messages.stream({ model, max_tokens: 32, messages: user('[[mock:error 429 retry_after=3]]') });
+      await assert.rejects(withTimeout(opening.finalMessage(), 20_000), Anthropic.RateLimitError);
+      const midway = client.messages.stream({ model, max_tokens: 64, messages: user('[[mock:stream_error]] partial answer here') });
+      await assert.rejects(withTimeout(midway.finalMessage(), 20_000), (e) => {
+        assert.ok(e instanceof Anthropic.APIError, `${e?.constructor?.name}: ${e?.message}`);
+        return true;
+      });
+    });
+
+    featureTest(provider, 'count_tokens', async () => {
+      await countedTokens(model);
+      const paths = await upstreamPaths();
+      if (provider.count_tokens === 'upstream') {
+        assert.ok(paths.some((p) => p.includes('count')), JSON.stringify(paths));
+        return undefined;
+      }
+      assert.deepEqual(paths, [], 'a locally estimated count must not reach the upstream');
+      return 'estimate';
+    });
+
+    featureTest(provider, 'models', async () => {
+      const ids = [];
+      for await (const m of client.models.list()) ids.push(m.id);
+      assert.ok(ids.includes(model), JSON.stringify(ids));
+      const info = await client.models.retrieve(model);
+      assert.equal(info.id, model);
+      assert.equal(info.type, 'model');
+      return provider.models === 'config' ? 'configured' : undefined;
     });
   });
 }

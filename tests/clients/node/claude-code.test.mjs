@@ -1,5 +1,7 @@
 // Claude Code (`@anthropic-ai/claude-code`, print mode) against Heimdall with a translated
-// OpenAI model, including a real tool-use round trip through Claude Code's own tools.
+// OpenAI model, including a real tool-use round trip through Claude Code's own tools, and the
+// Bash round trip through every provider in providers.json (recorded for the README's provider
+// matrix).
 import { after, before, beforeEach, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
@@ -8,7 +10,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { OPENAI_MODEL, startStack } from './harness.mjs';
+import { OPENAI_MODEL, PROVIDERS, featureTest, providerById, startStack, writeShown } from './harness.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const require = createRequire(import.meta.url);
@@ -25,14 +27,15 @@ before(async () => {
 });
 after(async () => {
   await stack?.stop();
+  writeShown('claude-code', `@anthropic-ai/claude-code ${PINNED}`);
   if (sandbox && !process.env.HEIMDALL_KEEP_LOGS) rmSync(sandbox, { recursive: true, force: true });
 });
 beforeEach(async () => {
   await stack.clearMockRequests();
 });
 
-/** Run `claude -p PROMPT ...args` non-interactively in a fresh HOME / config dir / work dir. */
-function runClaude(prompt, args = [], name = 'run') {
+/** Run `claude -p PROMPT --model MODEL ...args` non-interactively in a fresh HOME / config dir / work dir. */
+function runClaude(prompt, args = [], name = 'run', model = OPENAI_MODEL) {
   const root = mkdtempSync(path.join(sandbox, `${name}-`));
   const home = path.join(root, 'home');
   const work = path.join(root, 'work');
@@ -60,7 +63,7 @@ function runClaude(prompt, args = [], name = 'run') {
   };
   return new Promise((resolve) => {
     // stdin is /dev/null (no TTY, nothing piped): print mode never waits for input.
-    const child = spawn(CLAUDE_BIN, ['-p', prompt, '--model', OPENAI_MODEL, ...args], {
+    const child = spawn(CLAUDE_BIN, ['-p', prompt, '--model', model, ...args], {
       cwd: work,
       env,
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -107,14 +110,22 @@ test('print mode: plain prompt completes through the gateway', async () => {
   assert.ok(main.length >= 1, `no translated upstream call: ${JSON.stringify(calls.map((c) => c.path))}`);
 });
 
-test('print mode: Bash tool round trip', async () => {
+/** `claude -p` runs `echo heimdall-ok` with its Bash tool through `provider`; the upstream calls
+ * of that provider's dialect, once the answer quoting the tool's output came back. */
+async function bashRoundTrip(provider) {
   const directive = '[[mock:tool Bash {"command":"echo heimdall-ok","description":"say ok"}]]';
-  const r = await runClaude(`Run the command. ${directive}`, ['--allowedTools', 'Bash', '--output-format', 'text'], 'bash');
+  const args = ['--allowedTools', 'Bash', '--output-format', 'text'];
+  const r = await runClaude(`Run the command. ${directive}`, args, `bash-${provider.id}`, provider.model);
   assert.equal(r.code, 0, r.describe());
+  // The mock answers a turn that ends in tool results with `tool said: <results>`.
   assert.match(r.stdout, /tool said: heimdall-ok/, r.describe());
+  const calls = (await stack.mockRequests()).filter((c) => c.path.includes(provider.upstream));
+  assert.ok(calls.length >= 2, `expected >= 2 upstream calls to ${provider.upstream}, got ${calls.length}\n${r.describe()}`);
+  return calls;
+}
 
-  const calls = (await stack.mockRequests()).filter((c) => c.path.startsWith('/v1/chat/completions'));
-  assert.ok(calls.length >= 2, `expected >= 2 upstream chat calls, got ${calls.length}`);
+featureTest(providerById('openai'), 'claude_code', async () => {
+  const calls = await bashRoundTrip(providerById('openai'));
   // First call offered the Bash tool; a later one carried its result back as an OpenAI tool message.
   assert.ok(calls[0].body.tools?.some((t) => t.function?.name === 'Bash'), 'Bash tool not offered upstream');
   const toolMsgs = calls.flatMap((c) => c.body.messages.filter((m) => m.role === 'tool'));
@@ -123,6 +134,19 @@ test('print mode: Bash tool round trip', async () => {
     `no tool message with the Bash output: ${JSON.stringify(toolMsgs)}`,
   );
 });
+
+// Every other provider; OpenAI's test above also checks the OpenAI wire shapes.
+for (const provider of PROVIDERS.filter((p) => p.id !== 'openai')) {
+  featureTest(provider, 'claude_code', async () => {
+    const calls = await bashRoundTrip(provider);
+    // The first call offered the Bash tool; a later one carried its output back.
+    assert.ok(JSON.stringify(calls[0].body).includes('"Bash"'), 'Bash tool not offered upstream');
+    assert.ok(
+      calls.slice(1).some((c) => JSON.stringify(c.body).includes('heimdall-ok')),
+      'no later upstream call carried the Bash output',
+    );
+  });
+}
 
 test('print mode: Read tool round trip', async () => {
   const marker = `heimdall-read-marker-${Date.now()}`;

@@ -5,10 +5,22 @@
 // ${CARGO_TARGET_DIR:-<repo>/target}/debug/heimdall{,-mock}.
 
 import { spawn, spawnSync } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, rmSync, writeFileSync, writeSync, openSync, closeSync } from 'node:fs';
+import {
+  accessSync,
+  closeSync,
+  constants,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { test } from 'node:test';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const REPO_ROOT = path.resolve(here, '..', '..', '..');
@@ -19,11 +31,18 @@ export const HEIMDALL_MOCK_BIN = process.env.HEIMDALL_MOCK_BIN || path.join(TARG
 export const HEIMDALL_SSE_CHECK_BIN =
   process.env.HEIMDALL_SSE_CHECK_BIN || path.join(TARGET_DIR, 'debug', 'heimdall-sse-check');
 
+// Every provider the suites reach through the mock, and the gateway config for them (shared
+// with the Python suites).
+const PROVIDERS_JSON = JSON.parse(readFileSync(path.join(REPO_ROOT, 'tests', 'clients', 'providers.json'), 'utf8'));
+export const PROVIDERS = PROVIDERS_JSON.providers;
+export const providerById = (id) => PROVIDERS.find((p) => p.id === id);
+const SERVICE_ACCOUNT_FILE = path.join(REPO_ROOT, 'crates', 'heimdall-testkit', 'fixtures', 'service-account.json');
+
 export const ANTHROPIC_MODEL = 'claude-sonnet-4-5-20250929';
 export const OPENAI_MODEL = 'openai/gpt-4o-mini';
 export const MODELS = [ANTHROPIC_MODEL, OPENAI_MODEL];
-export const MOCK_ANTHROPIC_KEY = 'mock-anthropic-key';
-export const MOCK_OPENAI_KEY = 'mock-openai-key';
+export const MOCK_ANTHROPIC_KEY = PROVIDERS_JSON.config.providers.anthropic.keys[0].value;
+export const MOCK_OPENAI_KEY = PROVIDERS_JSON.config.providers.openai.keys[0].value;
 /** The key clients use; the gateway must never forward it upstream. */
 export const CLIENT_KEY = 'sk-client-secret-must-not-leak-0000';
 
@@ -88,6 +107,15 @@ async function stopProcess(proc) {
   clearTimeout(timer);
 }
 
+/** providers.json's config with the mock's URL and the test service account filled in. */
+function gatewayConfig(mockUrl) {
+  const account = JSON.parse(readFileSync(SERVICE_ACCOUNT_FILE, 'utf8'));
+  account.token_uri = `${mockUrl}/token`;
+  return JSON.stringify(PROVIDERS_JSON.config, null, 2)
+    .replaceAll('"{{service_account}}"', JSON.stringify(JSON.stringify(account)))
+    .replaceAll('{{mock}}', mockUrl);
+}
+
 function headerObject(headers) {
   if (!Array.isArray(headers)) {
     return Object.fromEntries(Object.entries(headers ?? {}).map(([k, v]) => [k.toLowerCase(), v]));
@@ -110,19 +138,7 @@ export async function startStack(label = 'node') {
   let gateway;
   try {
     mock = await startProcess('heimdall-mock', HEIMDALL_MOCK_BIN, ['--port', '0'], workdir);
-    const config = {
-      providers: {
-        anthropic: {
-          keys: [{ name: 'mock', value: MOCK_ANTHROPIC_KEY, models: ['*'], weight: 1 }],
-          network_config: { base_url: mock.url },
-        },
-        openai: {
-          keys: [{ name: 'mock', value: MOCK_OPENAI_KEY, models: ['*'], weight: 1 }],
-          network_config: { base_url: mock.url },
-        },
-      },
-    };
-    writeFileSync(path.join(workdir, 'config.json'), JSON.stringify(config, null, 2));
+    writeFileSync(path.join(workdir, 'config.json'), gatewayConfig(mock.url));
     gateway = await startProcess(
       'heimdall',
       HEIMDALL_BIN,
@@ -178,4 +194,37 @@ export function withTimeout(promise, ms, what = 'operation') {
 export function checkSseGrammar(text, ending) {
   const checked = spawnSync(HEIMDALL_SSE_CHECK_BIN, [ending], { input: text, encoding: 'utf8', timeout: 30_000 });
   return { ok: checked.status === 0, report: `${checked.stdout ?? ''}${checked.stderr ?? ''}${checked.error ?? ''}` };
+}
+
+// ---------------------------------------------------------------------------- provider matrix
+//
+// Per-provider feature tests are declared with `featureTest`; each one run is recorded as
+// (provider, feature, outcome: what it showed, or `fail`) and `writeShown` (called in the suite's `after`) saves them to
+// $HEIMDALL_MATRIX_DIR/$HEIMDALL_CLIENT_ID.json for scripts/provider-matrix, which renders the
+// README's provider matrix from what the suites showed.
+
+const shown = [];
+
+/**
+ * A test of one feature for one provider. `fn` resolves to what it showed: nothing for a pass,
+ * or the documented alternative it asserted instead (`estimate`, `none`, `configured`).
+ */
+export function featureTest(provider, feature, fn) {
+  test(`${provider.id}: ${feature}`, async () => {
+    let outcome = 'fail';
+    try {
+      outcome = (await fn()) ?? 'pass';
+    } finally {
+      shown.push({ provider: provider.id, feature, outcome });
+    }
+  });
+}
+
+/** Saves the recorded passes; a no-op unless HEIMDALL_MATRIX_DIR is set. */
+export function writeShown(clientId, label) {
+  const dir = process.env.HEIMDALL_MATRIX_DIR;
+  if (!dir) return;
+  const client = process.env.HEIMDALL_CLIENT_ID || clientId;
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(path.join(dir, `${client}.json`), JSON.stringify({ client, label, results: shown }, null, 1));
 }

@@ -7,89 +7,38 @@ Anthropic pass-through model and a translated OpenAI model (fixture `model`).
 
 from __future__ import annotations
 
-import base64
 import json
 import os
-import struct
 import subprocess
 import time
-import zlib
 
 import anthropic
 import pytest
 from conftest import (
-    HEIMDALL_SSE_CHECK_BIN,
     ANTHROPIC_MODEL,
+    CACHED_PROMPT,
     CLIENT_KEY,
+    ERROR_CASES,
+    HEIMDALL_SSE_CHECK_BIN,
     MOCK_ANTHROPIC_KEY,
     MOCK_OPENAI_KEY,
     MODELS,
     OPENAI_MODEL,
+    TIME_TOOL,
+    WEATHER_TOOL,
+    assert_streams_text,
+    assert_upstream_error,
+    assert_usage,
+    assistant_turn,
+    counted_tokens,
+    image_answer,
+    sdk_exception,
+    text_of,
+    tool_uses,
+    user,
 )
 
 SDK_MAJOR = int(anthropic.__version__.split(".")[0])
-
-WEATHER_TOOL = {
-    "name": "get_weather",
-    "description": "Get the weather forecast for a city.",
-    "input_schema": {
-        "type": "object",
-        "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
-        "required": ["city"],
-    },
-}
-TIME_TOOL = {
-    "name": "get_time",
-    "description": "Get the local time in a timezone.",
-    "input_schema": {"type": "object", "properties": {"tz": {"type": "string"}}, "required": ["tz"]},
-}
-
-
-def _exc(name: str):
-    """Exception class by name; 0.75.0 keeps some only in anthropic._exceptions."""
-    return getattr(anthropic, name, None) or getattr(anthropic._exceptions, name)
-
-
-def tiny_png() -> bytes:
-    """A valid 1x1 red PNG."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
-    idat = zlib.compress(b"\x00\xff\x00\x00")
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
-
-
-def user(text_or_blocks) -> list[dict]:
-    return [{"role": "user", "content": text_or_blocks}]
-
-
-def text_of(message) -> str:
-    return "".join(b.text for b in message.content if b.type == "text")
-
-
-def tool_uses(message) -> list:
-    return [b for b in message.content if b.type == "tool_use"]
-
-
-def assistant_turn(message) -> dict:
-    """Re-send an assistant message as history (only the fields the API accepts)."""
-    blocks = []
-    for b in message.content:
-        if b.type == "thinking":
-            blocks.append({"type": "thinking", "thinking": b.thinking, "signature": b.signature})
-        elif b.type == "text":
-            blocks.append({"type": "text", "text": b.text})
-        elif b.type == "tool_use":
-            blocks.append({"type": "tool_use", "id": b.id, "name": b.name, "input": b.input})
-    return {"role": "assistant", "content": blocks}
-
-
-def assert_usage(message) -> None:
-    assert message.usage.input_tokens > 0, message.usage
-    assert message.usage.output_tokens > 0, message.usage
-
 
 # --------------------------------------------------------------------------- SDK identity
 
@@ -162,14 +111,7 @@ def test_client_key_not_forwarded_upstream(client, model, stack):
 
 
 def test_stream_helper_text(client, model):
-    with client.messages.stream(model=model, max_tokens=64, messages=user("stream me please, in pieces")) as stream:
-        pieces = list(stream.text_stream)
-        final = stream.get_final_message()
-    assert "".join(pieces) == "stream me please, in pieces"
-    assert len(pieces) >= 2, f"expected several text deltas, got {pieces!r}"
-    assert text_of(final) == "stream me please, in pieces"
-    assert final.stop_reason == "end_turn"
-    assert_usage(final)
+    assert_streams_text(client, model)
 
 
 def test_long_stream_reassembles(client, model):
@@ -250,9 +192,7 @@ def test_stream_survives_upstream_stall(client, model):
 
 
 def test_cache_read_usage(client, model):
-    # The mock caps cached tokens at the prompt size, so give it a prompt longer than 7 tokens.
-    prompt = "[[mock:cached 7]] " + " ".join(f"word{i}" for i in range(40))
-    with client.messages.stream(model=model, max_tokens=64, messages=user(prompt)) as stream:
+    with client.messages.stream(model=model, max_tokens=64, messages=user(CACHED_PROMPT)) as stream:
         final = stream.get_final_message()
     assert final.usage.cache_read_input_tokens == 7, final.usage
 
@@ -441,19 +381,7 @@ def test_tool_result_is_error(client, model):
 
 
 def test_image_base64(client, model):
-    data = base64.b64encode(tiny_png()).decode()
-    msg = client.messages.create(
-        model=model,
-        max_tokens=64,
-        messages=user(
-            [
-                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": data}},
-                {"type": "text", "text": "what is this"},
-            ]
-        ),
-    )
-    text = text_of(msg)
-    assert text.startswith("what is this [image: "), text
+    text = image_answer(client, model)
     assert "image/png" in text, text
 
 
@@ -471,30 +399,9 @@ def test_image_url(client, model):
 # --------------------------------------------------------------------------- errors
 
 
-ERROR_CASES = [
-    # (directive status, expected HTTP status at the client, exception class name, error.type)
-    (429, 429, "RateLimitError", "rate_limit_error"),
-    (401, 401, "AuthenticationError", "authentication_error"),
-    (400, 400, "BadRequestError", "invalid_request_error"),
-    (500, 500, "InternalServerError", "api_error"),
-    (529, 529, "OverloadedError", "overloaded_error"),
-]
-
-
 @pytest.mark.parametrize("status,client_status,exc_name,error_type", ERROR_CASES, ids=[str(c[0]) for c in ERROR_CASES])
 def test_upstream_error_non_streaming(client, model, status, client_status, exc_name, error_type):
-    with pytest.raises(anthropic.APIStatusError) as info:
-        client.messages.create(model=model, max_tokens=32, messages=user(f"[[mock:error {status} retry_after=7]]"))
-    err = info.value
-    assert isinstance(err, _exc(exc_name)), f"{type(err).__name__}: {err}"
-    assert err.status_code == client_status
-    assert isinstance(err.body, dict), err.body
-    assert err.body.get("type") == "error", err.body
-    assert err.body["error"]["type"] == error_type
-    assert isinstance(err.body["error"].get("message"), str)
-    assert err.request_id, "request-id header missing on error"
-    if status == 429:
-        assert err.response.headers.get("retry-after") == "7"
+    assert_upstream_error(client, model, status, client_status, exc_name, error_type)
 
 
 def test_upstream_503_keeps_status_with_overloaded_type(client, model):
@@ -519,7 +426,7 @@ def test_upstream_error_on_stream_open(client, model, status, exc_name):
             model=model, max_tokens=32, messages=user(f"[[mock:error {status} retry_after=3]]")
         ) as stream:
             stream.get_final_message()
-    assert isinstance(info.value, _exc(exc_name)), type(info.value)
+    assert isinstance(info.value, sdk_exception(exc_name)), type(info.value)
     assert info.value.request_id
 
 
@@ -571,14 +478,7 @@ def test_stream_cut_midway_is_an_error_not_a_hang(stack, model):
 
 
 def test_count_tokens(client, model):
-    result = client.messages.count_tokens(
-        model=model,
-        system="You are helpful.",
-        tools=[WEATHER_TOOL],
-        messages=user("How many tokens is this sentence?"),
-    )
-    assert isinstance(result.input_tokens, int)
-    assert result.input_tokens > 0
+    counted_tokens(client, model)
 
 
 def test_models_list(client):

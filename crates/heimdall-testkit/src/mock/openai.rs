@@ -209,23 +209,19 @@ async fn answer(
             .unwrap_or(HeaderValue::from_static("req_mock")),
     );
     let stream = obj.get("stream").and_then(Value::as_bool).unwrap_or(false);
-    let include_usage = obj
-        .get("stream_options")
-        .and_then(|o| o.get("include_usage"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let usage = StreamUsage::of(obj, model);
     if let Some(kind) = plan.body {
         let mut resp = body_response(
             kind,
             || completion_json(&plan, &id, model, &tool_ids),
-            || stream_steps(&plan, &id, model, &tool_ids, include_usage),
+            || stream_steps(&plan, &id, model, &tool_ids, usage),
             s.opts.chunk_delay,
         );
         resp.headers_mut().insert(request_id.0, request_id.1);
         return resp;
     }
     if stream {
-        let steps = stream_steps(&plan, &id, model, &tool_ids, include_usage);
+        let steps = stream_steps(&plan, &id, model, &tool_ids, usage);
         return sse_response(steps, s.opts.chunk_delay, Some(request_id));
     }
     if let Some(stall) = plan.stall {
@@ -277,6 +273,35 @@ fn completion_json(plan: &Plan, id: &str, model: &str, tool_ids: &[String]) -> V
 }
 
 /// Encodes chunks as `data: {...}\n\n` sharing one serialized prefix.
+/// Where a stream reports usage.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum StreamUsage {
+    /// Nowhere: OpenAI without `stream_options.include_usage`.
+    Absent,
+    /// OpenAI with `include_usage`: a last chunk with no choices, and `"usage":null` on the others.
+    Separate,
+    /// Mistral: on the finish chunk, always (its API rejects `stream_options`).
+    OnFinish,
+}
+
+impl StreamUsage {
+    fn of(req: &Map<String, Value>, model: &str) -> Self {
+        let include_usage = req
+            .get("stream_options")
+            .and_then(|o| o.get("include_usage"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        // Mistral's models: mistral-*, ministral-*, codestral-*, pixtral-*, magistral-*, devstral-*.
+        if model.contains("stral") {
+            StreamUsage::OnFinish
+        } else if include_usage {
+            StreamUsage::Separate
+        } else {
+            StreamUsage::Absent
+        }
+    }
+}
+
 struct ChunkWriter {
     prefix: Vec<u8>,
     usage_null: bool,
@@ -296,6 +321,16 @@ impl ChunkWriter {
 
     /// A chunk with one choice; `delta` is raw JSON.
     fn choice(&self, delta: &[u8], finish_reason: Option<&str>) -> Step {
+        self.choice_with_usage(delta, finish_reason, None)
+    }
+
+    /// [`ChunkWriter::choice`], with `usage` in the same chunk when given.
+    fn choice_with_usage(
+        &self,
+        delta: &[u8],
+        finish_reason: Option<&str>,
+        usage: Option<&Value>,
+    ) -> Step {
         let mut buf = Vec::with_capacity(self.prefix.len() + delta.len() + 96);
         buf.extend_from_slice(&self.prefix);
         buf.extend_from_slice(b",\"choices\":[{\"index\":0,\"delta\":");
@@ -306,7 +341,10 @@ impl ChunkWriter {
             None => buf.extend_from_slice(b"null"),
         }
         buf.extend_from_slice(b"}]");
-        if self.usage_null {
+        if let Some(usage) = usage {
+            buf.extend_from_slice(b",\"usage\":");
+            buf.extend_from_slice(&serde_json::to_vec(usage).unwrap_or_default());
+        } else if self.usage_null {
             buf.extend_from_slice(b",\"usage\":null");
         }
         buf.extend_from_slice(b"}\n\n");
@@ -342,9 +380,9 @@ fn stream_steps(
     id: &str,
     model: &str,
     tool_ids: &[String],
-    include_usage: bool,
+    usage: StreamUsage,
 ) -> Vec<Step> {
-    let w = ChunkWriter::new(id, model, unix_now(), include_usage);
+    let w = ChunkWriter::new(id, model, unix_now(), usage == StreamUsage::Separate);
     let mut frames = Vec::with_capacity(16);
     frames.push(w.choice(br#"{"role":"assistant","content":"","refusal":null}"#, None));
     if let Some(r) = &plan.reasoning {
@@ -374,9 +412,17 @@ fn stream_steps(
     // The cut / stall / error point: after the role chunk and the first content chunk.
     let mark = frames.len().min(2);
     let finish = frames.len();
-    frames.push(w.choice(b"{}", Some(plan.openai_finish_reason())));
-    if include_usage {
-        frames.push(w.usage(&usage_json(plan)));
+    match usage {
+        StreamUsage::OnFinish => frames.push(w.choice_with_usage(
+            b"{}",
+            Some(plan.openai_finish_reason()),
+            Some(&usage_json(plan)),
+        )),
+        StreamUsage::Separate => {
+            frames.push(w.choice(b"{}", Some(plan.openai_finish_reason())));
+            frames.push(w.usage(&usage_json(plan)));
+        }
+        StreamUsage::Absent => frames.push(w.choice(b"{}", Some(plan.openai_finish_reason()))),
     }
     frames.push(Step::Data(Bytes::from_static(b"data: [DONE]\n\n")));
     let error_event = Step::Data(Bytes::from_static(
@@ -509,6 +555,15 @@ mod tests {
         let plain = chunks(post(&mock, streaming(user("one two"), false)).await).await;
         assert!(plain.iter().all(|c| c.get("usage").is_none()));
         assert_eq!(plain.last().unwrap()["choices"][0]["finish_reason"], "stop");
+
+        // Mistral reports usage on its finish chunk, without being asked.
+        let mut mistral = streaming(user("one two"), false);
+        mistral["model"] = json!("mistral-large-latest");
+        let chunks_m = chunks(post(&mock, mistral).await).await;
+        let (finish, rest) = chunks_m.split_last().unwrap();
+        assert_eq!(finish["choices"][0]["finish_reason"], "stop");
+        assert_eq!(finish["usage"]["completion_tokens"], 2);
+        assert!(rest.iter().all(|c| c.get("usage").is_none()));
     }
 
     #[tokio::test]
