@@ -65,7 +65,10 @@ fuzz_target!(|body: &[u8]| {
                         .peek(&filtered, endpoint)
                         .unwrap_or_else(|e| panic!("filtered body no longer peeks: {e}"));
                     assert_eq!(filtered_head.model, head.model, "filtering changed `model`");
-                    assert_eq!(filtered_head.stream, head.stream, "filtering changed `stream`");
+                    assert_eq!(
+                        filtered_head.stream, head.stream,
+                        "filtering changed `stream`"
+                    );
                 }
                 Ok(None) => {}
                 Err(e) => panic!("peek accepted the body but pass_through_body failed: {e}"),
