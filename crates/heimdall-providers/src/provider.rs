@@ -78,9 +78,18 @@ pub trait Provider: Send + Sync {
     fn counts_tokens(&self, _model: &str) -> bool {
         true
     }
-    /// Which `anthropic-beta` values `model`'s upstream takes (none unless it is Claude).
-    fn beta_platform(&self, _model: &str) -> BetaPlatform {
+    /// Where this provider's Claude models run, for the `anthropic-beta` values they take.
+    fn claude_platform(&self) -> BetaPlatform {
         BetaPlatform::None
+    }
+    /// Which `anthropic-beta` values `model`'s upstream takes: its Claude platform's where it
+    /// speaks Anthropic's dialect, none elsewhere.
+    fn beta_platform(&self, model: &str) -> BetaPlatform {
+        if self.dialect(model).id() == heimdall_protocol::dialect::anthropic::DIALECT {
+            self.claude_platform()
+        } else {
+            BetaPlatform::None
+        }
     }
     /// The HTTP request for `op` on `model`: URL, method, headers taken from the client's
     /// forwarded headers (`anthropic-beta` already filtered for [`Provider::beta_platform`];

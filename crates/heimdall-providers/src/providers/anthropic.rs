@@ -42,7 +42,7 @@ impl Provider for AnthropicProvider {
         &AnthropicDialect
     }
 
-    fn beta_platform(&self, _model: &str) -> BetaPlatform {
+    fn claude_platform(&self) -> BetaPlatform {
         BetaPlatform::Anthropic
     }
 

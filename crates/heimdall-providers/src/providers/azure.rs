@@ -113,12 +113,8 @@ impl Provider for Azure {
         }
     }
 
-    fn beta_platform(&self, model: &str) -> BetaPlatform {
-        if is_claude(model) {
-            BetaPlatform::Foundry
-        } else {
-            BetaPlatform::None
-        }
+    fn claude_platform(&self) -> BetaPlatform {
+        BetaPlatform::Foundry
     }
 
     fn prepare(

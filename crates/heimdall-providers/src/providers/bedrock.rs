@@ -280,12 +280,8 @@ impl Provider for Bedrock {
         }
     }
 
-    fn beta_platform(&self, model: &str) -> BetaPlatform {
-        if self.serves_claude(model) {
-            BetaPlatform::Bedrock
-        } else {
-            BetaPlatform::None
-        }
+    fn claude_platform(&self) -> BetaPlatform {
+        BetaPlatform::Bedrock
     }
 
     /// Bedrock's runtime host has no token counting for the Anthropic shape and no model

@@ -213,12 +213,8 @@ impl Provider for VertexProvider {
         }
     }
 
-    fn beta_platform(&self, model: &str) -> BetaPlatform {
-        if is_claude(model) {
-            BetaPlatform::Vertex
-        } else {
-            BetaPlatform::None
-        }
+    fn claude_platform(&self) -> BetaPlatform {
+        BetaPlatform::Vertex
     }
 
     fn prepare(
