@@ -368,16 +368,34 @@ impl Gateway {
         let t = self
             .target(ctx, guard, Endpoint::CountTokens, &head.model, false)
             .await?;
-        if t.codec.is_some() || !t.provider.provider.counts_tokens(t.upstream_model) {
+        let counts = t.provider.provider.counts_tokens(t.upstream_model);
+        // A translated dialect with a count of its own asks the upstream in its terms;
+        // otherwise a translated request (or an upstream that cannot count) is estimated here.
+        let translated = if t.codec.is_some() || !counts {
             let request = front.decode_request(body, Endpoint::CountTokens)?;
-            let count = tokens::estimate(
-                t.upstream_model,
-                request.counting_text(),
-                request.messages.len(),
-            )
-            .await?;
-            return Ok(Bytes::from(front.encode_token_count(count)));
-        }
+            let upstream = t.codec.filter(|_| counts).and_then(|codec| {
+                Some((
+                    codec,
+                    codec.encode_count_request(&request, t.upstream_model)?,
+                ))
+            });
+            let Some((codec, count_body)) = upstream else {
+                let count = tokens::estimate(
+                    t.upstream_model,
+                    request.counting_text(),
+                    request.messages.len(),
+                )
+                .await?;
+                return Ok(Bytes::from(front.encode_token_count(count)));
+            };
+            Some((codec, Bytes::from(count_body?)))
+        } else {
+            None
+        };
+        let upstream_body = match &translated {
+            Some((_, count_body)) => count_body.clone(),
+            None => passthrough_body(front, body, &head.model, t.upstream_model)?,
+        };
         let answer = attempt::send(
             &self.client,
             Call {
@@ -385,19 +403,25 @@ impl Gateway {
                 model: Some(t.upstream_model),
                 operation: Operation::CountTokens,
                 stream: false,
-                body: Some(passthrough_body(
-                    front,
-                    body,
-                    &head.model,
-                    t.upstream_model,
-                )?),
+                body: Some(upstream_body),
                 forward_headers: &ctx.forward_headers,
-                pass_through: true,
+                pass_through: translated.is_none(),
             },
         )
         .await?;
         guard.record.key_name = Some(answer.key.name.clone());
-        read_body(answer, t.provider).await
+        let bytes = read_body(answer, t.provider).await?;
+        let Some((codec, _)) = translated else {
+            return Ok(bytes);
+        };
+        let count = codec.decode_count_response(&bytes).map_err(|e| {
+            GatewayError::bad_gateway(format!(
+                "{} answered a token count Heimdall could not read: {}",
+                t.provider.name,
+                e.message()
+            ))
+        })?;
+        Ok(Bytes::from(front.encode_token_count(count)))
     }
 }
 

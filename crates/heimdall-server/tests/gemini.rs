@@ -496,11 +496,38 @@ async fn vertex_gemini_tool_round_trip_without_call_ids() {
 }
 
 #[tokio::test]
-async fn gemini_count_tokens_is_estimated_locally() {
+async fn gemini_counts_tokens_with_count_tokens_on_both_hosts() {
     let h = harness().await;
-    let body = json!({"model": FLASH, "messages": user("count these few words please")});
-    assert!(count_tokens(h.gateway.base_url(), &body).await > 0);
-    assert!(h.mock.requests().is_empty());
+    let body = |model: &str| {
+        json!({"model": model, "system": "be brief",
+               "messages": user("count these few words please")})
+    };
+    // The mock counts words: five in the message, two in the system instruction.
+    assert_eq!(count_tokens(h.gateway.base_url(), &body(FLASH)).await, 7);
+    let seen = h.mock.requests();
+    let call = seen.last().unwrap();
+    assert_eq!(call.path, "/v1beta/models/gemini-2.5-flash:countTokens");
+    assert_eq!(call.header("x-goog-api-key"), Some(GEMINI_KEY));
+    let generate = &call.body["generateContentRequest"];
+    assert_eq!(generate["model"], "models/gemini-2.5-flash");
+    assert_eq!(
+        generate["systemInstruction"]["parts"][0]["text"],
+        "be brief"
+    );
+
+    assert_eq!(
+        count_tokens(h.gateway.base_url(), &body(VERTEX_GEMINI)).await,
+        7
+    );
+    let seen = h.mock.requests();
+    let call = seen.last().unwrap();
+    assert!(
+        call.path
+            .ends_with("/publishers/google/models/gemini-2.5-pro:countTokens"),
+        "{}",
+        call.path
+    );
+    assert!(call.body["contents"].is_array(), "{}", call.body);
 }
 
 #[tokio::test]

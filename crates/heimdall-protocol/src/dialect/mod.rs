@@ -116,6 +116,21 @@ pub trait UpstreamCodec: Send + Sync {
         ctx: &ResponseContext,
     ) -> Result<canonical::Response, TranslateError>;
     fn stream_decoder(&self, ctx: &ResponseContext) -> Box<dyn StreamDecoder>;
+    /// The body of the upstream's own token count for `request` (`Operation::CountTokens`),
+    /// when the dialect has one; `None`: the gateway estimates locally.
+    fn encode_count_request(
+        &self,
+        _request: &canonical::Request,
+        _upstream_model: &str,
+    ) -> Option<Result<Vec<u8>, TranslateError>> {
+        None
+    }
+    /// The input tokens in the upstream's answer to [`UpstreamCodec::encode_count_request`].
+    fn decode_count_response(&self, _body: &[u8]) -> Result<u64, TranslateError> {
+        Err(TranslateError::Internal(
+            "this dialect has no token count".into(),
+        ))
+    }
     /// Media given by URL that this upstream cannot fetch itself: the gateway fetches it and
     /// hands the encoder the bytes instead.
     fn inline_media(&self) -> InlineMedia {

@@ -53,11 +53,8 @@ impl Provider for GeminiProvider {
             ),
             // The largest page Gemini serves: one request lists every model.
             Operation::ListModels => "/v1beta/models?pageSize=1000".to_owned(),
-            // Translated requests are counted locally.
             Operation::CountTokens => {
-                return Err(ProviderError::Unsupported {
-                    provider: self.name().to_owned(),
-                });
+                format!("/v1beta/models/{}:countTokens", model_segment(model))
             }
         };
         Ok(json_request(
@@ -139,7 +136,10 @@ mod tests {
             prep(Operation::Messages, "../x?key=1 y", false).unwrap(),
             "http://127.0.0.1:1/v1beta/models/..%2Fx%3Fkey%3D1%20y:generateContent"
         );
-        assert!(prep(Operation::CountTokens, "m", false).is_err());
+        assert_eq!(
+            prep(Operation::CountTokens, "gemini-2.5-flash", false).unwrap(),
+            "http://127.0.0.1:1/v1beta/models/gemini-2.5-flash:countTokens"
+        );
         assert!(prep(Operation::ListModels, "", false).unwrap().ends_with("pageSize=1000"));
     }
 }

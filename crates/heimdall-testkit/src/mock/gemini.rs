@@ -238,6 +238,7 @@ async fn gemini_call(s: &Shared, call: &str, uri: &Uri, req: &Value, vertex: boo
         return google_error(404, "NOT_FOUND", &format!("mock: no method in `{call}`"));
     };
     let stream = match action {
+        "countTokens" => return count_tokens(req, vertex),
         "generateContent" => false,
         "streamGenerateContent" => {
             if !uri
@@ -267,6 +268,45 @@ async fn gemini_call(s: &Shared, call: &str, uri: &Uri, req: &Value, vertex: boo
     let answer_faults = AnswerFaults::of(&d);
     let resp = answer(s, model, stream, turn, d, remaining).await;
     answer_faults.apply(resp).await
+}
+
+/// `countTokens`: the words of every text part and of the system instruction. The Gemini API
+/// takes the request as `generateContentRequest` (with `models/{model}`) or bare `contents`;
+/// Vertex takes the request's fields as they are.
+fn count_tokens(req: &Value, vertex: bool) -> Response {
+    let inner = match req.get("generateContentRequest") {
+        Some(_) if vertex => {
+            return invalid(
+                "Invalid JSON payload received. Unknown name \"generateContentRequest\": Cannot find field.",
+            );
+        }
+        Some(generate) => {
+            if !generate
+                .get("model")
+                .and_then(Value::as_str)
+                .is_some_and(|m| m.starts_with("models/"))
+            {
+                return invalid("generateContentRequest.model: must be `models/{model}`");
+            }
+            generate
+        }
+        None => req,
+    };
+    let Some(contents) = inner.get("contents").and_then(Value::as_array) else {
+        return invalid("contents: required");
+    };
+    let words = |parts: Option<&Value>| -> u64 {
+        parts
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .map(|t| t.split_whitespace().count() as u64)
+            .sum()
+    };
+    let total = contents.iter().map(|c| words(c.get("parts"))).sum::<u64>()
+        + words(inner.get("systemInstruction").and_then(|s| s.get("parts")));
+    json_response(status_code(200), &json!({ "totalTokens": total }))
 }
 
 /// What Google checks before answering; the contents on success.

@@ -22,7 +22,7 @@ pub const DIALECT: DialectId = DialectId("gemini");
 
 /// The Gemini dialect. The two hosts differ in one thing the request shows: the Gemini API
 /// pairs function calls and responses by `id`, Vertex rejects the field.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Gemini {
     call_ids: bool,
 }
@@ -116,6 +116,41 @@ impl UpstreamCodec for Gemini {
 
     fn stream_decoder(&self, _ctx: &ResponseContext) -> Box<dyn StreamDecoder> {
         Box::<stream::GeminiStreamDecoder>::default()
+    }
+
+    /// `countTokens` counts what `generateContent` would get. Vertex takes that request's
+    /// fields as they are; the Gemini API takes them as `generateContentRequest`, which names
+    /// its model.
+    fn encode_count_request(
+        &self,
+        request: &canonical::Request,
+        upstream_model: &str,
+    ) -> Option<Result<Vec<u8>, TranslateError>> {
+        let body = match request::request_body(request, self.call_ids) {
+            Ok(body) => body,
+            Err(e) => return Some(Err(e)),
+        };
+        if *self == Self::VERTEX {
+            return Some(Ok(body));
+        }
+        let wrapped = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&body)
+            .map(|mut generate| {
+                generate.insert("model".into(), format!("models/{upstream_model}").into());
+                serde_json::json!({ "generateContentRequest": generate })
+            })
+            .and_then(|v| serde_json::to_vec(&v));
+        Some(wrapped.map_err(|e| TranslateError::Internal(e.to_string())))
+    }
+
+    fn decode_count_response(&self, body: &[u8]) -> Result<u64, TranslateError> {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Count {
+            total_tokens: u64,
+        }
+        serde_json::from_slice::<Count>(body)
+            .map(|c| c.total_tokens)
+            .map_err(|e| TranslateError::Upstream(format!("countTokens answer: {e}")))
     }
 
     /// `fileData` takes only Google storage and Files API URIs, not arbitrary URLs.

@@ -254,13 +254,17 @@ impl Provider for VertexProvider {
                 ),
                 body,
             ),
-            // Claude's token count takes the Anthropic body, model included; Gemini requests
-            // are translated and counted locally.
+            // Claude's token count takes the Anthropic body, model included; Gemini's takes
+            // the translated request at the model's `countTokens`.
             Operation::CountTokens if is_claude(model) => (
                 "/publishers/anthropic/models/count-tokens:rawPredict".to_owned(),
                 body,
             ),
-            Operation::CountTokens | Operation::ListModels => {
+            Operation::CountTokens => (
+                format!("/publishers/google/models/{segment}:countTokens"),
+                body,
+            ),
+            Operation::ListModels => {
                 return Err(ProviderError::Unsupported {
                     provider: self.name().to_owned(),
                 });
