@@ -411,10 +411,14 @@ impl Gateway {
         .await?;
         guard.record.key_name = Some(answer.key.name.clone());
         let bytes = read_body(answer, t.provider).await?;
-        let Some((codec, _)) = translated else {
-            return Ok(bytes);
+        let count = match translated {
+            Some((codec, _)) => codec.decode_count_response(&bytes),
+            None => match t.dialect.pass_through_count(&bytes) {
+                Some(count) => count,
+                None => return Ok(bytes),
+            },
         };
-        let count = codec.decode_count_response(&bytes).map_err(|e| {
+        let count = count.map_err(|e| {
             GatewayError::bad_gateway(format!(
                 "{} answered a token count Heimdall could not read: {}",
                 t.provider.name,

@@ -252,15 +252,19 @@ async fn claude_passes_through_invoke() {
     let error = events.last().unwrap();
     assert_eq!(error.data["error"]["type"], "rate_limit_error");
 
-    // Bedrock cannot count Claude's tokens in Anthropic's shape: a local estimate, no call.
-    let before = mock.requests().len();
+    // Claude's tokens are counted by Bedrock's CountTokens, answered in Anthropic's shape.
     let count = count_tokens(
         gw.base_url(),
-        &json!({"model": model, "messages": user("one two three four")}),
+        &json!({"model": model, "system": "be brief", "messages": user("one two three four")}),
     )
     .await;
-    assert!(count >= 4, "{count}");
-    assert_eq!(mock.requests().len(), before);
+    assert_eq!(count, 7, "the mock counts words plus one");
+    let call = last(&mock, "count-tokens");
+    assert!(
+        call.header("authorization")
+            .unwrap()
+            .starts_with("AWS4-HMAC-SHA256")
+    );
 }
 
 #[tokio::test]

@@ -101,6 +101,12 @@ pub trait UpstreamDialect: Send + Sync {
     /// Translation to and from the canonical form; `None` for a dialect reached only by
     /// pass-through so far (Anthropic: its only front door is Anthropic's own).
     fn codec(&self) -> Option<&dyn UpstreamCodec>;
+    /// A passed-through token count that the upstream answers in a shape of its own (Claude
+    /// on Bedrock: `{"inputTokens": n}`): the count, for the front door to encode. `None`: the
+    /// answer is the front door's own and goes back as it came.
+    fn pass_through_count(&self, _body: &[u8]) -> Option<Result<u64, TranslateError>> {
+        None
+    }
 }
 
 /// Translation between the canonical form and one upstream dialect.

@@ -228,6 +228,26 @@ fn key_config(
     })
 }
 
+/// CountTokens for Claude: the InvokeModel body it would get, base64 in `input.invokeModel`.
+/// A count request carries no `max_tokens`, which an InvokeModel body requires; it does not
+/// change the input count, so a placeholder goes in.
+fn count_tokens_body(
+    anthropic_body: &[u8],
+    betas: &[&str],
+) -> Result<Bytes, heimdall_protocol::dialect::TranslateError> {
+    use base64::Engine as _;
+    let invoke = cloud_body(anthropic_body, ANTHROPIC_VERSION, betas)?;
+    let mut invoke: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&invoke)
+        .map_err(|e| heimdall_protocol::dialect::TranslateError::Internal(e.to_string()))?;
+    invoke.entry("max_tokens").or_insert(1.into());
+    let invoke = serde_json::to_vec(&invoke)
+        .map_err(|e| heimdall_protocol::dialect::TranslateError::Internal(e.to_string()))?;
+    let body = serde_json::json!({"input": {"invokeModel": {
+        "body": base64::engine::general_purpose::STANDARD.encode(invoke)
+    }}});
+    Ok(Bytes::from(body.to_string()))
+}
+
 /// The region becomes part of the host name: lowercase letters, digits and hyphens only.
 fn is_region(region: &str) -> bool {
     !region.is_empty()
@@ -284,10 +304,10 @@ impl Provider for Bedrock {
         BetaPlatform::Bedrock
     }
 
-    /// Bedrock's runtime host has no token counting for the Anthropic shape and no model
-    /// listing; counts are estimated by the gateway.
-    fn counts_tokens(&self, _model: &str) -> bool {
-        false
+    /// Claude's tokens are counted by Bedrock's CountTokens; Converse requests are estimated
+    /// by the gateway.
+    fn counts_tokens(&self, model: &str) -> bool {
+        self.serves_claude(model)
     }
 
     fn prepare(
@@ -299,13 +319,31 @@ impl Provider for Bedrock {
         client_headers: &HeaderMap,
         key: &Credential<'_>,
     ) -> Result<PreparedRequest, ProviderError> {
+        let config = self.key(key.index);
+        let claude = self.serves_claude(model);
+        if op == Operation::CountTokens && claude {
+            let body = body
+                .map(|b| count_tokens_body(&b, &anthropic_betas(client_headers)))
+                .transpose()
+                .map_err(|e| ProviderError::Invalid {
+                    provider: self.name().to_owned(),
+                    message: e.message(),
+                })?;
+            let path = format!(
+                "/model/{}/count-tokens",
+                percent_encode(&config.target(model))
+            );
+            return Ok(json_request(
+                url(&self.host(config), &path),
+                HeaderMap::new(),
+                body,
+            ));
+        }
         if op != Operation::Messages {
             return Err(ProviderError::Unsupported {
                 provider: self.name().to_owned(),
             });
         }
-        let config = self.key(key.index);
-        let claude = self.serves_claude(model);
         let action = match (claude, stream) {
             (true, false) => "invoke",
             (true, true) => "invoke-with-response-stream",
@@ -474,7 +512,30 @@ mod tests {
         assert!(r.url.ends_with(
             "/model/arn%3Aaws%3Abedrock%3Aeu-west-3%3A1%3Aapplication-inference-profile%2Fx/converse-stream"
         ));
-        assert!(!p.counts_tokens("sonnet"));
+        assert!(p.counts_tokens("sonnet") && !p.counts_tokens("nova"));
+        let count = p
+            .prepare(
+                Operation::CountTokens,
+                "sonnet",
+                false,
+                Some(Bytes::from_static(
+                    br#"{"model":"bedrock/sonnet","messages":[{"role":"user","content":"hi"}]}"#,
+                )),
+                &HeaderMap::new(),
+                &Credential { index: 0, value: "" },
+            )
+            .unwrap();
+        assert!(count.url.ends_with("/count-tokens"), "{}", count.url);
+        let body: serde_json::Value = serde_json::from_slice(&count.body.unwrap()).unwrap();
+        use base64::Engine as _;
+        let invoke = base64::engine::general_purpose::STANDARD
+            .decode(body["input"]["invokeModel"]["body"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&invoke).unwrap(),
+            json!({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 1,
+                   "messages": [{"role": "user", "content": "hi"}]})
+        );
     }
 
     #[test]

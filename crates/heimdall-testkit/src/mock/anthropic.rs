@@ -70,7 +70,7 @@ fn role(m: &Value) -> &str {
 }
 
 /// Words of all text the prompt carries (system, text blocks, tool results).
-fn prompt_words(system: Option<&Value>, messages: &[Value]) -> u64 {
+pub(super) fn prompt_words(system: Option<&Value>, messages: &[Value]) -> u64 {
     let mut words = count_words(&content_text(system));
     for m in messages {
         match m.get("content") {

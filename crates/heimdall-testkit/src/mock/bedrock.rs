@@ -573,6 +573,44 @@ pub(super) async fn invoke_stream(
     invoke_route(state, &model, method, uri, headers, body, true).await
 }
 
+/// `POST /model/{model}/count-tokens`: Claude's InvokeModel body, base64 in
+/// `input.invokeModel.body`, held to the same checks as InvokeModel; answers
+/// `{"inputTokens": n}` counted as the Anthropic mock counts.
+pub(super) async fn count_tokens(
+    State(s): State<Arc<Shared>>,
+    Path(_model): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    use base64::Engine as _;
+    let req = match admit(&s, &method, &uri, &headers, &body).await {
+        Ok(req) => req,
+        Err(resp) => return resp,
+    };
+    let Some(invoke) = req["input"]["invokeModel"]["body"]
+        .as_str()
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+    else {
+        return validation("input.invokeModel.body: base64 of a JSON InvokeModel body required");
+    };
+    if invoke.get("model").is_some() || invoke.get("stream").is_some() {
+        return validation("extraneous key [model] is not permitted");
+    }
+    if invoke["anthropic_version"] != "bedrock-2023-05-31"
+        || invoke["max_tokens"].as_u64().is_none()
+    {
+        return validation("the InvokeModel body needs anthropic_version and max_tokens");
+    }
+    let Some(messages) = invoke["messages"].as_array().filter(|m| !m.is_empty()) else {
+        return validation("messages: at least one message is required");
+    };
+    let n = anthropic::prompt_words(invoke.get("system"), messages) + 1;
+    json_response(StatusCode::OK, &json!({ "inputTokens": n }))
+}
+
 /// `model` is the URL's model id (decoded); the answer names it, as Bedrock does.
 async fn invoke_route(
     State(s): State<Arc<Shared>>,

@@ -282,6 +282,7 @@ fn router(shared: Arc<Shared>) -> Router {
             post(bedrock::converse_stream),
         )
         .route("/model/{model}/invoke", post(bedrock::invoke))
+        .route("/model/{model}/count-tokens", post(bedrock::count_tokens))
         .route(
             "/model/{model}/invoke-with-response-stream",
             post(bedrock::invoke_stream),

@@ -25,7 +25,9 @@ use serde_json::Value;
 use super::response::stream_failure;
 use crate::canonical::Usage;
 use crate::dialect::anthropic::{self, Anthropic, error_body};
-use crate::dialect::{DialectId, ModelInfo, UpstreamCodec, UpstreamDialect, UsageTap};
+use crate::dialect::{
+    DialectId, ModelInfo, TranslateError, UpstreamCodec, UpstreamDialect, UsageTap,
+};
 use crate::framing::aws_eventstream::EventStreamFramer;
 use crate::framing::sse::write_event;
 use crate::framing::{Frame, Framer, FramingError};
@@ -62,6 +64,20 @@ impl UpstreamDialect for ClaudeInvoke {
 
     fn codec(&self) -> Option<&dyn UpstreamCodec> {
         None
+    }
+
+    /// Bedrock's CountTokens answers `{"inputTokens": n}`.
+    fn pass_through_count(&self, body: &[u8]) -> Option<Result<u64, TranslateError>> {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Count {
+            input_tokens: u64,
+        }
+        Some(
+            serde_json::from_slice::<Count>(body)
+                .map(|c| c.input_tokens)
+                .map_err(|e| TranslateError::Upstream(format!("CountTokens answer: {e}"))),
+        )
     }
 }
 
