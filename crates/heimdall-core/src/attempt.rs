@@ -25,6 +25,8 @@ pub(crate) struct Call<'a> {
     pub body: Option<Bytes>,
     /// Client headers the provider may forward.
     pub forward_headers: &'a HeaderMap,
+    /// `x-bf-api-key`: only the key of this name may serve the call.
+    pub pinned_key: Option<&'a str>,
     /// Errors keep the upstream's own body for the client.
     pub pass_through: bool,
 }
@@ -46,17 +48,29 @@ pub(crate) async fn send<'a>(
     call: Call<'a>,
 ) -> Result<Answer<'a>, GatewayError> {
     let p = call.provider;
+    if let Some(name) = call.pinned_key
+        && !p.keys.iter().any(|k| k.name == name)
+    {
+        return Err(GatewayError::invalid_request(format!(
+            "x-bf-api-key: provider `{}` has no key named `{name}`",
+            p.name
+        )));
+    }
     let mut candidates: Vec<&KeyConfig> = p
         .keys
         .iter()
+        .filter(|k| call.pinned_key.is_none_or(|name| k.name == name))
         .filter(|k| call.model.is_none_or(|m| k.models.allows(m)))
         .collect();
     if candidates.is_empty() {
         let what = call
             .model
             .map_or_else(String::new, |m| format!(" for model `{m}`"));
+        let which = call.pinned_key.map_or_else(String::new, |name| {
+            format!(" named `{name}` (x-bf-api-key)")
+        });
         return Err(GatewayError::invalid_request(format!(
-            "no {} key is configured{what}",
+            "no {} key{which} is configured{what}",
             p.name
         )));
     }

@@ -24,6 +24,8 @@ pub struct RequestContext {
     pub refusal: Option<GatewayError>,
     /// `x-bf-vk`, or an `sk-bf-…` value in `x-api-key` / `Authorization: Bearer`.
     pub virtual_key: Option<String>,
+    /// `x-bf-api-key`: the name of the configured key this request must use.
+    pub pinned_key: Option<String>,
     /// `x-bf-session-id`, or the session header coding agents send.
     pub session_id: Option<String>,
     /// `x-bf-async*` headers, for async inference.
@@ -58,6 +60,7 @@ impl RequestContext {
                     .find(|v| v.starts_with(VIRTUAL_KEY_PREFIX))
             })
             .map(str::to_owned);
+        let pinned_key = text("x-bf-api-key").map(str::to_owned);
         let session_id = text("x-bf-session-id")
             .or_else(|| text("x-claude-code-session-id"))
             .map(str::to_owned);
@@ -72,6 +75,7 @@ impl RequestContext {
             forward_headers,
             refusal,
             virtual_key,
+            pinned_key,
             session_id,
             async_headers,
             received: Instant::now(),
@@ -109,7 +113,12 @@ mod tests {
         assert_eq!(c.async_headers["x-bf-async"], "true");
         let c = ctx(&[("authorization", "Bearer sk-bf-abc")]);
         assert_eq!(c.virtual_key.as_deref(), Some("sk-bf-abc"));
-        let c = ctx(&[("x-bf-vk", "vk-1"), ("x-bf-session-id", "s-2")]);
+        let c = ctx(&[
+            ("x-bf-vk", "vk-1"),
+            ("x-bf-session-id", "s-2"),
+            ("x-bf-api-key", " ant-b "),
+        ]);
+        assert_eq!(c.pinned_key.as_deref(), Some("ant-b"));
         assert_eq!(
             (c.virtual_key.as_deref(), c.session_id.as_deref()),
             (Some("vk-1"), Some("s-2"))

@@ -266,6 +266,7 @@ impl Gateway {
                 stream: head.stream,
                 body: Some(upstream_body),
                 forward_headers: &ctx.forward_headers,
+                pinned_key: ctx.pinned_key.as_deref(),
                 pass_through: t.codec.is_none(),
             },
         )
@@ -405,6 +406,7 @@ impl Gateway {
                 stream: false,
                 body: Some(upstream_body),
                 forward_headers: &ctx.forward_headers,
+                pinned_key: ctx.pinned_key.as_deref(),
                 pass_through: translated.is_none(),
             },
         )

@@ -137,6 +137,7 @@ impl Gateway {
                 stream: false,
                 body: None,
                 forward_headers: &no_client_headers,
+                pinned_key: None,
                 pass_through: false,
             },
         )

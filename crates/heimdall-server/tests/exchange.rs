@@ -105,3 +105,48 @@ async fn the_request_timeout_bounds_the_whole_non_streaming_exchange() {
     assert_eq!(res.status(), 504, "{:?}", res.text().await);
     assert!(took < Duration::from_millis(1500), "took {took:?}");
 }
+
+#[tokio::test]
+async fn x_bf_api_key_pins_a_configured_key_by_name() {
+    let h = Harness::with_config(|c| {
+        c["providers"]["anthropic"]["keys"] = serde_json::json!([
+            {"name": "ant-a", "value": "mock-key-a", "models": ["*"], "weight": 1000},
+            {"name": "ant-b", "value": "mock-key-b", "models": ["*"], "weight": 0.001}
+        ]);
+    })
+    .await;
+    let send = |name: &'static str| {
+        h.http
+            .post(h.url("/anthropic/v1/messages"))
+            .header("x-bf-api-key", name)
+            .json(&request(CLAUDE, "hi", false))
+            .send()
+    };
+    for _ in 0..3 {
+        assert_eq!(send("ant-b").await.unwrap().status(), 200);
+    }
+    let seen = h.mock.requests();
+    assert!(
+        seen.iter()
+            .all(|r| r.header("x-api-key") == Some("mock-key-b")),
+        "the pinned key, whatever the weights say"
+    );
+    assert!(
+        seen.iter().all(|r| r.header("x-bf-api-key").is_none()),
+        "the pin is not forwarded"
+    );
+
+    let res = send("ant-z").await.unwrap();
+    assert_eq!(res.status(), 400);
+    let v: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "invalid_request_error");
+    assert_eq!(
+        v["error"]["message"],
+        "x-bf-api-key: provider `anthropic` has no key named `ant-z`"
+    );
+    assert_eq!(
+        h.mock.requests().len(),
+        3,
+        "a refused pin reaches no upstream"
+    );
+}
