@@ -89,6 +89,18 @@ impl BetaOverrides {
     }
 }
 
+/// The beta names in `anthropic-beta` values: comma-separated, possibly in several headers.
+pub fn beta_names<'a>(
+    values: impl IntoIterator<Item = &'a HeaderValue>,
+) -> impl Iterator<Item = &'a str> {
+    values
+        .into_iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|b| !b.is_empty())
+}
+
 /// The betas among the client's `anthropic-beta` values (comma-separated, possibly in several
 /// headers) that `platform` takes, in the client's order, without duplicates.
 pub fn filter_betas<'a>(
@@ -97,13 +109,7 @@ pub fn filter_betas<'a>(
     overrides: &BetaOverrides,
 ) -> Vec<&'a str> {
     let mut out: Vec<&str> = Vec::new();
-    let names = values
-        .into_iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|b| !b.is_empty());
-    for beta in names {
+    for beta in beta_names(values) {
         let send = platform != BetaPlatform::None
             && overrides
                 .verdict(beta)

@@ -174,14 +174,7 @@ pub fn anthropic_headers(
 
 /// The client's `anthropic-beta` values as a list, for clouds that take betas in the body.
 pub fn anthropic_betas(client_headers: &HeaderMap) -> Vec<&str> {
-    client_headers
-        .get_all("anthropic-beta")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|b| !b.is_empty())
-        .collect()
+    crate::betas::beta_names(client_headers.get_all("anthropic-beta").iter()).collect()
 }
 
 /// [`Provider::authorize`] for providers that take the key in one header.

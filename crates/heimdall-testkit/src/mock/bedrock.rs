@@ -596,19 +596,34 @@ pub(super) async fn count_tokens(
     else {
         return validation("input.invokeModel.body: base64 of a JSON InvokeModel body required");
     };
-    if invoke.get("model").is_some() || invoke.get("stream").is_some() {
-        return validation("extraneous key [model] is not permitted");
-    }
-    if invoke["anthropic_version"] != "bedrock-2023-05-31"
-        || invoke["max_tokens"].as_u64().is_none()
-    {
-        return validation("the InvokeModel body needs anthropic_version and max_tokens");
-    }
-    let Some(messages) = invoke["messages"].as_array().filter(|m| !m.is_empty()) else {
-        return validation("messages: at least one message is required");
+    let messages = match invoke_messages(&invoke) {
+        Ok(messages) => messages,
+        Err(message) => return validation(&message),
     };
     let n = anthropic::prompt_words(invoke.get("system"), messages) + 1;
     json_response(StatusCode::OK, &json!({ "inputTokens": n }))
+}
+
+/// What Bedrock checks of a Claude InvokeModel body (also the one CountTokens carries): no
+/// `model` or `stream`, its `anthropic_version`, `max_tokens`, and some messages.
+/// The error is the validation message.
+fn invoke_messages(body: &Value) -> Result<&[Value], String> {
+    for key in ["model", "stream"] {
+        if body.get(key).is_some() {
+            return Err(format!("extraneous key [{key}] is not permitted"));
+        }
+    }
+    if body["anthropic_version"] != "bedrock-2023-05-31" {
+        return Err("anthropic_version: must be bedrock-2023-05-31".into());
+    }
+    if body["max_tokens"].as_u64().is_none() {
+        return Err("max_tokens: field required".into());
+    }
+    body["messages"]
+        .as_array()
+        .map(Vec::as_slice)
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| "messages: at least one message is required".into())
 }
 
 /// `model` is the URL's model id (decoded); the answer names it, as Bedrock does.
@@ -625,19 +640,9 @@ async fn invoke_route(
         Ok(req) => req,
         Err(resp) => return resp,
     };
-    for key in ["model", "stream"] {
-        if req.get(key).is_some() {
-            return validation(&format!("extraneous key [{key}] is not permitted"));
-        }
-    }
-    if req["anthropic_version"] != "bedrock-2023-05-31" {
-        return validation("anthropic_version: must be bedrock-2023-05-31");
-    }
-    if req["max_tokens"].as_u64().is_none() {
-        return validation("max_tokens: field required");
-    }
-    let Some(messages) = req["messages"].as_array().filter(|m| !m.is_empty()) else {
-        return validation("messages: at least one message is required");
+    let messages = match invoke_messages(&req) {
+        Ok(messages) => messages,
+        Err(message) => return validation(&message),
     };
     let turn = anthropic::extract_turn(req.get("system"), messages);
     let (d, remaining) = match directives_of(&turn).await {
