@@ -13,6 +13,9 @@ use tokio::time::Instant;
 use crate::config::{KeyConfig, ProviderConfig};
 use crate::error::GatewayError;
 use crate::headers::ANTHROPIC_BETA;
+use crate::health::{Gate, Transition, now_ms};
+use crate::limits::Slot;
+use heimdall_protocol::error::ErrorType;
 
 /// What to send; the key is chosen per attempt.
 pub(crate) struct Call<'a> {
@@ -27,27 +30,92 @@ pub(crate) struct Call<'a> {
     pub forward_headers: &'a HeaderMap,
     /// `x-bf-api-key`: only the key of this name may serve the call.
     pub pinned_key: Option<&'a str>,
+    /// The client's own key (`client.allow_direct_keys`), used instead of the configured ones.
+    pub direct_key: Option<&'a str>,
+    /// The key to try first while it is healthy (session affinity).
+    pub preferred_key: Option<&'a str>,
     /// Errors keep the upstream's own body for the client.
     pub pass_through: bool,
+    /// `client.drop_excess_requests`.
+    pub drop_excess: bool,
+    /// Another model follows in the fallback chain: when every key's circuit is open, failing
+    /// over at once beats waiting on a provider known to be failing.
+    pub has_fallback: bool,
 }
 
-/// A 2xx response, the key that produced it (needed to scrub later stream errors) and the
-/// attempt's deadline (a non-streaming body must be read before it).
+/// The key an attempt used.
+#[derive(Clone, Copy)]
+pub(crate) enum UsedKey<'a> {
+    Configured(&'a KeyConfig),
+    /// A client's own key; `index` is a configured key's, whose settings (an Azure endpoint,
+    /// say) it borrows.
+    Direct {
+        value: &'a str,
+        index: usize,
+    },
+}
+
+/// The name `x-bf-key-name` and the records show for a client's own key.
+pub(crate) const DIRECT_KEY_NAME: &str = "direct";
+
+impl<'a> UsedKey<'a> {
+    pub fn name(&self) -> &'a str {
+        match self {
+            Self::Configured(k) => &k.name,
+            Self::Direct { .. } => DIRECT_KEY_NAME,
+        }
+    }
+
+    pub fn secret(&self) -> &'a str {
+        match self {
+            Self::Configured(k) => k.value.expose(),
+            Self::Direct { value, .. } => value,
+        }
+    }
+
+    fn credential(&self) -> Credential<'a> {
+        match self {
+            Self::Configured(k) => Credential {
+                index: k.index,
+                value: k.value.expose(),
+            },
+            Self::Direct { value, index } => Credential {
+                index: *index,
+                value,
+            },
+        }
+    }
+}
+
+/// A 2xx response, the key that produced it (needed to scrub later stream errors), the
+/// attempt's deadline (a non-streaming body must be read before it) and the provider slot
+/// the call holds until its answer is read or its stream ends.
 pub(crate) struct Answer<'a> {
     pub response: UpstreamResponse,
-    pub key: &'a KeyConfig,
+    pub key: UsedKey<'a>,
     pub deadline: Instant,
+    pub slot: Option<Slot>,
 }
 
-/// Sends `call`, retrying retryable failures up to `max_retries` times with exponential
-/// backoff and jitter, or after the upstream's `retry-after` when it asks for longer (up to
-/// the configured maximum backoff). Failures tied to a key (401/402/403/429) move on to
-/// another key when there is one, at once.
+/// Sends `call`, counting each upstream request in `tries`.
+///
+/// - A key whose circuit is open is skipped (one request probes it after its cool-down) while
+///   another key or a fallback model can answer instead.
+/// - 401/402/403: the key is rejected for this request and another one tried at once; when
+///   several keys were all rejected so, the answer is a 502 that says so (one key's rejection,
+///   and a client's own key's, goes back as the upstream sent it).
+/// - 429: another key at once when there is one; otherwise a retry after the upstream's
+///   `retry-after` when it is within `retry_backoff_max` (else its answer goes back).
+/// - 5xx, timeouts and network failures: up to `max_retries` retries, after an exponential
+///   backoff with full jitter.
+/// - Anything else (the client's own mistakes: 400, 404, 413, 422) is answered at once.
 pub(crate) async fn send<'a>(
     client: &UpstreamClient,
     call: Call<'a>,
+    tries: &mut u32,
 ) -> Result<Answer<'a>, GatewayError> {
     let p = call.provider;
+    let model = call.model.unwrap_or_default();
     if let Some(name) = call.pinned_key
         && !p.keys.iter().any(|k| k.name == name)
     {
@@ -56,13 +124,21 @@ pub(crate) async fn send<'a>(
             p.name
         )));
     }
-    let mut candidates: Vec<&KeyConfig> = p
-        .keys
-        .iter()
-        .filter(|k| call.pinned_key.is_none_or(|name| k.name == name))
-        .filter(|k| call.model.is_none_or(|m| k.models.allows(m)))
-        .collect();
-    if candidates.is_empty() {
+    let allowed = |k: &KeyConfig| {
+        call.pinned_key.is_none_or(|name| k.name == name)
+            && call.model.is_none_or(|m| k.models.allows(m))
+    };
+    if let Some(value) = call.direct_key {
+        // The client's key replaces the pool; a configured key's settings still apply.
+        let index = p
+            .keys
+            .iter()
+            .find(|k| call.model.is_none_or(|m| k.models.allows(m)))
+            .map_or(usize::MAX, |k| k.index);
+        let key = UsedKey::Direct { value, index };
+        return send_with_key(client, &call, key, tries).await;
+    }
+    if !p.keys.iter().any(allowed) {
         let what = call
             .model
             .map_or_else(String::new, |m| format!(" for model `{m}`"));
@@ -74,26 +150,45 @@ pub(crate) async fn send<'a>(
             p.name
         )));
     }
-    let model = call.model.unwrap_or_default();
-    let mut attempt = 0u32;
+    // Positions in `p.keys` of keys this request has given up on; allocated on first failure.
+    let mut excluded: Vec<usize> = Vec::new();
+    let mut rejected = 0usize;
+    let mut retries = 0u32;
     let mut stale_retried = false;
+    let mut preferred = call.preferred_key;
+    let mut last: Option<GatewayError> = None;
     loop {
-        let key = pick_weighted(&candidates);
+        let eligible = |i: usize, k: &KeyConfig| allowed(k) && !excluded.contains(&i);
+        let Some(i) =
+            choose(p, &eligible, preferred.take(), call.pinned_key.is_some()).or_else(|| {
+                // Every circuit is open and nothing else can answer: the keys are tried
+                // anyway rather than the provider refused for a cool-down.
+                (!call.has_fallback)
+                    .then(|| pick_weighted(&p.keys, &eligible))
+                    .flatten()
+            })
+        else {
+            return Err(last.unwrap_or_else(|| all_keys_open(p, model)));
+        };
+        let key = &p.keys[i];
         let deadline = Instant::now() + p.request_timeout;
-        let err = match try_once(client, &call, model, key, deadline).await {
+        let slot = acquire(&call, deadline).await?;
+        *tries += 1;
+        let err = match try_once(client, &call, model, UsedKey::Configured(key), deadline).await {
             Ok(response) => {
+                if key.health.success() == Transition::Closed {
+                    tracing::info!(provider = %p.name, key = %key.name, "key circuit closed: the probe succeeded");
+                }
                 return Ok(Answer {
                     response,
-                    key,
+                    key: UsedKey::Configured(key),
                     deadline,
+                    slot,
                 });
             }
             Err(err) => err,
         };
-        let to_gateway = |err: &ProviderError| {
-            let dialect = call.pass_through.then(|| p.provider.dialect(model).id());
-            GatewayError::from_provider(err, key.value.expose(), dialect)
-        };
+        drop(slot);
         if matches!(err, ProviderError::Stale { .. }) && !stale_retried {
             // The pooled connection died under us before any answer: the request did not
             // reach the upstream, so it is sent again at once, retries configured or not.
@@ -101,51 +196,197 @@ pub(crate) async fn send<'a>(
             tracing::debug!(provider = %p.name, error = %err, "reused connection was closed; sending again");
             continue;
         }
-        if attempt >= p.max_retries || !(err.is_retryable() || err.is_key_specific()) {
-            return Err(to_gateway(&err));
+        if (err.is_retryable() || is_credential_failure(&err))
+            && key.health.failure(now_ms(), &p.circuit) == Transition::Opened
+        {
+            tracing::warn!(
+                provider = %p.name,
+                key = %key.name,
+                failures = key.health.consecutive_failures(),
+                cooldown_s = p.circuit.cooldown.as_secs(),
+                error = %err,
+                "key circuit opened: skipped until a probe succeeds"
+            );
         }
-        attempt += 1;
-        let other_key = err.is_key_specific() && candidates.len() > 1;
-        if other_key {
-            candidates.retain(|k| !std::ptr::eq(*k, key));
+        let gateway_err = to_gateway(&call, &err, key.value.expose());
+        let others = p
+            .keys
+            .iter()
+            .enumerate()
+            .any(|(j, k)| j != i && eligible(j, k));
+        if is_credential_failure(&err) {
+            excluded.push(i);
+            rejected += 1;
+            tracing::warn!(provider = %p.name, key = %key.name, error = %err, "key rejected by the upstream; trying another");
+            if others {
+                last = Some(gateway_err);
+                continue;
+            }
+            // One key's rejection goes back as the upstream worded it; several keys all
+            // rejected is the gateway's configuration problem, not the client's.
+            if rejected > 1 && rejected == excluded.len() {
+                return Err(GatewayError::bad_gateway(format!(
+                    "every {} key that may serve this request was rejected by the upstream for its credentials (HTTP 401/403); check the keys in the gateway's configuration",
+                    p.name
+                )));
+            }
+            return Err(gateway_err);
         }
-        let wait = if other_key {
-            // Another key is not limited by this key's rate limit or credentials.
-            Duration::ZERO
-        } else if matches!(
-            err,
-            ProviderError::Status {
-                status: 401..=403,
-                ..
-            }
-        ) {
-            Duration::ZERO
-        } else {
-            let asked = retry_after(&err);
-            if asked.is_some_and(|a| a > p.retry_backoff_max) {
-                // Waiting longer than the configured maximum would hold the client past what
-                // the operator allowed; the upstream's answer goes back as it is.
-                return Err(to_gateway(&err));
-            }
-            asked.unwrap_or_default().max(backoff(p, attempt))
+        if is_rate_limited(&err) && others {
+            excluded.push(i);
+            tracing::warn!(provider = %p.name, key = %key.name, "key rate-limited (429); trying another");
+            last = Some(gateway_err);
+            continue;
+        }
+        let Some(wait) = retry_wait(p, &err, retries) else {
+            return Err(gateway_err);
         };
-        tracing::warn!(provider = %p.name, key = %key.name, attempt, wait_ms = wait.as_millis() as u64, error = %err, "upstream attempt failed; retrying");
+        retries += 1;
+        tracing::warn!(provider = %p.name, key = %key.name, attempt = retries, wait_ms = wait.as_millis() as u64, error = %err, "upstream attempt failed; retrying");
+        last = Some(gateway_err);
         tokio::time::sleep(wait).await;
     }
+}
+
+/// One client key, retried as the network settings allow; its rejection is the upstream's
+/// answer to the client, as it came.
+async fn send_with_key<'a>(
+    client: &UpstreamClient,
+    call: &Call<'a>,
+    key: UsedKey<'a>,
+    tries: &mut u32,
+) -> Result<Answer<'a>, GatewayError> {
+    let p = call.provider;
+    let model = call.model.unwrap_or_default();
+    let mut retries = 0u32;
+    let mut stale_retried = false;
+    loop {
+        let deadline = Instant::now() + p.request_timeout;
+        let slot = acquire(call, deadline).await?;
+        *tries += 1;
+        let err = match try_once(client, call, model, key, deadline).await {
+            Ok(response) => {
+                return Ok(Answer {
+                    response,
+                    key,
+                    deadline,
+                    slot,
+                });
+            }
+            Err(err) => err,
+        };
+        drop(slot);
+        if matches!(err, ProviderError::Stale { .. }) && !stale_retried {
+            stale_retried = true;
+            continue;
+        }
+        let Some(wait) = retry_wait(p, &err, retries).filter(|_| !is_credential_failure(&err))
+        else {
+            return Err(to_gateway(call, &err, key.secret()));
+        };
+        retries += 1;
+        tracing::warn!(provider = %p.name, key = DIRECT_KEY_NAME, attempt = retries, wait_ms = wait.as_millis() as u64, error = %err, "upstream attempt failed; retrying");
+        tokio::time::sleep(wait).await;
+    }
+}
+
+fn to_gateway(call: &Call<'_>, err: &ProviderError, secret: &str) -> GatewayError {
+    let p = call.provider;
+    let dialect = call
+        .pass_through
+        .then(|| p.provider.dialect(call.model.unwrap_or_default()).id());
+    GatewayError::from_provider(err, secret, dialect)
+}
+
+/// A slot of the provider's `concurrency_and_buffer_size`, if it has one.
+async fn acquire(call: &Call<'_>, deadline: Instant) -> Result<Option<Slot>, GatewayError> {
+    match &call.provider.limiter {
+        None => Ok(None),
+        Some(limiter) => limiter
+            .acquire(&call.provider.name, call.drop_excess, deadline)
+            .await
+            .map(Some),
+    }
+}
+
+/// How long to wait before retrying after `err`, or `None` when it must not be retried: not
+/// retryable, retries used up, or an upstream asking for a longer wait than
+/// `retry_backoff_max` (its answer then goes back, `retry-after` included).
+fn retry_wait(p: &ProviderConfig, err: &ProviderError, retries: u32) -> Option<Duration> {
+    if !err.is_retryable() || retries >= p.max_retries {
+        return None;
+    }
+    let asked = retry_after(err);
+    if asked.is_some_and(|a| a > p.retry_backoff_max) {
+        return None;
+    }
+    Some(asked.unwrap_or_default().max(backoff(p, retries + 1)))
+}
+
+fn is_credential_failure(err: &ProviderError) -> bool {
+    matches!(
+        err,
+        ProviderError::Status {
+            status: 401..=403,
+            ..
+        } | ProviderError::InvalidKey { .. }
+    )
+}
+
+fn is_rate_limited(err: &ProviderError) -> bool {
+    matches!(err, ProviderError::Status { status: 429, .. })
+}
+
+/// A key for the next attempt without allocating: the preferred key while it is healthy,
+/// else a weighted choice among the eligible keys whose circuit is closed, else the probe of
+/// one whose cool-down is over. A pinned key is used whatever its circuit says.
+fn choose(
+    p: &ProviderConfig,
+    eligible: &dyn Fn(usize, &KeyConfig) -> bool,
+    preferred: Option<&str>,
+    pinned: bool,
+) -> Option<usize> {
+    let now = now_ms();
+    let usable = |i: usize, k: &KeyConfig| eligible(i, k) && (pinned || k.health.is_closed());
+    if let Some(name) = preferred
+        && let Some(i) = p
+            .keys
+            .iter()
+            .enumerate()
+            .position(|(i, k)| k.name == name && usable(i, k))
+    {
+        return Some(i);
+    }
+    pick_weighted(&p.keys, &usable).or_else(|| {
+        p.keys.iter().enumerate().position(|(i, k)| {
+            eligible(i, k)
+                && k.health.gate(now) == Gate::ProbeDue
+                && k.health.claim_probe(now, &p.circuit)
+        })
+    })
+}
+
+fn all_keys_open(p: &ProviderConfig, model: &str) -> GatewayError {
+    GatewayError::new(
+        ErrorType::OverloadedError,
+        format!(
+            "every {} key that may serve `{model}` is paused after repeated failures (circuit open for up to {} s)",
+            p.name,
+            p.circuit.cooldown.as_secs()
+        ),
+    )
+    .with_status(503)
 }
 
 async fn try_once(
     client: &UpstreamClient,
     call: &Call<'_>,
     model: &str,
-    key: &KeyConfig,
+    key: UsedKey<'_>,
     deadline: Instant,
 ) -> Result<UpstreamResponse, ProviderError> {
     let p = call.provider;
-    let credential = Credential {
-        index: key.index,
-        value: key.value.expose(),
-    };
+    let credential = key.credential();
     let client_headers = with_betas_for(p, model, call.forward_headers);
     let mut request = p.provider.prepare(
         call.operation,
@@ -168,13 +409,24 @@ async fn try_once(
         request.headers.insert(name.clone(), value.clone());
     }
     p.provider.authorize(&mut request, &credential).await?;
-    client
+    let mut response = client
         .send(
             request,
             &p.name,
             deadline.saturating_duration_since(Instant::now()),
         )
-        .await
+        .await?;
+    if call.stream {
+        // Until the first byte reaches the client the call may still be retried or fail
+        // over, so its failure is found here, within the same deadline.
+        response
+            .first_bytes(
+                deadline.saturating_duration_since(Instant::now()),
+                p.request_timeout.as_secs(),
+            )
+            .await?;
+    }
+    Ok(response)
 }
 
 /// The client's forwarded headers with `anthropic-beta` cut down to what `model`'s platform
@@ -219,29 +471,51 @@ fn retry_after(err: &ProviderError) -> Option<Duration> {
         .map(|s| Duration::from_secs_f64(s.min(1e6)))
 }
 
-/// Weighted random choice; all-zero weights fall back to a uniform choice.
-fn pick_weighted<'a>(keys: &[&'a KeyConfig]) -> &'a KeyConfig {
-    let total: f64 = keys.iter().map(|k| k.weight).sum();
-    let mut rng = rand::rng();
-    if total > 0.0 {
-        let mut point = rng.random_range(0.0..total);
-        for k in keys {
-            if point < k.weight {
-                return k;
-            }
-            point -= k.weight;
+/// Weighted random choice among the keys `usable` accepts, in two passes without
+/// allocating; all-zero weights fall back to a uniform choice.
+fn pick_weighted(keys: &[KeyConfig], usable: &dyn Fn(usize, &KeyConfig) -> bool) -> Option<usize> {
+    let (mut total, mut count) = (0.0, 0usize);
+    for (i, k) in keys.iter().enumerate() {
+        if usable(i, k) {
+            total += k.weight;
+            count += 1;
         }
     }
-    keys[rng.random_range(0..keys.len())]
+    if count == 0 {
+        return None;
+    }
+    let mut rng = rand::rng();
+    let candidates = keys.iter().enumerate().filter(|(i, k)| usable(*i, k));
+    if total > 0.0 {
+        let mut point = rng.random_range(0.0..total);
+        let mut last = None;
+        for (i, k) in candidates {
+            if k.weight > 0.0 {
+                last = Some(i);
+                if point < k.weight {
+                    return Some(i);
+                }
+                point -= k.weight;
+            }
+        }
+        // Rounding left the point past the end: the last weighted key.
+        return last;
+    }
+    candidates.map(|(i, _)| i).nth(rng.random_range(0..count))
 }
 
-/// min(initial × 2^(n−1), max) × a jitter of 0.8–1.2.
-fn backoff(p: &ProviderConfig, attempt: u32) -> Duration {
-    let base = p
+/// Full jitter: uniform between `retry_backoff_initial` and min(initial × 2^n,
+/// `retry_backoff_max`) for the n-th retry.
+fn backoff(p: &ProviderConfig, retry: u32) -> Duration {
+    let low = p.retry_backoff_initial.min(p.retry_backoff_max);
+    let high = p
         .retry_backoff_initial
-        .saturating_mul(1u32 << (attempt.saturating_sub(1)).min(16))
+        .saturating_mul(1u32 << retry.min(16))
         .min(p.retry_backoff_max);
-    base.mul_f64(rand::rng().random_range(0.8..1.2))
+    if high <= low {
+        return low;
+    }
+    rand::rng().random_range(low..=high)
 }
 
 /// Reads a non-streaming 2xx body before the attempt's deadline: the configured request
@@ -252,11 +526,7 @@ pub(crate) async fn read_body(
 ) -> Result<Bytes, GatewayError> {
     match tokio::time::timeout_at(answer.deadline, answer.response.bytes()).await {
         Ok(Ok(b)) => Ok(b),
-        Ok(Err(e)) => Err(GatewayError::from_provider(
-            &e,
-            answer.key.value.expose(),
-            None,
-        )),
+        Ok(Err(e)) => Err(GatewayError::from_provider(&e, answer.key.secret(), None)),
         Err(_) => Err(GatewayError::from_provider(
             &ProviderError::Timeout {
                 provider: provider.name.clone(),
@@ -274,25 +544,60 @@ mod tests {
     use crate::config::{ModelFilter, Secret};
 
     fn key(name: &str, weight: f64) -> KeyConfig {
-        KeyConfig {
-            name: name.into(),
-            index: 0,
-            value: Secret::new("k"),
-            models: ModelFilter::All,
-            weight,
-        }
+        KeyConfig::new(name.into(), 0, Secret::new("k"), ModelFilter::All, weight)
     }
 
     #[test]
     fn weights_steer_the_choice() {
-        let (a, b) = (key("a", 3.0), key("b", 1.0));
-        let keys = [&a, &b];
-        let n = 4000;
-        let picked_a = (0..n).filter(|_| pick_weighted(&keys).name == "a").count();
-        // Expect 75 %; the bound is loose enough never to flake.
-        assert!((2700..3300).contains(&picked_a), "{picked_a}");
-        let z = key("z", 0.0);
-        assert_eq!(pick_weighted(&[&z]).name, "z");
+        let keys = [key("a", 3.0), key("b", 1.0), key("zero", 0.0)];
+        let all = |_: usize, _: &KeyConfig| true;
+        let n = 20_000;
+        let mut picked = [0usize; 3];
+        for _ in 0..n {
+            picked[pick_weighted(&keys, &all).unwrap()] += 1;
+        }
+        // Expect 75 % / 25 % / 0: ±306 is five standard deviations of a binomial with
+        // n = 20,000 and p = 0.75 (σ ≈ 61), so the test fails for a wrong weighting, never by
+        // chance (p < 10⁻⁶).
+        assert!((14_694..=15_306).contains(&picked[0]), "{picked:?}");
+        assert!((4_694..=5_306).contains(&picked[1]), "{picked:?}");
+        assert_eq!(
+            picked[2], 0,
+            "a zero weight is never chosen beside weighted keys"
+        );
+        // Only zero weights: a uniform choice.
+        let zeros = [key("x", 0.0), key("y", 0.0)];
+        let x = (0..2000)
+            .filter(|_| pick_weighted(&zeros, &all) == Some(0))
+            .count();
+        assert!((800..=1200).contains(&x), "{x}");
+        assert_eq!(pick_weighted(&keys, &|_, _| false), None);
+    }
+
+    #[test]
+    fn open_circuits_are_skipped_until_their_probe() {
+        let mut p = crate::config::Config::from_json(
+            r#"{"providers":{"openai":{"keys":[{"name":"a","value":"ka"},{"name":"b","value":"kb"}],
+                "circuit_breaker":{"failure_threshold":1,"cooldown_seconds":1}}}}"#,
+            &|_| None,
+        )
+        .unwrap()
+        .providers
+        .remove(0);
+        p.circuit.cooldown = Duration::from_millis(100);
+        let all = |_: usize, _: &KeyConfig| true;
+        p.keys[0].health.failure(now_ms(), &p.circuit);
+        for _ in 0..200 {
+            assert_eq!(choose(&p, &all, None, false), Some(1));
+        }
+        // Preferred (session affinity) only while healthy; a pinned key whatever its state.
+        assert_eq!(choose(&p, &all, Some("a"), false), Some(1));
+        let only_a = |i: usize, _: &KeyConfig| i == 0;
+        assert_eq!(choose(&p, &only_a, None, true), Some(0));
+        assert_eq!(choose(&p, &only_a, None, false), None, "open, no probe yet");
+        std::thread::sleep(Duration::from_millis(120));
+        assert_eq!(choose(&p, &only_a, None, false), Some(0), "the probe");
+        assert_eq!(choose(&p, &only_a, None, false), None, "one probe only");
     }
 
     #[test]

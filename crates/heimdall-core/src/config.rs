@@ -12,7 +12,10 @@ use std::time::Duration;
 use heimdall_providers::betas::BetaOverrides;
 use heimdall_providers::{ClientOptions, Provider, ProviderFactory, ProviderSettings};
 
+use crate::affinity::AffinitySettings;
 use crate::headers::HeaderRules;
+use crate::health::{CircuitSettings, KeyHealth};
+use crate::limits::Limiter;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 
@@ -60,6 +63,27 @@ pub struct KeyConfig {
     pub value: Secret,
     pub models: ModelFilter,
     pub weight: f64,
+    /// Its circuit; kept across reloads while the key's name and value stay the same.
+    pub health: Arc<KeyHealth>,
+}
+
+impl KeyConfig {
+    pub fn new(
+        name: String,
+        index: usize,
+        value: Secret,
+        models: ModelFilter,
+        weight: f64,
+    ) -> Self {
+        Self {
+            name,
+            index,
+            value,
+            models,
+            weight,
+            health: Arc::default(),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -83,6 +107,14 @@ pub struct ProviderConfig {
     pub max_retries: u32,
     pub retry_backoff_initial: Duration,
     pub retry_backoff_max: Duration,
+    /// Tried in order when every model of this provider fails (`fallbacks`).
+    pub fallbacks: Vec<String>,
+    /// Per upstream model, replacing `fallbacks` for it (`model_fallbacks`).
+    pub model_fallbacks: BTreeMap<String, Vec<String>>,
+    /// `concurrency_and_buffer_size`; `None`: no limit of its own.
+    pub limiter: Option<Arc<Limiter>>,
+    /// `circuit_breaker`.
+    pub circuit: CircuitSettings,
 }
 
 impl fmt::Debug for ProviderConfig {
@@ -107,13 +139,13 @@ impl ProviderConfig {
         let mut keys = keys;
         if keys.is_empty() && !factory.key_required {
             // A keyless server is called without credentials.
-            keys.push(KeyConfig {
-                name: "none".to_owned(),
-                index: usize::MAX,
-                value: Secret::new(""),
-                models: ModelFilter::All,
-                weight: 1.0,
-            });
+            keys.push(KeyConfig::new(
+                "none".to_owned(),
+                usize::MAX,
+                Secret::new(""),
+                ModelFilter::All,
+                1.0,
+            ));
         }
         let settings = ProviderSettings {
             name: name.clone(),
@@ -142,7 +174,18 @@ impl ProviderConfig {
             max_retries: 0,
             retry_backoff_initial: Duration::from_millis(DEFAULT_BACKOFF_INITIAL_MS),
             retry_backoff_max: Duration::from_millis(DEFAULT_BACKOFF_MAX_MS),
+            fallbacks: Vec::new(),
+            model_fallbacks: BTreeMap::new(),
+            limiter: None,
+            circuit: CircuitSettings::default(),
         })
+    }
+
+    /// The configured fallbacks of `model` (without this provider's prefix).
+    pub fn fallbacks_of(&self, model: &str) -> &[String] {
+        self.model_fallbacks
+            .get(model)
+            .map_or(&self.fallbacks, Vec::as_slice)
     }
 }
 
@@ -177,6 +220,11 @@ pub struct Config {
     pub header_rules: HeaderRules,
     /// Fetching media given by URL for upstreams that take bytes only.
     pub media_fetch: MediaFetchConfig,
+    /// `client.allow_direct_keys`: a client's own provider key is used for its request.
+    pub allow_direct_keys: bool,
+    /// `client.drop_excess_requests`: a full provider queue answers 529 at once.
+    pub drop_excess_requests: bool,
+    pub session_affinity: AffinitySettings,
     /// Human-readable notes about accepted-but-unsupported settings, logged once at start.
     pub warnings: Vec<String>,
 }
@@ -195,7 +243,35 @@ impl Config {
             upstream_client: ClientOptions::default(),
             header_rules: HeaderRules::default(),
             media_fetch: MediaFetchConfig::default(),
+            allow_direct_keys: false,
+            drop_excess_requests: false,
+            session_affinity: AffinitySettings::default(),
             warnings: Vec::new(),
+        }
+    }
+
+    /// Carries the running state of `old` (key circuits, provider slots) over to keys and
+    /// providers that did not change, so a reload neither forgives a failing key nor lets a
+    /// provider's calls in flight exceed its limit.
+    pub fn inherit_state(&mut self, old: &Config) {
+        for p in &mut self.providers {
+            let Some(before) = old.provider(&p.name) else {
+                continue;
+            };
+            for k in &mut p.keys {
+                if let Some(same) = before
+                    .keys
+                    .iter()
+                    .find(|o| o.name == k.name && o.value == k.value)
+                {
+                    k.health = Arc::clone(&same.health);
+                }
+            }
+            if let (Some(new), Some(running)) = (&p.limiter, &before.limiter)
+                && new.settings() == running.settings()
+            {
+                p.limiter = Some(Arc::clone(running));
+            }
         }
     }
 
@@ -205,13 +281,13 @@ impl Config {
             .iter()
             .filter_map(|factory| {
                 let value = env(factory.env_var).filter(|v| !v.trim().is_empty())?;
-                let key = KeyConfig {
-                    name: factory.env_var.to_owned(),
-                    index: 0,
-                    value: Secret::new(value.trim()),
-                    models: ModelFilter::All,
-                    weight: 1.0,
-                };
+                let key = KeyConfig::new(
+                    factory.env_var.to_owned(),
+                    0,
+                    Secret::new(value.trim()),
+                    ModelFilter::All,
+                    1.0,
+                );
                 // A provider that needs more than a key (a project, an endpoint) cannot start
                 // from the environment alone; it says why in the log.
                 match ProviderConfig::with_defaults(
@@ -374,8 +450,54 @@ impl Config {
             );
         }
         config.media_fetch = raw.media_fetch.validate()?;
+        config.allow_direct_keys = client.allow_direct_keys.unwrap_or(false);
+        config.drop_excess_requests = client.drop_excess_requests.unwrap_or(false);
+        if let Some(v) = client.session_affinity_ttl_seconds {
+            config.session_affinity.ttl = Duration::from_secs(in_range(
+                "client.session_affinity_ttl_seconds",
+                v,
+                1,
+                MAX_SECONDS,
+            )?);
+        }
+        if let Some(v) = client.session_affinity_max_sessions {
+            config.session_affinity.max_sessions =
+                in_range("client.session_affinity_max_sessions", v, 0, 100_000_000)?;
+        }
+        config.check_fallbacks(&mut warnings)?;
         config.warnings = warnings;
         Ok(config)
+    }
+}
+
+impl Config {
+    /// Every configured fallback names a model the gateway can route; one whose provider is
+    /// not configured is reported (a reload may add it) and skipped at request time.
+    fn check_fallbacks(&self, warnings: &mut Vec<String>) -> Result<(), ConfigError> {
+        for p in &self.providers {
+            let lists = std::iter::once((format!("providers.{}.fallbacks", p.name), &p.fallbacks))
+                .chain(p.model_fallbacks.iter().map(|(model, list)| {
+                    (
+                        format!("providers.{}.model_fallbacks.{model}", p.name),
+                        list,
+                    )
+                }));
+            for (path, list) in lists {
+                for (i, model) in list.iter().enumerate() {
+                    let (provider, _) =
+                        crate::route::split_model(self, model).map_err(|e| ConfigError {
+                            path: format!("{path}[{i}]"),
+                            message: e.message,
+                        })?;
+                    if self.provider(provider).is_none() {
+                        warnings.push(format!(
+                            "{path}[{i}]: provider `{provider}` is not configured; this fallback is skipped"
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -513,13 +635,13 @@ fn build_provider(
             _ if deny_empty_models => ModelFilter::Only(Vec::new()),
             _ => ModelFilter::All,
         };
-        keys.push(KeyConfig {
-            name: k.name.unwrap_or_else(|| format!("{name}-{i}")),
-            index: i,
-            value: Secret::new(value),
+        keys.push(KeyConfig::new(
+            k.name.unwrap_or_else(|| format!("{name}-{i}")),
+            i,
+            Secret::new(value),
             models,
-            weight: k.weight,
-        });
+            k.weight,
+        ));
     }
     let net = raw.network_config.unwrap_or_default();
     let mut base_url = None;
@@ -591,6 +713,37 @@ fn build_provider(
         ms,
         p.retry_backoff_max,
     )?;
+    if let Some(c) = raw.concurrency_and_buffer_size {
+        let at = |field: &str| format!("providers.{name}.concurrency_and_buffer_size.{field}");
+        let concurrency = in_range(
+            &at("concurrency"),
+            c.concurrency.unwrap_or(1000),
+            1,
+            1 << 20,
+        )?;
+        let buffer = in_range(
+            &at("buffer_size"),
+            c.buffer_size.unwrap_or(5000),
+            0,
+            1 << 24,
+        )?;
+        p.limiter = Some(Arc::new(Limiter::new(
+            concurrency as usize,
+            buffer as usize,
+        )));
+    }
+    if let Some(c) = raw.circuit_breaker {
+        let at = |field: &str| format!("providers.{name}.circuit_breaker.{field}");
+        if let Some(v) = c.failure_threshold {
+            p.circuit.failure_threshold = in_range(&at("failure_threshold"), v, 0, 1_000_000)?;
+        }
+        if let Some(v) = c.cooldown_seconds {
+            p.circuit.cooldown =
+                Duration::from_secs(in_range(&at("cooldown_seconds"), v, 1, MAX_SECONDS)?);
+        }
+    }
+    p.fallbacks = raw.fallbacks.unwrap_or_default();
+    p.model_fallbacks = raw.model_fallbacks.unwrap_or_default();
     if p.keys.is_empty() {
         warnings.push(format!(
             "provider `{name}` has no usable keys; requests to it will fail"
@@ -692,6 +845,10 @@ struct RawClient {
     max_upstream_response_size_mb: Option<u64>,
     max_upstream_error_body_kb: Option<u64>,
     header_filter_config: Option<RawHeaderFilter>,
+    allow_direct_keys: Option<bool>,
+    drop_excess_requests: Option<bool>,
+    session_affinity_ttl_seconds: Option<u64>,
+    session_affinity_max_sessions: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -706,6 +863,22 @@ struct RawProvider {
     keys: Vec<RawKey>,
     network_config: Option<RawNetwork>,
     custom_provider_config: Option<RawCustom>,
+    concurrency_and_buffer_size: Option<RawConcurrency>,
+    circuit_breaker: Option<RawCircuit>,
+    fallbacks: Option<Vec<String>>,
+    model_fallbacks: Option<BTreeMap<String, Vec<String>>>,
+}
+
+#[derive(Deserialize)]
+struct RawConcurrency {
+    concurrency: Option<u64>,
+    buffer_size: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct RawCircuit {
+    failure_threshold: Option<u32>,
+    cooldown_seconds: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -808,10 +981,10 @@ mod tests {
         assert_eq!(p.max_retries, 2);
         assert_eq!(p.extra_headers["x-team"], "t");
         assert_eq!(cfg.max_request_body_bytes, 2 * 1024 * 1024);
+        assert_eq!(p.limiter.as_ref().unwrap().settings(), (10, 5000));
         let all = cfg.warnings.join("\n");
         for needle in [
             "client.enable_logging",
-            "providers.openai.concurrency_and_buffer_size",
             "governance",
             "provider `bedrock`",
             "MISSING",

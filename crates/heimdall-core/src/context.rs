@@ -1,7 +1,9 @@
 //! What the edge knows about a request before core decides anything: who sent it, through
 //! which front door, and the client headers that later stages may act on.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use heimdall_providers::DirectKeyHeader;
 
 use heimdall_protocol::dialect::FrontDoor;
 use http::HeaderMap;
@@ -28,9 +30,34 @@ pub struct RequestContext {
     pub pinned_key: Option<String>,
     /// `x-bf-session-id`, or the session header coding agents send.
     pub session_id: Option<String>,
+    /// `x-bf-session-ttl` (seconds): how long this session's affinity outlives its last use.
+    pub session_ttl: Option<Duration>,
+    /// Provider keys the client sent (not virtual keys), used only with
+    /// `client.allow_direct_keys`.
+    pub client_keys: ClientKeys,
     /// `x-bf-async*` headers, for async inference.
     pub async_headers: HeaderMap,
     pub received: Instant,
+}
+
+/// The provider keys in a request's credential headers.
+#[derive(Default)]
+pub struct ClientKeys {
+    pub x_api_key: Option<String>,
+    /// `Authorization: Bearer …`.
+    pub bearer: Option<String>,
+}
+
+impl ClientKeys {
+    /// The key for an upstream whose native header is `native`: that header's when it carries
+    /// one, else the other's (a client sets the key it has wherever its SDK puts it).
+    pub fn for_upstream(&self, native: DirectKeyHeader) -> Option<&str> {
+        let (first, second) = match native {
+            DirectKeyHeader::XApiKey => (&self.x_api_key, &self.bearer),
+            DirectKeyHeader::Bearer => (&self.bearer, &self.x_api_key),
+        };
+        first.as_deref().or(second.as_deref())
+    }
 }
 
 impl RequestContext {
@@ -64,6 +91,28 @@ impl RequestContext {
         let session_id = text("x-bf-session-id")
             .or_else(|| text("x-claude-code-session-id"))
             .map(str::to_owned);
+        let session_ttl = text("x-bf-session-ttl")
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|s| *s > 0)
+            .map(Duration::from_secs);
+        // The last value: an SDK whose own `X-Api-Key` differs in case from the `x-api-key`
+        // a caller adds sends both, its own first.
+        let last = |name: &str| {
+            headers
+                .get_all(name)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .map(str::trim)
+                .rfind(|v| !v.is_empty())
+        };
+        let provider_key = |v: Option<&str>| {
+            v.filter(|k| !k.starts_with(VIRTUAL_KEY_PREFIX))
+                .map(str::to_owned)
+        };
+        let client_keys = ClientKeys {
+            x_api_key: provider_key(last("x-api-key")),
+            bearer: provider_key(last("authorization").and_then(|v| v.strip_prefix("Bearer "))),
+        };
         let async_headers = headers
             .iter()
             .filter(|(name, _)| name.as_str().starts_with("x-bf-async"))
@@ -77,6 +126,8 @@ impl RequestContext {
             virtual_key,
             pinned_key,
             session_id,
+            session_ttl,
+            client_keys,
             async_headers,
             received: Instant::now(),
         }
@@ -122,6 +173,38 @@ mod tests {
         assert_eq!(
             (c.virtual_key.as_deref(), c.session_id.as_deref()),
             (Some("vk-1"), Some("s-2"))
+        );
+        assert!(c.client_keys.x_api_key.is_none() && c.client_keys.bearer.is_none());
+        let c = ctx(&[
+            ("x-api-key", "sk-ant-1"),
+            ("authorization", "Bearer sk-oai-1"),
+            ("x-bf-session-ttl", "90"),
+        ]);
+        assert_eq!(
+            c.client_keys.for_upstream(DirectKeyHeader::XApiKey),
+            Some("sk-ant-1")
+        );
+        assert_eq!(
+            c.client_keys.for_upstream(DirectKeyHeader::Bearer),
+            Some("sk-oai-1")
+        );
+        assert_eq!(c.session_ttl, Some(Duration::from_secs(90)));
+        let c = ctx(&[("authorization", "Bearer sk-oai-1")]);
+        assert_eq!(
+            c.client_keys.for_upstream(DirectKeyHeader::XApiKey),
+            Some("sk-oai-1"),
+            "the only key there is"
+        );
+        let mut twice = HeaderMap::new();
+        twice.append("x-api-key", http::HeaderValue::from_static("dummy-key"));
+        twice.append("x-api-key", http::HeaderValue::from_static("sk-ant-real"));
+        let c =
+            RequestContext::from_headers("r".into(), &Anthropic, &twice, &HeaderRules::default());
+        assert_eq!(c.client_keys.x_api_key.as_deref(), Some("sk-ant-real"));
+        let c = ctx(&[("x-api-key", "sk-bf-virtual")]);
+        assert!(
+            c.client_keys.x_api_key.is_none(),
+            "a virtual key is never a provider key"
         );
     }
 }

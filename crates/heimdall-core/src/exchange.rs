@@ -4,23 +4,28 @@
 //! form and the answer comes back the same way. Every path is admitted by the policy before
 //! the upstream call and leaves one record, refusals included.
 
+use std::ops::Deref;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
-use heimdall_protocol::canonical::Assembler;
+use heimdall_protocol::canonical::{self, Assembler};
 use heimdall_protocol::dialect::{
-    Endpoint, FrontDoor, ResponseContext, UpstreamCodec, UpstreamDialect,
+    Endpoint, FrontDoor, RequestHead, ResponseContext, UpstreamCodec, UpstreamDialect,
 };
 use heimdall_protocol::ids;
 use heimdall_providers::{Operation, UpstreamClient};
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
+use crate::affinity::Affinity;
 use crate::attempt::{self, Answer, Call, read_body};
 use crate::config::{Config, ProviderConfig};
 use crate::context::RequestContext;
 use crate::error::GatewayError;
 use crate::guard::RecordGuard;
+use crate::limits::Slot;
 use crate::media::MediaFetcher;
 use crate::models::ModelsCache;
 use crate::policy::{AllowAll, Plan, Policy};
@@ -35,16 +40,87 @@ pub enum Reply {
     Stream(BodyStream),
 }
 
-pub struct Gateway {
-    config: Config,
+/// Who answered a request: the client sees it in response headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Served {
+    /// The configured provider.
+    pub provider: String,
+    /// The model as a client names it (`openai/gpt-4o-mini`): the one asked for, or the
+    /// fallback that answered.
+    pub model: String,
+    /// The configured key's name (`direct` for the client's own key).
+    pub key: String,
+    /// Upstream requests sent: retries, other keys and fallbacks included.
+    pub attempts: u32,
+}
+
+/// An answer and who gave it (`None`: Heimdall answered itself, e.g. a token estimate).
+pub struct Answered<T> {
+    pub body: T,
+    pub served: Option<Served>,
+}
+
+/// The running configuration and what is built from it. A reload replaces it whole; requests
+/// already under way finish on the snapshot they started with.
+pub struct Snapshot {
+    pub config: Config,
     client: UpstreamClient,
-    media: MediaFetcher,
+    media: Arc<MediaFetcher>,
+    affinity: Arc<Affinity>,
+    /// Counts reloads; the model listing cache belongs to one generation.
+    pub(crate) generation: u64,
+}
+
+impl Deref for Snapshot {
+    type Target = Config;
+    fn deref(&self) -> &Config {
+        &self.config
+    }
+}
+
+impl Snapshot {
+    pub(crate) fn client(&self) -> &UpstreamClient {
+        &self.client
+    }
+
+    /// Builds what `config` needs, reusing the parts of `old` whose settings did not change
+    /// (the upstream connection pool, the media client, the session map).
+    fn build(config: Config, old: Option<&Snapshot>) -> Result<Self, GatewayError> {
+        let client = match old {
+            Some(o) if o.config.upstream_client == config.upstream_client => o.client.clone(),
+            _ => UpstreamClient::new(&config.upstream_client)
+                .map_err(|e| GatewayError::internal(e.to_string()))?,
+        };
+        let media = match old {
+            Some(o) if o.config.media_fetch == config.media_fetch => Arc::clone(&o.media),
+            _ => Arc::new(
+                MediaFetcher::new(&config.media_fetch)
+                    .map_err(|e| GatewayError::internal(format!("media fetch client: {e}")))?,
+            ),
+        };
+        let affinity = match old {
+            Some(o) if o.affinity.settings() == config.session_affinity => Arc::clone(&o.affinity),
+            _ => Arc::new(Affinity::new(config.session_affinity)),
+        };
+        Ok(Self {
+            generation: old.map_or(0, |o| o.generation + 1),
+            config,
+            client,
+            media,
+            affinity,
+        })
+    }
+}
+
+pub struct Gateway {
+    live: ArcSwap<Snapshot>,
     policy: Arc<dyn Policy>,
     sink: Arc<dyn RecordSink>,
     pub(crate) models: ModelsCache,
     /// Cancelled when shutdown ran past its grace period: every request still in flight ends
     /// at once in its front door's shape instead of being cut.
     abort: CancellationToken,
+    reloads: AtomicU64,
 }
 
 /// How an exchange's answer comes back before the record takes charge of it.
@@ -59,6 +135,7 @@ struct StreamParts {
     mode: Mode,
     idle: std::time::Duration,
     secret: String,
+    slot: Option<Slot>,
 }
 
 /// Where a routed request goes and how.
@@ -68,6 +145,21 @@ struct Target<'a> {
     dialect: &'static dyn UpstreamDialect,
     /// `None`: same dialect on both sides, bytes pass through.
     codec: Option<&'static dyn UpstreamCodec>,
+}
+
+/// Why one model of the chain did not answer.
+enum Miss {
+    /// The next model may answer instead: the upstream failed, was overloaded or rate-limited,
+    /// or this fallback cannot serve the request at all.
+    FailOver(GatewayError),
+    /// Answered as it is: the client's own mistake, or a refusal.
+    Final(GatewayError),
+}
+
+/// Whether a failure of one model lets the next one try: the upstream's or the gateway's
+/// trouble (5xx, timeouts, 408, 409, 429, overload), never the client's own mistake.
+fn fails_over(e: &GatewayError) -> bool {
+    e.status >= 500 || matches!(e.status, 408 | 409 | 429)
 }
 
 impl Gateway {
@@ -81,31 +173,40 @@ impl Gateway {
         policy: Arc<dyn Policy>,
         sink: Arc<dyn RecordSink>,
     ) -> Result<Self, GatewayError> {
-        let client = UpstreamClient::new(&config.upstream_client)
-            .map_err(|e| GatewayError::internal(e.to_string()))?;
-        let media = MediaFetcher::new(&config.media_fetch)
-            .map_err(|e| GatewayError::internal(format!("media fetch client: {e}")))?;
         Ok(Self {
+            live: ArcSwap::from_pointee(Snapshot::build(config, None)?),
             models: ModelsCache::default(),
-            config,
-            client,
-            media,
             policy,
             sink,
             abort: CancellationToken::new(),
+            reloads: AtomicU64::new(0),
         })
     }
 
-    pub fn config(&self) -> &Config {
-        &self.config
+    /// The running configuration; hold it for as long as one request needs a consistent view.
+    pub fn config(&self) -> Arc<Snapshot> {
+        self.live.load_full()
     }
 
-    pub(crate) fn client(&self) -> &UpstreamClient {
-        &self.client
+    /// Replaces the running configuration. Key circuits and provider slots of unchanged keys
+    /// and providers carry over; requests under way finish on the configuration they started
+    /// with.
+    pub fn reload(&self, mut config: Config) -> Result<(), GatewayError> {
+        let old = self.live.load_full();
+        config.inherit_state(&old.config);
+        let next = Snapshot::build(config, Some(&old))?;
+        self.live.store(Arc::new(next));
+        self.reloads.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// How many reloads replaced the configuration since start.
+    pub fn reloads(&self) -> u64 {
+        self.reloads.load(Ordering::Relaxed)
     }
 
     pub fn max_request_body_bytes(&self) -> usize {
-        self.config.max_request_body_bytes
+        self.live.load().max_request_body_bytes
     }
 
     /// Ends every request still in flight: waiting ones answer 503 `overloaded_error`, open
@@ -144,30 +245,42 @@ impl Gateway {
         &self,
         ctx: Arc<RequestContext>,
         body: Bytes,
-    ) -> Result<Reply, GatewayError> {
+    ) -> Result<Answered<Reply>, GatewayError> {
+        let live = self.config();
         let mut guard = self.guard(&ctx, Endpoint::Messages);
-        match self.abortable(self.exchange(&ctx, &body, &mut guard)).await {
-            Ok(Exchanged::Json(bytes)) => {
+        match self
+            .abortable(self.exchange(&live, &ctx, &body, &mut guard))
+            .await
+        {
+            Ok((Exchanged::Json(bytes), served)) => {
                 guard.record.outcome = Outcome::Success;
-                Ok(Reply::Json(bytes))
+                Ok(Answered {
+                    body: Reply::Json(bytes),
+                    served: Some(served),
+                })
             }
-            Ok(Exchanged::Stream(parts)) => {
+            Ok((Exchanged::Stream(parts), served)) => {
                 let StreamParts {
                     response,
                     framer,
                     mode,
                     idle,
                     secret,
+                    slot,
                 } = *parts;
-                Ok(Reply::Stream(stream::body(Pump {
-                    response,
-                    framer,
-                    mode,
-                    idle,
-                    guard,
-                    secret,
-                    abort: self.abort.clone(),
-                })))
+                Ok(Answered {
+                    body: Reply::Stream(stream::body(Pump {
+                        response,
+                        framer,
+                        mode,
+                        idle,
+                        guard,
+                        secret,
+                        abort: self.abort.clone(),
+                        slot,
+                    })),
+                    served: Some(served),
+                })
             }
             Err(e) => {
                 guard.fail(&e);
@@ -176,18 +289,17 @@ impl Gateway {
         }
     }
 
-    /// Route, admit, and decide between pass-through and translation.
-    async fn target<'a>(
-        &'a self,
+    /// Route and decide between pass-through and translation.
+    fn target<'a>(
+        live: &'a Snapshot,
         ctx: &RequestContext,
         guard: &mut RecordGuard,
         endpoint: Endpoint,
         model: &'a str,
         stream: bool,
     ) -> Result<Target<'a>, GatewayError> {
-        let route = route::resolve(&self.config, model)?;
+        let route = route::resolve(live, model)?;
         let provider = route.provider;
-        guard.record.provider = Some(provider.name.clone());
         let allowed = match endpoint {
             Endpoint::Messages if stream => provider.allowed.stream,
             Endpoint::Messages => provider.allowed.messages,
@@ -201,7 +313,6 @@ impl Gateway {
         }
         let dialect = provider.provider.dialect(route.upstream_model);
         let pass_through = dialect.id() == ctx.front_door.dialect();
-        guard.record.pass_through = pass_through;
         let codec = if pass_through {
             None
         } else {
@@ -213,15 +324,9 @@ impl Gateway {
                 ))
             })?)
         };
-        let plan = Plan {
-            endpoint,
-            provider: &provider.name,
-            model,
-            upstream_model: route.upstream_model,
-            pass_through,
-            stream,
-        };
-        guard.admission = self.policy.admit(ctx, plan).await?;
+        guard.record.provider = Some(provider.name.clone());
+        guard.record.served_model = Some(model.to_owned());
+        guard.record.pass_through = pass_through;
         Ok(Target {
             provider,
             upstream_model: route.upstream_model,
@@ -230,35 +335,197 @@ impl Gateway {
         })
     }
 
+    /// Asks the policy to admit `t` for `model`; what it reserved is settled with the record.
+    async fn admit(
+        &self,
+        ctx: &RequestContext,
+        guard: &mut RecordGuard,
+        endpoint: Endpoint,
+        model: &str,
+        t: &Target<'_>,
+        stream: bool,
+    ) -> Result<(), GatewayError> {
+        let plan = Plan {
+            endpoint,
+            provider: &t.provider.name,
+            model,
+            upstream_model: t.upstream_model,
+            pass_through: t.codec.is_none(),
+            stream,
+        };
+        guard.admission = self.policy.admit(ctx, plan).await?;
+        Ok(())
+    }
+
+    /// The client's key for `t`'s upstream, when direct keys are allowed and it takes one.
+    fn direct_key<'c>(live: &Snapshot, ctx: &'c RequestContext, t: &Target<'_>) -> Option<&'c str> {
+        if !live.allow_direct_keys {
+            return None;
+        }
+        let native = t.provider.provider.direct_key_header(t.upstream_model)?;
+        ctx.client_keys.for_upstream(native)
+    }
+
+    /// The model asked for, then its fallbacks: the request's `fallbacks` field, else the
+    /// configured ones. A session that last got its answer further down the chain starts
+    /// there, with the key that gave it, while that key is healthy.
     async fn exchange(
         &self,
+        live: &Snapshot,
         ctx: &RequestContext,
         body: &Bytes,
         guard: &mut RecordGuard,
-    ) -> Result<Exchanged, GatewayError> {
+    ) -> Result<(Exchanged, Served), GatewayError> {
         if let Some(refusal) = &ctx.refusal {
             return Err(refusal.clone());
         }
-        let front = ctx.front_door;
-        let head = front.peek(body, Endpoint::Messages)?;
+        let head = ctx.front_door.peek(body, Endpoint::Messages)?;
         guard.record.model = Some(head.model.to_string());
         guard.record.stream = head.stream;
-        let t = self
-            .target(ctx, guard, Endpoint::Messages, &head.model, head.stream)
-            .await?;
-        let upstream_body = match t.codec {
-            None => passthrough_body(front, body, &head.model, t.upstream_model)?,
-            Some(codec) => {
-                let mut request = front.decode_request(body, Endpoint::Messages)?;
-                let inline = codec.inline_media();
-                if inline.any() {
-                    self.media.inline(&mut request, inline).await?;
+        let chain = route::chain(live, &head.model, head.fallbacks.as_deref())?;
+        let session = ctx.session_id.as_deref();
+        let vk = ctx.virtual_key.as_deref();
+        let sticky = session
+            .and_then(|s| live.affinity.get(s, vk, &head.model))
+            .filter(|s| s.position < chain.len());
+        let start = sticky.as_ref().map_or(0, |s| s.position);
+        // The sticky place first, then the chain in order.
+        let order = std::iter::once(start).chain((0..chain.len()).filter(|&i| i != start));
+        let mut canonical: Option<canonical::Request> = None;
+        let mut tries = 0u32;
+        let mut first_miss: Option<GatewayError> = None;
+        for (tried, position) in order.enumerate() {
+            let model = chain[position];
+            let preferred = sticky
+                .as_ref()
+                .filter(|s| s.position == position)
+                .map(|s| &*s.key);
+            let candidate = Candidate {
+                position,
+                model,
+                preferred,
+                last: tried + 1 == chain.len(),
+            };
+            let result = self
+                .try_model(
+                    live,
+                    ctx,
+                    body,
+                    &head,
+                    guard,
+                    candidate,
+                    &mut canonical,
+                    &mut tries,
+                )
+                .await;
+            guard.record.attempts = tries;
+            match result {
+                Ok((exchanged, key)) => {
+                    let served = Served {
+                        provider: guard.record.provider.clone().unwrap_or_default(),
+                        model: model.to_owned(),
+                        key,
+                        attempts: tries,
+                    };
+                    if let Some(s) = session {
+                        live.affinity.set(
+                            s,
+                            vk,
+                            &head.model,
+                            position,
+                            &served.provider,
+                            &served.key,
+                            ctx.session_ttl,
+                        );
+                    }
+                    return Ok((exchanged, served));
                 }
-                Bytes::from(codec.encode_request(&request, t.upstream_model)?)
+                Err(Miss::Final(e)) => return Err(e),
+                Err(Miss::FailOver(e)) => {
+                    if tried + 1 < chain.len() {
+                        tracing::warn!(
+                            request_id = %ctx.request_id,
+                            model = %model,
+                            error = %e.message,
+                            "model failed; trying the next in its fallback chain"
+                        );
+                    }
+                    // The admission of a model that did not answer goes back unused.
+                    let unused = std::mem::take(&mut guard.admission);
+                    self.policy.release(ctx, unused);
+                    first_miss.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_miss.unwrap_or_else(|| {
+            GatewayError::bad_gateway("no model of the fallback chain could be tried")
+        }))
+    }
+
+    /// One model of the chain: routed, admitted, its body built for its dialect, sent.
+    #[allow(clippy::too_many_arguments)]
+    async fn try_model<'l>(
+        &self,
+        live: &'l Snapshot,
+        ctx: &RequestContext,
+        body: &Bytes,
+        head: &RequestHead<'_>,
+        guard: &mut RecordGuard,
+        candidate: Candidate<'l, '_>,
+        canonical: &mut Option<canonical::Request>,
+        tries: &mut u32,
+    ) -> Result<(Exchanged, String), Miss> {
+        let Candidate {
+            position,
+            model,
+            preferred,
+            last,
+        } = candidate;
+        let candidate_has_next = !last;
+        let front = ctx.front_door;
+        // A fallback that cannot serve this request (not configured, not allowed, no codec)
+        // is skipped; the model asked for answers such a problem to the client.
+        let unusable = |e: GatewayError| {
+            if position == 0 {
+                Miss::Final(e)
+            } else {
+                Miss::FailOver(e)
             }
         };
-        let answer = attempt::send(
-            &self.client,
+        let t = Self::target(live, ctx, guard, Endpoint::Messages, model, head.stream)
+            .map_err(unusable)?;
+        self.admit(ctx, guard, Endpoint::Messages, model, &t, head.stream)
+            .await
+            .map_err(Miss::Final)?;
+        let upstream_body = match t.codec {
+            None => passthrough_body(front, body, head, t.upstream_model).map_err(Miss::Final)?,
+            Some(codec) => {
+                if canonical.is_none() {
+                    *canonical = Some(
+                        front
+                            .decode_request(body, Endpoint::Messages)
+                            .map_err(|e| Miss::Final(e.into()))?,
+                    );
+                }
+                let Some(request) = canonical.as_mut() else {
+                    return Err(Miss::Final(GatewayError::internal("request not decoded")));
+                };
+                let inline = codec.inline_media();
+                if inline.any() {
+                    live.media
+                        .inline(request, inline)
+                        .await
+                        .map_err(Miss::Final)?;
+                }
+                Bytes::from(
+                    codec
+                        .encode_request(request, t.upstream_model)
+                        .map_err(|e| unusable(e.into()))?,
+                )
+            }
+        };
+        let sent = attempt::send(
+            &live.client,
             Call {
                 provider: t.provider,
                 model: Some(t.upstream_model),
@@ -267,16 +534,27 @@ impl Gateway {
                 body: Some(upstream_body),
                 forward_headers: &ctx.forward_headers,
                 pinned_key: ctx.pinned_key.as_deref(),
+                direct_key: Self::direct_key(live, ctx, &t),
+                preferred_key: preferred,
                 pass_through: t.codec.is_none(),
+                drop_excess: live.drop_excess_requests,
+                has_fallback: candidate_has_next,
             },
+            tries,
         )
-        .await?;
-        guard.record.key_name = Some(answer.key.name.clone());
-        check_answer_shape(&answer, head.stream, t.dialect)?;
+        .await;
+        let answer = match sent {
+            Ok(answer) => answer,
+            Err(e) if fails_over(&e) => return Err(Miss::FailOver(e)),
+            Err(e) => return Err(Miss::Final(e)),
+        };
+        let key = answer.key.name().to_owned();
+        guard.record.key_name = Some(key.clone());
+        check_answer_shape(&answer, head.stream, t.dialect).map_err(Miss::FailOver)?;
         // Only a translated answer needs a message id and the client's model name.
         let rctx = || ResponseContext {
             message_id: ids::message_id(rand::rng().random()),
-            model: head.model.to_string(),
+            model: model.to_owned(),
         };
         if head.stream {
             let mode = match t.codec {
@@ -295,26 +573,34 @@ impl Gateway {
                     }
                 }
             };
-            return Ok(Exchanged::Stream(Box::new(StreamParts {
-                secret: answer.key.value.expose().to_owned(),
+            let parts = StreamParts {
+                secret: answer.key.secret().to_owned(),
                 response: answer.response,
-                framer: t.dialect.framer(self.config.max_stream_event_bytes),
+                framer: t.dialect.framer(live.max_stream_event_bytes),
                 mode,
                 idle: t.provider.stream_idle_timeout,
-            })));
+                slot: answer.slot,
+            };
+            return Ok((Exchanged::Stream(Box::new(parts)), key));
         }
         let provider_name = &t.provider.name;
-        let bytes = read_body(answer, t.provider).await?;
-        match t.codec {
+        let bytes = read_body(answer, t.provider).await.map_err(|e| {
+            if fails_over(&e) {
+                Miss::FailOver(e)
+            } else {
+                Miss::Final(e)
+            }
+        })?;
+        let json = match t.codec {
             None => {
                 // Reading usage parses the answer anyway; an answer without usage is not a
                 // message (HTML, truncated JSON, an SSE body, an empty 204).
                 guard.record.usage = t.dialect.response_usage(&bytes).ok_or_else(|| {
-                    GatewayError::bad_gateway(format!(
+                    Miss::FailOver(GatewayError::bad_gateway(format!(
                         "{provider_name} answered with a body that is not a valid message"
-                    ))
+                    )))
                 })?;
-                Ok(Exchanged::Json(bytes))
+                bytes
             }
             Some(codec) => {
                 let response = codec.decode_response(&bytes, &rctx()).map_err(|e| {
@@ -326,26 +612,27 @@ impl Gateway {
                     if err.status == 500 {
                         err.status = 502;
                     }
-                    err
+                    Miss::FailOver(err)
                 })?;
                 guard.record.usage = response.usage;
-                Ok(Exchanged::Json(Bytes::from(
-                    front.encode_response(&response),
-                )))
+                Bytes::from(front.encode_response(&response))
             }
-        }
+        };
+        Ok((Exchanged::Json(json), key))
     }
 
     /// Count a request's input tokens: the upstream counts when it speaks the front door's
-    /// dialect and can count; otherwise a local tokenizer gives an estimate.
+    /// dialect and can count; otherwise a local tokenizer gives an estimate. Only the model
+    /// asked for counts: a count is cheap to repeat and says nothing about a fallback.
     pub async fn count_tokens(
         &self,
         ctx: Arc<RequestContext>,
         body: Bytes,
-    ) -> Result<Bytes, GatewayError> {
+    ) -> Result<Answered<Bytes>, GatewayError> {
+        let live = self.config();
         let mut guard = self.guard(&ctx, Endpoint::CountTokens);
         let result = self
-            .abortable(self.count_tokens_inner(&ctx, &body, &mut guard))
+            .abortable(self.count_tokens_inner(&live, &ctx, &body, &mut guard))
             .await;
         match &result {
             Ok(_) => guard.record.outcome = Outcome::Success,
@@ -356,20 +643,25 @@ impl Gateway {
 
     async fn count_tokens_inner(
         &self,
+        live: &Snapshot,
         ctx: &RequestContext,
         body: &Bytes,
         guard: &mut RecordGuard,
-    ) -> Result<Bytes, GatewayError> {
+    ) -> Result<Answered<Bytes>, GatewayError> {
         if let Some(refusal) = &ctx.refusal {
             return Err(refusal.clone());
         }
         let front = ctx.front_door;
         let head = front.peek(body, Endpoint::CountTokens)?;
         guard.record.model = Some(head.model.to_string());
-        let t = self
-            .target(ctx, guard, Endpoint::CountTokens, &head.model, false)
+        let t = Self::target(live, ctx, guard, Endpoint::CountTokens, &head.model, false)?;
+        self.admit(ctx, guard, Endpoint::CountTokens, &head.model, &t, false)
             .await?;
         let counts = t.provider.provider.counts_tokens(t.upstream_model);
+        let estimated = |count| Answered {
+            body: Bytes::from(front.encode_token_count(count)),
+            served: None,
+        };
         // A translated dialect with a count of its own asks the upstream in its terms;
         // otherwise a translated request (or an upstream that cannot count) is estimated here.
         let translated = if t.codec.is_some() || !counts {
@@ -387,7 +679,7 @@ impl Gateway {
                     request.messages.len(),
                 )
                 .await?;
-                return Ok(Bytes::from(front.encode_token_count(count)));
+                return Ok(estimated(count));
             };
             Some((codec, Bytes::from(count_body?)))
         } else {
@@ -395,10 +687,11 @@ impl Gateway {
         };
         let upstream_body = match &translated {
             Some((_, count_body)) => count_body.clone(),
-            None => passthrough_body(front, body, &head.model, t.upstream_model)?,
+            None => passthrough_body(front, body, &head, t.upstream_model)?,
         };
-        let answer = attempt::send(
-            &self.client,
+        let mut tries = 0;
+        let sent = attempt::send(
+            &live.client,
             Call {
                 provider: t.provider,
                 model: Some(t.upstream_model),
@@ -407,17 +700,35 @@ impl Gateway {
                 body: Some(upstream_body),
                 forward_headers: &ctx.forward_headers,
                 pinned_key: ctx.pinned_key.as_deref(),
+                direct_key: Self::direct_key(live, ctx, &t),
+                preferred_key: None,
                 pass_through: translated.is_none(),
+                drop_excess: live.drop_excess_requests,
+                has_fallback: false,
             },
+            &mut tries,
         )
-        .await?;
-        guard.record.key_name = Some(answer.key.name.clone());
+        .await;
+        guard.record.attempts = tries;
+        let answer = sent?;
+        let served = Served {
+            provider: t.provider.name.clone(),
+            model: head.model.to_string(),
+            key: answer.key.name().to_owned(),
+            attempts: tries,
+        };
+        guard.record.key_name = Some(served.key.clone());
         let bytes = read_body(answer, t.provider).await?;
         let count = match translated {
             Some((codec, _)) => codec.decode_count_response(&bytes),
             None => match t.dialect.pass_through_count(&bytes) {
                 Some(count) => count,
-                None => return Ok(bytes),
+                None => {
+                    return Ok(Answered {
+                        body: bytes,
+                        served: Some(served),
+                    });
+                }
             },
         };
         let count = count.map_err(|e| {
@@ -427,8 +738,21 @@ impl Gateway {
                 e.message()
             ))
         })?;
-        Ok(Bytes::from(front.encode_token_count(count)))
+        Ok(Answered {
+            body: Bytes::from(front.encode_token_count(count)),
+            served: Some(served),
+        })
     }
+}
+
+/// One model of a request's chain.
+struct Candidate<'m, 'k> {
+    position: usize,
+    model: &'m str,
+    /// The session's key for this place in the chain.
+    preferred: Option<&'k str>,
+    /// No model of the chain is left to try after this one.
+    last: bool,
 }
 
 /// Refuses a 2xx answer whose shape cannot be what was asked for, before any byte reaches
@@ -462,17 +786,20 @@ fn check_answer_shape(
 }
 
 /// The client's body for a same-dialect upstream: untouched unless the model carried a
-/// provider prefix, which the upstream would not know, or it holds what the upstream would
-/// refuse (see [`FrontDoor::pass_through_body`]).
+/// provider prefix or a fallback answers (the upstream would not know the name), it holds
+/// the gateway's `fallbacks` field, or it holds what the upstream would refuse (see
+/// [`FrontDoor::pass_through_body`]).
 fn passthrough_body(
     front: &dyn FrontDoor,
     body: &Bytes,
-    model: &str,
+    head: &RequestHead<'_>,
     upstream_model: &str,
 ) -> Result<Bytes, GatewayError> {
-    let new_model = (model != upstream_model).then_some(upstream_model);
-    Ok(match front.pass_through_body(body, new_model)? {
-        Some(rewritten) => Bytes::from(rewritten),
-        None => body.clone(),
-    })
+    let new_model = (head.model != upstream_model).then_some(upstream_model);
+    Ok(
+        match front.pass_through_body(body, new_model, head.fallbacks.is_some())? {
+            Some(rewritten) => Bytes::from(rewritten),
+            None => body.clone(),
+        },
+    )
 }

@@ -5,6 +5,7 @@
 //! it works through the protocol crate's traits and decides pass-through by dialect equality.
 //! It never awaits a database on the request path (configuration is an in-memory snapshot).
 
+mod affinity;
 mod attempt;
 pub mod config;
 mod context;
@@ -12,6 +13,8 @@ mod error;
 mod exchange;
 mod guard;
 mod headers;
+mod health;
+mod limits;
 mod media;
 mod models;
 mod policy;
@@ -20,9 +23,9 @@ mod route;
 mod stream;
 mod tokens;
 
-pub use context::RequestContext;
+pub use context::{ClientKeys, RequestContext};
 pub use error::{GatewayError, UpstreamAnswer};
-pub use exchange::{Gateway, Reply};
+pub use exchange::{Answered, Gateway, Reply, Served, Snapshot};
 pub use headers::HeaderRules;
 pub use models::ModelsQuery;
 pub use policy::{Admission, AllowAll, Plan, Policy};

@@ -24,7 +24,7 @@ use crate::attempt::{self, Call};
 use crate::config::{ModelFilter, ProviderConfig};
 use crate::context::RequestContext;
 use crate::error::GatewayError;
-use crate::exchange::Gateway;
+use crate::exchange::{Gateway, Snapshot};
 use crate::route::{DEFAULT_PROVIDER, split_model};
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -39,9 +39,13 @@ const MAX_LIMIT: u32 = 1000;
 /// How long a listing that lacks a failed provider is reused.
 const DEGRADED_TTL: Duration = Duration::from_secs(10);
 
-/// The merged listing and when it stops being fresh.
+/// The merged listing, when it stops being fresh, and the configuration generation it was
+/// made from (a reload makes it stale at once).
 #[derive(Default)]
-pub(crate) struct ModelsCache(Mutex<Option<(Instant, Arc<Vec<ModelInfo>>)>>);
+pub(crate) struct ModelsCache(Mutex<Option<CachedList>>);
+
+/// Fresh until, configuration generation, the list.
+type CachedList = (Instant, u64, Arc<Vec<ModelInfo>>);
 
 impl Gateway {
     pub async fn list_models(
@@ -66,7 +70,8 @@ impl Gateway {
     /// One model, answered under the id the client asked for (`anthropic/claude-x` and
     /// `claude-x` name the same model).
     pub async fn get_model(&self, ctx: &RequestContext, id: &str) -> Result<Bytes, GatewayError> {
-        let (provider, name) = split_model(self.config(), id)?;
+        let live = self.config();
+        let (provider, name) = split_model(&live, id)?;
         let wanted = client_id(provider, name);
         let all = self.catalog().await;
         let mut found = all
@@ -79,14 +84,21 @@ impl Gateway {
     }
 
     async fn catalog(&self) -> Arc<Vec<ModelInfo>> {
+        let config = self.config();
         let mut cached = self.models.0.lock().await;
-        if let Some((fresh_until, list)) = cached.as_ref()
+        if let Some((fresh_until, generation, list)) = cached.as_ref()
             && Instant::now() < *fresh_until
+            && *generation == config.generation
         {
             return Arc::clone(list);
         }
-        let config = self.config();
-        let lists = join_all(config.providers.iter().map(|p| self.provider_models(p))).await;
+        let lists = join_all(
+            config
+                .providers
+                .iter()
+                .map(|p| Self::provider_models(&config, p)),
+        )
+        .await;
         let complete = lists.iter().all(|(_, ok)| *ok);
         let list: Arc<Vec<ModelInfo>> =
             Arc::new(lists.into_iter().flat_map(|(models, _)| models).collect());
@@ -95,12 +107,12 @@ impl Gateway {
         } else {
             config.models_cache_ttl.min(DEGRADED_TTL)
         };
-        *cached = Some((Instant::now() + ttl, Arc::clone(&list)));
+        *cached = Some((Instant::now() + ttl, config.generation, Arc::clone(&list)));
         list
     }
 
     /// The provider's models, and whether its upstream listing (if asked) succeeded.
-    async fn provider_models(&self, p: &ProviderConfig) -> (Vec<ModelInfo>, bool) {
+    async fn provider_models(live: &Snapshot, p: &ProviderConfig) -> (Vec<ModelInfo>, bool) {
         let explicit = explicit_models(p);
         // Keys that all name their models say everything there is to list.
         if !p.allowed.list_models
@@ -110,7 +122,7 @@ impl Gateway {
         {
             return (explicit, true);
         }
-        match self.upstream_models(p).await {
+        match Self::upstream_models(live, p).await {
             Ok(mut list) => {
                 for m in explicit {
                     if !list.iter().any(|x| x.id == m.id) {
@@ -126,10 +138,13 @@ impl Gateway {
         }
     }
 
-    async fn upstream_models(&self, p: &ProviderConfig) -> Result<Vec<ModelInfo>, GatewayError> {
+    async fn upstream_models(
+        live: &Snapshot,
+        p: &ProviderConfig,
+    ) -> Result<Vec<ModelInfo>, GatewayError> {
         let no_client_headers = HeaderMap::new();
         let answer = attempt::send(
-            self.client(),
+            live.client(),
             Call {
                 provider: p,
                 model: None,
@@ -138,8 +153,13 @@ impl Gateway {
                 body: None,
                 forward_headers: &no_client_headers,
                 pinned_key: None,
+                direct_key: None,
+                preferred_key: None,
                 pass_through: false,
+                drop_excess: live.drop_excess_requests,
+                has_fallback: false,
             },
+            &mut 0,
         )
         .await?;
         let body = read_body(answer, p).await?;

@@ -39,6 +39,9 @@ pub trait Policy: Send + Sync {
     /// happened), also for requests refused before admission (with an empty admission).
     /// Must not block: it runs where the request ended.
     fn settle(&self, ctx: &RequestContext, admission: Admission, record: &RequestRecord);
+    /// Gives back an admission unused: its model failed before answering and the request
+    /// moved on to a fallback, which is admitted in turn. Must not block.
+    fn release(&self, _ctx: &RequestContext, _admission: Admission) {}
 }
 
 /// Admits everything; the policy until governance exists.

@@ -33,8 +33,12 @@ pub struct RequestRecord {
     pub provider: Option<String>,
     /// The model as the client named it, once read.
     pub model: Option<String>,
+    /// The model that answered or was tried last: `model`, or one of its fallbacks.
+    pub served_model: Option<String>,
     /// The name (never the value) of the key that answered.
     pub key_name: Option<String>,
+    /// Upstream requests sent for it: retries, other keys and fallbacks included.
+    pub attempts: u32,
     pub stream: bool,
     pub pass_through: bool,
     pub usage: Usage,
@@ -61,6 +65,7 @@ impl RecordSink for LogSink {
         let provider = r.provider.as_deref().unwrap_or("-");
         let model = r.model.as_deref().unwrap_or("-");
         let key = r.key_name.as_deref().unwrap_or("-");
+        let served_model = r.served_model.as_deref().unwrap_or(model);
         macro_rules! emit {
             ($level:ident, $msg:literal, $outcome:expr) => {
                 tracing::$level!(
@@ -68,6 +73,8 @@ impl RecordSink for LogSink {
                     provider = %provider,
                     model = %model,
                     key = %key,
+                    served_model = %served_model,
+                    attempts = r.attempts,
                     stream = r.stream,
                     outcome = $outcome,
                     input_tokens = u.input_tokens,
@@ -85,6 +92,8 @@ impl RecordSink for LogSink {
                 request_id = %r.request_id,
                 provider = %provider,
                 model = %model,
+                served_model = %served_model,
+                attempts = r.attempts,
                 status,
                 error_type = kind.as_str(),
                 error = r.error_message.as_deref().unwrap_or_default(),

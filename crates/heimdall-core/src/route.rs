@@ -1,5 +1,7 @@
 //! From the client's `model` to a configured provider and the model name that provider knows.
 
+use std::borrow::Cow;
+
 use crate::config::{Config, ProviderConfig};
 use crate::error::GatewayError;
 
@@ -33,6 +35,51 @@ pub fn split_model<'m>(
         )));
     }
     Ok((prefix, rest))
+}
+
+/// Longest fallback chain, the model asked for included.
+pub const MAX_CHAIN: usize = 16;
+
+/// The models a request tries, in order: `model`, then the request's own `fallbacks` when it
+/// has the field (an empty list means none), else the configured fallbacks of `model`. A
+/// model already in the chain is not tried twice.
+pub fn chain<'a>(
+    config: &'a Config,
+    model: &'a str,
+    requested: Option<&'a [Cow<'a, str>]>,
+) -> Result<Vec<&'a str>, GatewayError> {
+    let mut out = vec![model];
+    match requested {
+        Some(list) => {
+            for (i, m) in list.iter().enumerate() {
+                split_model(config, m).map_err(|e| {
+                    GatewayError::invalid_request(format!("fallbacks.{i}: {}", e.message))
+                })?;
+                out.push(m);
+            }
+        }
+        None => {
+            let (provider, upstream_model) = split_model(config, model)?;
+            if let Some(p) = config.provider(provider) {
+                out.extend(p.fallbacks_of(upstream_model).iter().map(String::as_str));
+            }
+        }
+    }
+    if out.len() > MAX_CHAIN {
+        return Err(GatewayError::invalid_request(format!(
+            "fallbacks: at most {} models may follow the one asked for",
+            MAX_CHAIN - 1
+        )));
+    }
+    let mut seen = 1;
+    for i in 1..out.len() {
+        if !out[..seen].contains(&out[i]) {
+            out[seen] = out[i];
+            seen += 1;
+        }
+    }
+    out.truncate(seen);
+    Ok(out)
 }
 
 pub fn resolve<'a>(config: &'a Config, model: &'a str) -> Result<Route<'a>, GatewayError> {

@@ -19,6 +19,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::error::{scrub, scrub_bytes};
 use crate::guard::RecordGuard;
+use crate::limits::Slot;
 use crate::record::Outcome;
 
 /// The body of a streaming answer.
@@ -48,6 +49,8 @@ pub(crate) struct Pump {
     pub secret: String,
     /// Cancelled when the gateway must end every stream now (shutdown past its grace).
     pub abort: CancellationToken,
+    /// The provider slot (`concurrency_and_buffer_size`) the stream holds until it ends.
+    pub slot: Option<Slot>,
 }
 
 struct State {
@@ -65,6 +68,8 @@ struct State {
     idle_deadline: Instant,
     deltas: Vec<Delta>,
     done: bool,
+    /// Held, not read: dropping the state gives the slot back.
+    _slot: Option<Slot>,
 }
 
 /// Longest upstream silence on a translated stream before Heimdall sends a keep-alive of its
@@ -84,6 +89,7 @@ pub(crate) fn body(pump: Pump) -> BodyStream {
         idle_deadline: Instant::now() + pump.idle,
         deltas: Vec::new(),
         done: false,
+        _slot: pump.slot,
     };
     // A translated stream's message start goes out at once, before the first upstream chunk.
     let mut first = BytesMut::new();

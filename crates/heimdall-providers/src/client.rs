@@ -9,7 +9,7 @@ use http::{HeaderMap, HeaderName};
 use crate::provider::PreparedRequest;
 
 /// Connection settings of the shared client, from `config.json`'s provider network settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientOptions {
     pub connect_timeout: Duration,
     pub pool_idle_timeout: Duration,
@@ -192,6 +192,7 @@ impl UpstreamClient {
                 provider: provider.to_owned(),
                 max_bytes: self.max_response_bytes,
                 response,
+                first: None,
             });
         }
         if !(status.is_client_error() || status.is_server_error()) {
@@ -255,6 +256,8 @@ pub struct UpstreamResponse {
     provider: String,
     max_bytes: usize,
     response: reqwest::Response,
+    /// The stream's first bytes, read by [`UpstreamResponse::first_bytes`].
+    first: Option<Bytes>,
 }
 
 /// The body of a streaming answer, chunk by chunk as the upstream sent it.
@@ -296,15 +299,55 @@ impl UpstreamResponse {
         Ok(body)
     }
 
+    /// Waits up to `timeout` (what is left of a deadline of `seconds`) for a streaming
+    /// answer's first bytes, which the stream then starts with. Until they come nothing has reached the client, so a failure here (the
+    /// upstream closed or broke the stream, or stayed silent) may still be retried.
+    pub async fn first_bytes(
+        &mut self,
+        timeout: Duration,
+        seconds: u64,
+    ) -> Result<(), ProviderError> {
+        let provider = || self.provider.clone();
+        loop {
+            match tokio::time::timeout(timeout, self.response.chunk()).await {
+                Ok(Ok(Some(chunk))) if chunk.is_empty() => continue,
+                Ok(Ok(Some(chunk))) => {
+                    self.first = Some(chunk);
+                    return Ok(());
+                }
+                Ok(Ok(None)) => {
+                    return Err(ProviderError::Transport {
+                        provider: provider(),
+                        message: "the stream ended before its first byte".into(),
+                    });
+                }
+                Ok(Err(e)) => {
+                    return Err(ProviderError::Transport {
+                        provider: provider(),
+                        message: error_chain(&e.without_url()),
+                    });
+                }
+                Err(_) => {
+                    return Err(ProviderError::Timeout {
+                        provider: provider(),
+                        seconds,
+                    });
+                }
+            }
+        }
+    }
+
     pub fn into_stream(self) -> ByteStream {
         use futures_util::StreamExt;
         let provider = self.provider;
-        Box::pin(self.response.bytes_stream().map(move |r| {
+        let rest = self.response.bytes_stream().map(move |r| {
             r.map_err(|e| ProviderError::Transport {
                 provider: provider.clone(),
                 message: error_chain(&e.without_url()),
             })
-        }))
+        });
+        let first = futures_util::stream::iter(self.first.map(Ok));
+        Box::pin(first.chain(rest))
     }
 }
 

@@ -15,7 +15,7 @@ pub use client::{
     install_tls_crypto,
 };
 pub use provider::{
-    Credential, Operation, PreparedRequest, Provider, ProviderFactory, ProviderSettings,
-    SettingsError, header_auth, json_request, set_secret_header, url,
+    Credential, DirectKeyHeader, Operation, PreparedRequest, Provider, ProviderFactory,
+    ProviderSettings, SettingsError, header_auth, json_request, set_secret_header, url,
 };
 pub use providers::{factories, factory};

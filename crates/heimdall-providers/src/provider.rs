@@ -91,6 +91,17 @@ pub trait Provider: Send + Sync {
             BetaPlatform::None
         }
     }
+    /// Which client header carries a key this provider takes as the upstream key for `model`
+    /// (`client.allow_direct_keys`): `x-api-key` where it speaks Anthropic's dialect,
+    /// `Authorization: Bearer` for OpenAI-style APIs. `None` where a credential is more than
+    /// a key (service accounts, AWS signatures): the configured keys are used.
+    fn direct_key_header(&self, model: &str) -> Option<DirectKeyHeader> {
+        if self.dialect(model).id() == heimdall_protocol::dialect::anthropic::DIALECT {
+            Some(DirectKeyHeader::XApiKey)
+        } else {
+            Some(DirectKeyHeader::Bearer)
+        }
+    }
     /// The HTTP request for `op` on `model`: URL, method, headers taken from the client's
     /// forwarded headers (`anthropic-beta` already filtered for [`Provider::beta_platform`];
     /// the other non-`anthropic-*` ones are added by the caller where the provider set none), and the body (tweaked where the provider needs it). `None` body:
@@ -110,6 +121,13 @@ pub trait Provider: Send + Sync {
         request: &'a mut PreparedRequest,
         key: &'a Credential<'a>,
     ) -> BoxFuture<'a, Result<(), ProviderError>>;
+}
+
+/// The client header native to a provider, for direct keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirectKeyHeader {
+    XApiKey,
+    Bearer,
 }
 
 /// How a provider family is created from configuration; one entry per family in the

@@ -41,6 +41,10 @@ pub struct Cli {
     /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
     #[arg(long, default_value_t = 30)]
     pub shutdown_grace_seconds: u64,
+    /// How often the config file is checked for changes, in milliseconds (0: only SIGHUP
+    /// reloads it).
+    #[arg(long, env = "HEIMDALL_CONFIG_POLL_MS", default_value_t = 1000)]
+    pub config_poll_ms: u64,
     /// Seconds a client has to send a request line and headers, counted from connecting or
     /// from the first byte of a follow-up request; the connection is closed after that.
     #[arg(long, env = "HEIMDALL_HEADER_READ_TIMEOUT_SECONDS", default_value = "10", value_parser = seconds)]

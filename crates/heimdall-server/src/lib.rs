@@ -7,6 +7,7 @@
 pub mod cli;
 mod edge;
 mod logfmt;
+mod reload;
 mod routes;
 pub mod run;
 

@@ -10,7 +10,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
-use heimdall_core::{Gateway, GatewayError, ModelsQuery, Reply, RequestContext};
+use heimdall_core::{Gateway, GatewayError, ModelsQuery, Reply, RequestContext, Served};
 use heimdall_protocol::dialect::FrontDoor;
 use heimdall_protocol::dialect::anthropic::Anthropic;
 use heimdall_protocol::error::ErrorType;
@@ -176,9 +176,13 @@ async fn messages(State(gateway): State<Arc<Gateway>>, req: Request) -> Response
         Ok(body) => gateway.messages(Arc::clone(&ctx), body).await,
         Err(e) => Err(e),
     };
-    match result {
-        Ok(Reply::Json(bytes)) => json_response(bytes),
-        Ok(Reply::Stream(stream)) => (
+    let answered = match result {
+        Ok(answered) => answered,
+        Err(e) => return error_response(ctx.front_door, &e, &ctx.request_id),
+    };
+    let mut response = match answered.body {
+        Reply::Json(bytes) => json_response(bytes),
+        Reply::Stream(stream) => (
             [
                 (header::CONTENT_TYPE, "text/event-stream; charset=utf-8"),
                 (header::CACHE_CONTROL, "no-cache"),
@@ -186,8 +190,28 @@ async fn messages(State(gateway): State<Arc<Gateway>>, req: Request) -> Response
             Body::from_stream(stream),
         )
             .into_response(),
-        Err(e) => error_response(ctx.front_door, &e, &ctx.request_id),
+    };
+    add_served_headers(&mut response, answered.served.as_ref());
+    response
+}
+
+/// Who answered: `x-bf-provider`, `x-bf-model` (a fallback's when one answered),
+/// `x-bf-key-name` (never the key) and `x-bf-attempts` (upstream requests sent, retries, other
+/// keys and fallbacks included).
+fn add_served_headers(response: &mut Response, served: Option<&Served>) {
+    let Some(s) = served else { return };
+    let headers = response.headers_mut();
+    for (name, value) in [
+        ("x-bf-provider", s.provider.as_str()),
+        ("x-bf-model", s.model.as_str()),
+        ("x-bf-key-name", s.key.as_str()),
+    ] {
+        // A name that cannot be a header value (a client's odd model name) is left out.
+        if let Ok(v) = http::HeaderValue::from_str(value) {
+            headers.insert(name, v);
+        }
     }
+    headers.insert("x-bf-attempts", http::HeaderValue::from(s.attempts));
 }
 
 async fn count_tokens(State(gateway): State<Arc<Gateway>>, req: Request) -> Response {
@@ -196,7 +220,14 @@ async fn count_tokens(State(gateway): State<Arc<Gateway>>, req: Request) -> Resp
         Ok(body) => gateway.count_tokens(Arc::clone(&ctx), body).await,
         Err(e) => Err(e),
     };
-    json_or_error(&ctx, result)
+    match result {
+        Ok(answered) => {
+            let mut response = json_response(answered.body);
+            add_served_headers(&mut response, answered.served.as_ref());
+            response
+        }
+        Err(e) => error_response(ctx.front_door, &e, &ctx.request_id),
+    }
 }
 
 /// A JSON answer, or the error in the front door's shape.

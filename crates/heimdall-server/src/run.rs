@@ -1,6 +1,7 @@
 //! Start-up and shutdown: logging, config loading, binding, serving, draining.
 
 use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,14 +31,30 @@ pub fn init_logging(cli: &Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The config file: `--config`, else `APP_DIR/config.json`.
+pub fn config_path(cli: &Cli) -> PathBuf {
+    cli.config
+        .clone()
+        .unwrap_or_else(|| cli.app_dir.join("config.json"))
+}
+
+/// Parses the config file's text, logging its warnings; the error names the file and the
+/// JSON path.
+pub(crate) fn parse_config(path: &Path, text: &str) -> anyhow::Result<Config> {
+    let env = |var: &str| std::env::var(var).ok();
+    let config =
+        Config::from_json(text, &env).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    for w in &config.warnings {
+        tracing::warn!(path = %path.display(), "{w}");
+    }
+    Ok(config)
+}
+
 /// Reads the config file if there is one; otherwise enables providers from the environment.
 pub fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     let env = |var: &str| std::env::var(var).ok();
     let explicit = cli.config.is_some();
-    let path = cli
-        .config
-        .clone()
-        .unwrap_or_else(|| cli.app_dir.join("config.json"));
+    let path = config_path(cli);
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
@@ -55,11 +72,7 @@ pub fn load_config(cli: &Cli) -> anyhow::Result<Config> {
         }
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
-    let config =
-        Config::from_json(&text, &env).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    for w in &config.warnings {
-        tracing::warn!(path = %path.display(), "{w}");
-    }
+    let config = parse_config(&path, &text)?;
     let names: Vec<_> = config.providers.iter().map(|p| p.name.as_str()).collect();
     tracing::info!(path = %path.display(), providers = ?names, "configuration loaded");
     Ok(config)
@@ -93,6 +106,11 @@ pub async fn serve(cli: Cli, config: Config) -> anyhow::Result<Stopped> {
     std::io::stdout().flush()?;
     tracing::info!(addr = %local, "listening");
 
+    let reloader = crate::reload::spawn(
+        Arc::clone(&gateway),
+        config_path(&cli),
+        Duration::from_millis(cli.config_poll_ms),
+    );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let signals = tokio::spawn(async move {
         shutdown_signal().await;
@@ -121,6 +139,7 @@ pub async fn serve(cli: Cli, config: Config) -> anyhow::Result<Stopped> {
         }
     };
     signals.abort();
+    reloader.abort();
     tracing::info!(?stopped, "stopped");
     Ok(stopped)
 }

@@ -474,6 +474,282 @@ async fn gzip_stream_is_flushed_per_event() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// key_error: faults for one API key, on every route, read from wherever the route reads it.
+
+/// Where a request carries its API key, one per route (and per header a route accepts).
+#[derive(Debug, Clone, Copy)]
+enum KeyIn {
+    OpenAiBearer,
+    AzureApiKey,
+    AnthropicXApiKey,
+    AnthropicBearer,
+    GeminiHeader,
+    GeminiQuery,
+    VertexGemini,
+    VertexClaude,
+    BedrockBearer,
+    OllamaBearer,
+}
+
+const KEY_ROUTES: [KeyIn; 10] = [
+    KeyIn::OpenAiBearer,
+    KeyIn::AzureApiKey,
+    KeyIn::AnthropicXApiKey,
+    KeyIn::AnthropicBearer,
+    KeyIn::GeminiHeader,
+    KeyIn::GeminiQuery,
+    KeyIn::VertexGemini,
+    KeyIn::VertexClaude,
+    KeyIn::BedrockBearer,
+    KeyIn::OllamaBearer,
+];
+
+const VERTEX: &str = "/v1/projects/p/locations/us-east5/publishers";
+
+impl KeyIn {
+    /// A non-streaming request with `key` whose last user message is `text`.
+    async fn post(self, mock: &MockServer, key: &str, text: &str) -> reqwest::Response {
+        let base = mock.base_url();
+        let gemini = json!({"contents": [{"role": "user", "parts": [{"text": text}]}]});
+        let (path, body) = match self {
+            KeyIn::OpenAiBearer | KeyIn::AzureApiKey => (
+                "/v1/chat/completions".to_owned(),
+                Dialect::OpenAi.body(text, false),
+            ),
+            KeyIn::AnthropicXApiKey | KeyIn::AnthropicBearer => (
+                "/v1/messages".to_owned(),
+                Dialect::Anthropic.body(text, false),
+            ),
+            KeyIn::GeminiHeader => (
+                "/v1beta/models/gemini-2.5-flash:generateContent".to_owned(),
+                gemini,
+            ),
+            KeyIn::GeminiQuery => (
+                format!("/v1beta/models/gemini-2.5-flash:generateContent?key={key}"),
+                gemini,
+            ),
+            KeyIn::VertexGemini => (
+                format!("{VERTEX}/google/models/gemini-2.5-pro:generateContent"),
+                gemini,
+            ),
+            KeyIn::VertexClaude => (
+                format!("{VERTEX}/anthropic/models/claude-sonnet-4-5@20250929:rawPredict"),
+                json!({"anthropic_version": "vertex-2023-10-16", "max_tokens": 64,
+                    "messages": [{"role": "user", "content": text}]}),
+            ),
+            KeyIn::BedrockBearer => (
+                "/model/amazon.nova-pro-v1:0/converse".to_owned(),
+                json!({"messages": [{"role": "user", "content": [{"text": text}]}]}),
+            ),
+            KeyIn::OllamaBearer => (
+                "/api/chat".to_owned(),
+                json!({"model": "llama3.1:8b", "stream": false,
+                    "messages": [{"role": "user", "content": text}]}),
+            ),
+        };
+        let req = heimdall_testkit::http_client()
+            .post(format!("{base}{path}"))
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(&body).unwrap());
+        let req = match self {
+            KeyIn::AzureApiKey => req.header("api-key", key),
+            KeyIn::AnthropicXApiKey => req
+                .header("x-api-key", key)
+                .header("anthropic-version", "2023-06-01"),
+            KeyIn::AnthropicBearer => req
+                .bearer_auth(key)
+                .header("anthropic-version", "2023-06-01"),
+            KeyIn::GeminiHeader => req.header("x-goog-api-key", key),
+            KeyIn::GeminiQuery => req,
+            KeyIn::OpenAiBearer
+            | KeyIn::VertexGemini
+            | KeyIn::VertexClaude
+            | KeyIn::BedrockBearer
+            | KeyIn::OllamaBearer => req.bearer_auth(key),
+        };
+        req.send().await.unwrap()
+    }
+
+    /// The reply text of a successful answer.
+    fn reply_text(self, v: &Value) -> &str {
+        let text = match self {
+            KeyIn::OpenAiBearer | KeyIn::AzureApiKey => &v["choices"][0]["message"]["content"],
+            KeyIn::AnthropicXApiKey | KeyIn::AnthropicBearer | KeyIn::VertexClaude => {
+                &v["content"][0]["text"]
+            }
+            KeyIn::GeminiHeader | KeyIn::GeminiQuery | KeyIn::VertexGemini => {
+                &v["candidates"][0]["content"]["parts"][0]["text"]
+            }
+            KeyIn::BedrockBearer => &v["output"]["message"]["content"][0]["text"],
+            KeyIn::OllamaBearer => &v["message"]["content"],
+        };
+        text.as_str()
+            .unwrap_or_else(|| panic!("{self:?}: no text in {v}"))
+    }
+}
+
+/// Status, retry headers and body: all of an error answer but its request id.
+async fn error_answer(r: reqwest::Response) -> (u16, Option<String>, Option<String>, Value) {
+    let header = |name: &str| {
+        r.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    let (retry_after, retry_after_ms) = (header("retry-after"), header("retry-after-ms"));
+    let status = r.status().as_u16();
+    let body = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    (status, retry_after, retry_after_ms, body)
+}
+
+#[tokio::test]
+async fn key_error_fails_its_key_as_error_would_and_other_keys_get_the_answer() {
+    let mock = mock().await;
+    for route in KEY_ROUTES {
+        let failed = route
+            .post(
+                &mock,
+                "key-a",
+                "hello [[mock:key_error key-a 429 retry_after=3 retry_after_ms=1500]]",
+            )
+            .await;
+        assert_eq!(failed.status(), 429, "{route:?}");
+        assert_eq!(failed.headers()["retry-after"], "3", "{route:?}");
+        let failed = error_answer(failed).await;
+        // The same answer `error` scripts, in the route's shape, with its headers.
+        let scripted = route
+            .post(
+                &mock,
+                "key-a",
+                "hello [[mock:error 429 retry_after=3 retry_after_ms=1500]]",
+            )
+            .await;
+        assert_eq!(failed, error_answer(scripted).await, "{route:?}");
+
+        let r = route
+            .post(
+                &mock,
+                "key-b",
+                "hello [[mock:key_error key-a 429 retry_after=3 retry_after_ms=1500]]",
+            )
+            .await;
+        assert_eq!(r.status(), 200, "{route:?}");
+        let v: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+        assert_eq!(route.reply_text(&v), "hello", "{route:?}");
+    }
+}
+
+#[tokio::test]
+async fn key_errors_for_two_keys_in_one_message() {
+    let mock = mock().await;
+    let text = "hi [[mock:key_error key-a 429]] [[mock:key_error key-b 403]]";
+    for route in KEY_ROUTES {
+        assert_eq!(route.post(&mock, "key-a", text).await.status(), 429);
+        let denied = route.post(&mock, "key-b", text).await;
+        assert_eq!(denied.status(), 403, "{route:?}");
+        assert!(denied.text().await.unwrap().contains("mock error 403"));
+        let r = route.post(&mock, "key-c", text).await;
+        assert_eq!(r.status(), 200, "{route:?}");
+        let v: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+        assert_eq!(route.reply_text(&v), "hi", "{route:?}");
+    }
+    // Streaming requests fail before the stream opens.
+    for dialect in DIALECTS {
+        let r = dialect
+            .post(
+                &mock,
+                "hi [[mock:key_error sk-test 429]] [[mock:key_error sk-ant-test 401]]",
+                true,
+            )
+            .await;
+        let expected = match dialect {
+            Dialect::OpenAi => 429,
+            Dialect::Anthropic => 401,
+        };
+        assert_eq!(r.status(), expected, "{dialect:?}");
+    }
+}
+
+#[tokio::test]
+async fn key_error_answers_ahead_of_fail_first_and_error() {
+    let mock = mock().await;
+    let route = KeyIn::AnthropicXApiKey;
+    let text = "[[mock:key_error key-a 429]] [[mock:fail_first 1 503 key-error-order]]";
+    // A request key_error fails is not counted by fail_first...
+    assert_eq!(route.post(&mock, "key-a", text).await.status(), 429);
+    assert_eq!(route.post(&mock, "key-b", text).await.status(), 503);
+    assert_eq!(route.post(&mock, "key-b", text).await.status(), 200);
+    // ... and it wins over `error`, which the other keys still get.
+    let text = "[[mock:key_error key-a 429]] [[mock:error 500]]";
+    assert_eq!(route.post(&mock, "key-a", text).await.status(), 429);
+    assert_eq!(route.post(&mock, "key-b", text).await.status(), 500);
+}
+
+/// A Converse request signed with SigV4 for `access_key` (the mock verifies only its own).
+async fn sigv4_converse(mock: &MockServer, access_key: &str, text: &str) -> reqwest::Response {
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+
+    let url = format!("{}/model/amazon.nova-pro-v1:0/converse", mock.base_url());
+    let body =
+        serde_json::to_vec(&json!({"messages": [{"role": "user", "content": [{"text": text}]}]}))
+            .unwrap();
+    let identity = aws_credential_types::Credentials::new(
+        access_key,
+        heimdall_testkit::mock::MOCK_AWS_SECRET_KEY,
+        None,
+        None,
+        "faults-test",
+    )
+    .into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name("bedrock")
+        .time(std::time::SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .unwrap()
+        .into();
+    let signable = SignableRequest::new(
+        "POST",
+        &url,
+        [("content-type", "application/json")].into_iter(),
+        SignableBody::Bytes(&body),
+    )
+    .unwrap();
+    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+    let mut req = heimdall_testkit::http_client()
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(body);
+    for (name, value) in instructions.headers() {
+        req = req.header(name, value);
+    }
+    req.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn key_error_on_a_sigv4_access_key_id() {
+    let mock = mock().await;
+    let access_key = heimdall_testkit::mock::MOCK_AWS_ACCESS_KEY;
+    let r = sigv4_converse(&mock, access_key, "hi").await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+
+    let text = format!("hi [[mock:key_error {access_key} 429 retry_after=1]]");
+    let r = sigv4_converse(&mock, access_key, &text).await;
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert!(
+        r.headers()["x-amzn-errortype"]
+            .to_str()
+            .unwrap()
+            .starts_with("ThrottlingException:")
+    );
+
+    let r = sigv4_converse(&mock, access_key, "hi [[mock:key_error AKIDOTHER 429]]").await;
+    assert_eq!(r.status(), 200);
+}
+
+// ---------------------------------------------------------------------------------------------
 // The raw front: connection-level faults, checked byte for byte over raw TCP.
 
 async fn raw_mock() -> MockServer {

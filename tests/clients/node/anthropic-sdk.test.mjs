@@ -432,6 +432,120 @@ for (const model of MODELS) {
   });
 }
 
+// Direct keys: with `client.allow_direct_keys`, a client's own provider key (not a virtual
+// `sk-bf-` key) in `x-api-key` or `Authorization: Bearer` is used upstream for that request in
+// place of the configured keys; when both headers carry one, the header native to the target
+// provider wins. Written the way users are told to do it: a dummy `apiKey` for the SDK, the real
+// key in the request's `headers`. This SDK sends its `apiKey` as `Authorization: Bearer`, so the
+// Claude call carries both headers, and only `x-api-key` may reach the upstream.
+const DIRECT_ANTHROPIC_KEY = 'sk-ant-direct-user-key-0001';
+const DIRECT_OPENAI_KEY = 'sk-proj-direct-user-key-0002';
+const DUMMY_KEY = 'dummy-key';
+
+/** The documented client, recording the headers of each request it sends. */
+function dummyKeyClient(target) {
+  const sent = [];
+  const c = new Anthropic({
+    baseURL: target.baseURL,
+    apiKey: DUMMY_KEY,
+    maxRetries: 0,
+    fetch: async (url, init) => {
+      sent.push(new Headers(init.headers));
+      return fetch(url, init);
+    },
+  });
+  return { client: c, sent };
+}
+
+const helloFromClaude = (c) =>
+  c.messages
+    .create(
+      { model: 'claude-sonnet-4-5-20250929', max_tokens: 1000, messages: [{ role: 'user', content: 'Hello from Claude!' }] },
+      { headers: { 'x-api-key': DIRECT_ANTHROPIC_KEY } },
+    )
+    .withResponse();
+
+const helloFromOpenAI = (c) =>
+  c.messages
+    .create(
+      { model: 'openai/gpt-4o-mini', max_tokens: 1000, messages: [{ role: 'user', content: 'Hello from OpenAI!' }] },
+      { headers: { Authorization: `Bearer ${DIRECT_OPENAI_KEY}` } },
+    )
+    .withResponse();
+
+/** The one upstream request the mock received on `upstreamPath`. */
+async function onlyUpstreamCall(target, upstreamPath) {
+  const calls = await target.mockRequests();
+  const matching = calls.filter((c) => c.path.split('?')[0] === upstreamPath);
+  assert.equal(matching.length, 1, JSON.stringify(calls.map((c) => c.path)));
+  return matching[0];
+}
+
+function assertDirectKeyAnswer(response, provider, model) {
+  const headers = JSON.stringify(Object.fromEntries(response.headers));
+  assert.equal(response.headers.get('x-bf-provider'), provider, headers);
+  assert.ok((response.headers.get('x-bf-model') ?? '').endsWith(model.split('/').at(-1)), headers);
+  assert.equal(response.headers.get('x-bf-key-name'), 'direct', headers);
+  assert.equal(response.headers.get('x-bf-attempts'), '1', headers);
+}
+
+describe('direct keys (client.allow_direct_keys)', () => {
+  let direct;
+  before(async () => {
+    direct = await startStack('anthropic-sdk-direct-keys', { configPatch: { client: { allow_direct_keys: true } } });
+  });
+  after(async () => {
+    await direct?.stop();
+  });
+  beforeEach(async () => {
+    await direct.clearMockRequests();
+  });
+
+  test('an Anthropic key in x-api-key goes upstream, not the SDK key or the pool key', async () => {
+    const { client: c, sent } = dummyKeyClient(direct);
+    const { data, response } = await helloFromClaude(c);
+    assert.equal(sent[0].get('x-api-key'), DIRECT_ANTHROPIC_KEY);
+    assert.equal(sent[0].get('authorization'), `Bearer ${DUMMY_KEY}`);
+    assert.equal(textOf(data), 'Hello from Claude!');
+    const call = await onlyUpstreamCall(direct, '/v1/messages');
+    const upstream = JSON.stringify(call.headers);
+    assert.equal(call.headers['x-api-key'], DIRECT_ANTHROPIC_KEY, upstream);
+    assert.ok(!upstream.includes(MOCK_ANTHROPIC_KEY), upstream);
+    assert.ok(!upstream.includes(DUMMY_KEY), upstream);
+    assertDirectKeyAnswer(response, 'anthropic', ANTHROPIC_MODEL);
+  });
+
+  test('an OpenAI key in Authorization goes upstream, not the pool key', async () => {
+    const { client: c, sent } = dummyKeyClient(direct);
+    const { data, response } = await helloFromOpenAI(c);
+    assert.equal(sent[0].get('authorization'), `Bearer ${DIRECT_OPENAI_KEY}`);
+    assert.equal(textOf(data), 'Hello from OpenAI!');
+    const call = await onlyUpstreamCall(direct, '/v1/chat/completions');
+    const upstream = JSON.stringify(call.headers);
+    assert.equal(call.headers.authorization, `Bearer ${DIRECT_OPENAI_KEY}`, upstream);
+    assert.ok(!upstream.includes(MOCK_OPENAI_KEY), upstream);
+    assert.ok(!upstream.includes(DUMMY_KEY), upstream);
+    assertDirectKeyAnswer(response, 'openai', OPENAI_MODEL);
+  });
+});
+
+test('without allow_direct_keys the same calls use the pool keys, and no client key goes upstream', async () => {
+  const { client: c } = dummyKeyClient(stack);
+  for (const [hello, upstreamPath, poolKey, directKey] of [
+    [helloFromClaude, '/v1/messages', MOCK_ANTHROPIC_KEY, DIRECT_ANTHROPIC_KEY],
+    [helloFromOpenAI, '/v1/chat/completions', MOCK_OPENAI_KEY, DIRECT_OPENAI_KEY],
+  ]) {
+    await stack.clearMockRequests();
+    const { data } = await hello(c);
+    assert.match(textOf(data), /^Hello from /);
+    const call = await onlyUpstreamCall(stack, upstreamPath);
+    const upstream = JSON.stringify(call.headers);
+    assert.ok(upstream.includes(poolKey), upstream);
+    assert.ok(!upstream.includes(directKey), upstream);
+    assert.ok(!upstream.includes(DUMMY_KEY), upstream);
+  }
+});
+
 const PARALLEL_TOOLS_PROMPT =
   'Two things. [[mock:tool get_weather {"city":"Paris","days":3}]] [[mock:tool get_time {"tz":"Europe/Paris"}]]';
 const upstreamPaths = async () => (await stack.mockRequests()).map((c) => c.path);

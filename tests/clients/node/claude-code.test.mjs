@@ -1,7 +1,7 @@
 // Claude Code (`@anthropic-ai/claude-code`, print mode) against Heimdall with a translated
-// OpenAI model, including a real tool-use round trip through Claude Code's own tools, and the
-// Bash round trip through every provider in providers.json (recorded for the README's provider
-// matrix).
+// OpenAI model, including a real tool-use round trip through Claude Code's own tools, the Bash
+// round trip through every provider in providers.json (recorded for the README's provider
+// matrix), and its `anthropic-beta` header with and without the config allowing it upstream.
 import { after, before, beforeEach, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
@@ -10,7 +10,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { OPENAI_MODEL, PROVIDERS, featureTest, providerById, startStack, writeShown } from './harness.mjs';
+import { ANTHROPIC_MODEL, OPENAI_MODEL, PROVIDERS, featureTest, providerById, startStack, writeShown } from './harness.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const require = createRequire(import.meta.url);
@@ -34,8 +34,11 @@ beforeEach(async () => {
   await stack.clearMockRequests();
 });
 
-/** Run `claude -p PROMPT --model MODEL ...args` non-interactively in a fresh HOME / config dir / work dir. */
-function runClaude(prompt, args = [], name = 'run', model = OPENAI_MODEL) {
+/**
+ * Run `claude -p PROMPT --model MODEL ...args` non-interactively in a fresh HOME / config dir /
+ * work dir, against `target` (the suite's stack unless a test brings its own).
+ */
+function runClaude(prompt, args = [], name = 'run', model = OPENAI_MODEL, target = stack) {
   const root = mkdtempSync(path.join(sandbox, `${name}-`));
   const home = path.join(root, 'home');
   const work = path.join(root, 'work');
@@ -50,7 +53,7 @@ function runClaude(prompt, args = [], name = 'run', model = OPENAI_MODEL) {
     LANG: 'C.UTF-8',
     TERM: 'dumb',
     SHELL: '/bin/bash',
-    ANTHROPIC_BASE_URL: stack.baseURL,
+    ANTHROPIC_BASE_URL: target.baseURL,
     ANTHROPIC_API_KEY: 'dummy',
     DISABLE_TELEMETRY: '1',
     DISABLE_AUTOUPDATER: '1',
@@ -80,7 +83,7 @@ function runClaude(prompt, args = [], name = 'run', model = OPENAI_MODEL) {
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       const describe = () =>
-        `exit=${code ?? signal} killed(timeout)=${killed}\nstdout:\n${stdout.slice(-4000)}\nstderr:\n${stderr.slice(-3000)}\n${stack.logs()}`;
+        `exit=${code ?? signal} killed(timeout)=${killed}\nstdout:\n${stdout.slice(-4000)}\nstderr:\n${stderr.slice(-3000)}\n${target.logs()}`;
       resolve({ code: code ?? signal, killed, stdout, stderr, work, describe });
     });
   });
@@ -172,4 +175,41 @@ test('upstream sees the directive in the last user message on turn one', async (
   const lastUser = lastUserMessage(chat.body);
   const text = blocks(lastUser?.content).map((b) => b.text ?? '').join('\n');
   assert.ok(text.includes('echo this back'), JSON.stringify(lastUser).slice(0, 2000));
+});
+
+/** The betas of a recorded request's `anthropic-beta` header (none if it has no such header). */
+const betasOf = (call) =>
+  (call.headers['anthropic-beta'] ?? '')
+    .split(',')
+    .map((b) => b.trim())
+    .filter(Boolean);
+
+test('anthropic-beta goes upstream only when the config allowlists it', async () => {
+  // Claude Code's betas reach a Claude upstream only through `client.header_filter_config`.
+  const allowing = await startStack('claude-code-betas', {
+    configPatch: { client: { header_filter_config: { allowlist: ['anthropic-beta'] } } },
+  });
+  try {
+    /** Claude Code through `target` on a pass-through Claude model; the upstream calls it made. */
+    const run = async (target, name) => {
+      const r = await runClaude('Reply with exactly: heimdall-betas-ok', ['--output-format', 'text'], name, ANTHROPIC_MODEL, target);
+      assert.equal(r.code, 0, r.describe());
+      // The mock echoes the last user message, which holds the prompt.
+      assert.match(r.stdout, /heimdall-betas-ok/, r.describe());
+      const calls = await target.mockRequests();
+      const messages = calls.filter((c) => c.path.split('?')[0] === '/v1/messages');
+      assert.ok(messages.length >= 1, `no /v1/messages call: ${JSON.stringify(calls.map((c) => c.path))}`);
+      return calls;
+    };
+
+    const allowed = await run(allowing, 'betas-allowed');
+    for (const call of allowed.filter((c) => c.path.split('?')[0] === '/v1/messages')) {
+      assert.ok(betasOf(call).includes('claude-code-20250219'), JSON.stringify(call.headers));
+    }
+
+    const filtered = await run(stack, 'betas-default');
+    for (const call of filtered) assert.ok(!('anthropic-beta' in call.headers), `${call.path}: ${JSON.stringify(call.headers)}`);
+  } finally {
+    await allowing.stop();
+  }
 });

@@ -107,11 +107,23 @@ async function stopProcess(proc) {
   clearTimeout(timer);
 }
 
-/** providers.json's config with the mock's URL and the test service account filled in. */
-function gatewayConfig(mockUrl) {
+/** `base` with `patch` laid over it: objects merge key by key, anything else is replaced. */
+function merged(base, patch) {
+  const isObject = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
+  if (!isObject(base) || !isObject(patch)) return patch;
+  const out = { ...base };
+  for (const [key, value] of Object.entries(patch)) out[key] = key in base ? merged(base[key], value) : value;
+  return out;
+}
+
+/**
+ * providers.json's config, with `configPatch` merged in, the mock's URL and the test service
+ * account filled in.
+ */
+function gatewayConfig(mockUrl, configPatch) {
   const account = JSON.parse(readFileSync(SERVICE_ACCOUNT_FILE, 'utf8'));
   account.token_uri = `${mockUrl}/token`;
-  return JSON.stringify(PROVIDERS_JSON.config, null, 2)
+  return JSON.stringify(merged(PROVIDERS_JSON.config, configPatch), null, 2)
     .replaceAll('"{{service_account}}"', JSON.stringify(JSON.stringify(account)))
     .replaceAll('{{mock}}', mockUrl);
 }
@@ -129,16 +141,17 @@ function headerObject(headers) {
 }
 
 /**
- * Start mock + gateway. Returns
+ * Start mock + gateway; `configPatch` is merged into providers.json's config (a gateway setting
+ * under test, e.g. `{ client: { allow_direct_keys: true } }`). Returns
  * { gatewayUrl, baseURL (…/anthropic), mockUrl, workdir, mockRequests(), clearMockRequests(), logs(), stop() }.
  */
-export async function startStack(label = 'node') {
+export async function startStack(label = 'node', { configPatch = {} } = {}) {
   const workdir = mkdtempSync(path.join(tmpdir(), `heimdall-${label}-`));
   let mock;
   let gateway;
   try {
     mock = await startProcess('heimdall-mock', HEIMDALL_MOCK_BIN, ['--port', '0'], workdir);
-    writeFileSync(path.join(workdir, 'config.json'), gatewayConfig(mock.url));
+    writeFileSync(path.join(workdir, 'config.json'), gatewayConfig(mock.url, configPatch));
     gateway = await startProcess(
       'heimdall',
       HEIMDALL_BIN,

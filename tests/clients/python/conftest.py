@@ -2,7 +2,9 @@
 
 Starts one `heimdall-mock` (scripted upstream) and one `heimdall` gateway on
 port 0 in a temporary directory for the whole session, and stops both at the end.
-The gateway reaches every provider in ../providers.json through the mock.
+The gateway reaches every provider in ../providers.json through the mock. Tests of a
+gateway setting start their own stack, with that setting merged into the config
+(`direct_keys_stack`), once per session and only if a test asks for it.
 
 Binaries: HEIMDALL_BIN / HEIMDALL_MOCK_BIN, defaulting to
 ${CARGO_TARGET_DIR:-<repo>/target}/debug/heimdall{,-mock}.
@@ -22,6 +24,7 @@ import tempfile
 import time
 import urllib.request
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -156,23 +159,36 @@ def _header_dict(headers) -> dict[str, str]:
     return out
 
 
-def _write_config(workdir: Path, mock_url: str) -> None:
-    """providers.json's config with the mock's URL and the test service account filled in."""
+def _merged(base, patch):
+    """`base` with `patch` laid over it: objects merge key by key, anything else is replaced."""
+    if not isinstance(base, dict) or not isinstance(patch, dict):
+        return patch
+    out = dict(base)
+    for key, value in patch.items():
+        out[key] = _merged(base[key], value) if key in base else value
+    return out
+
+
+def _write_config(workdir: Path, mock_url: str, config_patch: dict) -> None:
+    """providers.json's config, with `config_patch` merged in, the mock's URL and the test
+    service account filled in."""
     account = json.loads(SERVICE_ACCOUNT_FILE.read_text())
     account["token_uri"] = f"{mock_url}/token"
-    text = json.dumps(_PROVIDERS["config"], indent=2)
+    text = json.dumps(_merged(_PROVIDERS["config"], config_patch), indent=2)
     text = text.replace('"{{service_account}}"', json.dumps(json.dumps(account)))
     text = text.replace("{{mock}}", mock_url)
     (workdir / "config.json").write_text(text)
 
 
-@pytest.fixture(scope="session")
-def stack():
-    workdir = Path(tempfile.mkdtemp(prefix="heimdall-pyclient-"))
+@contextmanager
+def _running_stack(prefix: str, config_patch: dict):
+    """A mock and a gateway configured from providers.json plus `config_patch`, stopped (and
+    their temp dir removed) on exit."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
     mock = gateway = None
     try:
         mock = _start("heimdall-mock", [HEIMDALL_MOCK_BIN, "--port", "0"], workdir)
-        _write_config(workdir, mock.url)
+        _write_config(workdir, mock.url, config_patch)
         gateway = _start(
             "heimdall",
             [HEIMDALL_BIN, "--app-dir", str(workdir), "--port", "0", "--host", "127.0.0.1"],
@@ -189,11 +205,33 @@ def stack():
             shutil.rmtree(workdir, ignore_errors=True)
 
 
+# The gateway uses a client's own provider key (not a virtual key) in place of the configured
+# keys; providers.json's keys stay, so tests can show they were not used.
+DIRECT_KEYS_CONFIG = {"client": {"allow_direct_keys": True}}
+
+# The session fixtures that are a running stack.
+STACK_FIXTURES = ("stack", "direct_keys_stack")
+
+
+@pytest.fixture(scope="session")
+def stack():
+    with _running_stack("heimdall-pyclient-", {}) as st:
+        yield st
+
+
+@pytest.fixture(scope="session")
+def direct_keys_stack():
+    """A stack whose gateway has `client.allow_direct_keys` on."""
+    with _running_stack("heimdall-pyclient-direct-keys-", DIRECT_KEYS_CONFIG) as st:
+        yield st
+
+
 @pytest.fixture(autouse=True)
 def _fresh_mock_log(request):
     """Each test starts with an empty upstream request log."""
-    if "stack" in request.fixturenames:
-        request.getfixturevalue("stack").clear_mock_requests()
+    for name in STACK_FIXTURES:
+        if name in request.fixturenames:
+            request.getfixturevalue(name).clear_mock_requests()
     yield
 
 
@@ -206,11 +244,12 @@ def pytest_runtest_makereport(item, call):
         shown = item.funcargs.get("shown")
         showed = "fail" if not rep.passed else shown.outcome if shown is not None else "pass"
         _SHOWN.append({"provider": item.funcargs["provider"]["id"], "feature": feature.args[0], "outcome": showed})
-    if rep.when == "call" and rep.failed and "stack" in item.fixturenames:
-        st = item.funcargs.get("stack")
-        if st is not None:
-            rep.sections.append(("heimdall gateway log (tail)", st.gateway.log_tail(3000)))
-            rep.sections.append(("heimdall-mock log (tail)", st.mock.log_tail(1500)))
+    if rep.when == "call" and rep.failed:
+        for name in STACK_FIXTURES:
+            st = item.funcargs.get(name)
+            if st is not None:
+                rep.sections.append((f"{name}: heimdall gateway log (tail)", st.gateway.log_tail(3000)))
+                rep.sections.append((f"{name}: heimdall-mock log (tail)", st.mock.log_tail(1500)))
 
 
 @pytest.fixture(params=MODELS, ids=["anthropic", "openai"])

@@ -36,6 +36,9 @@ pub enum Endpoint {
 pub struct RequestHead<'a> {
     pub model: Cow<'a, str>,
     pub stream: bool,
+    /// The gateway's `fallbacks` field: models to try, in order, when `model` fails. `Some`
+    /// whenever the field is present, so that it is taken out before the body goes upstream.
+    pub fallbacks: Option<Vec<Cow<'a, str>>>,
 }
 
 /// A model as a model listing shows it.
@@ -65,12 +68,14 @@ pub trait FrontDoor: Send + Sync {
         endpoint: Endpoint,
     ) -> Result<RequestHead<'a>, TranslateError>;
     /// The client's body for an upstream of the same dialect (pass-through): `None` when it
-    /// can go as it came, else with `model` replaced (when given) and anything the dialect's
-    /// upstreams would refuse taken out, every other byte kept.
+    /// can go as it came, else with `model` replaced (when given), the gateway's own
+    /// `fallbacks` field removed (when `drop_fallbacks`) and anything the dialect's upstreams
+    /// would refuse taken out, every other byte kept.
     fn pass_through_body(
         &self,
         body: &[u8],
         model: Option<&str>,
+        drop_fallbacks: bool,
     ) -> Result<Option<Vec<u8>>, TranslateError>;
     fn decode_request(
         &self,

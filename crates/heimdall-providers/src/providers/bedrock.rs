@@ -292,6 +292,12 @@ impl Provider for Bedrock {
         &self.settings
     }
 
+    /// A configured key's AWS credentials sign instead of its value, so a client's key could
+    /// not replace them reliably: Bedrock always uses its configured keys.
+    fn direct_key_header(&self, _model: &str) -> Option<crate::DirectKeyHeader> {
+        None
+    }
+
     fn dialect(&self, model: &str) -> &'static dyn UpstreamDialect {
         if self.serves_claude(model) {
             &ClaudeInvoke

@@ -25,10 +25,10 @@ pub(super) fn bad_request(message: &str) -> Response {
     )
 }
 
-/// `x-api-key` (or, like the real API since 2026-10-21, `Authorization: Bearer`) is required;
-/// `bad-key` is rejected. `Some` is the 401 response.
-pub(super) fn check_auth(headers: &HeaderMap) -> Option<Response> {
-    let key = headers
+/// The key a request carries: `x-api-key` or, like the real API since 2026-10-21,
+/// `Authorization: Bearer`.
+fn api_key(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get("x-api-key")
         .and_then(|v| v.to_str().ok())
         .or_else(|| {
@@ -38,8 +38,12 @@ pub(super) fn check_auth(headers: &HeaderMap) -> Option<Response> {
                 .and_then(|v| v.strip_prefix("Bearer "))
         })
         .map(str::trim)
-        .filter(|k| !k.is_empty());
-    match key {
+        .filter(|k| !k.is_empty())
+}
+
+/// A key is required; `bad-key` is rejected. `Some` is the 401 response.
+pub(super) fn check_auth(headers: &HeaderMap) -> Option<Response> {
+    match api_key(headers) {
         None => Some(anthropic_error(
             StatusCode::UNAUTHORIZED,
             "authentication_error",
@@ -212,11 +216,12 @@ pub(super) async fn messages(
     let Some(model) = req.get("model").and_then(Value::as_str) else {
         return bad_request("model: Field required");
     };
-    respond(&s, &req, model).await
+    respond(&s, &req, model, api_key(&headers)).await
 }
 
-/// The answer to a Messages body already admitted, for `model` (Vertex names it in the URL).
-pub(super) async fn respond(s: &Shared, req: &Value, model: &str) -> Response {
+/// The answer to a Messages body already admitted with `key`, for `model` (Vertex names it in
+/// the URL).
+pub(super) async fn respond(s: &Shared, req: &Value, model: &str, key: Option<&str>) -> Response {
     if req.get("max_tokens").and_then(Value::as_u64).is_none() {
         return bad_request("max_tokens: Field required");
     }
@@ -236,7 +241,7 @@ pub(super) async fn respond(s: &Shared, req: &Value, model: &str) -> Response {
     }
     let stream = req.get("stream").and_then(Value::as_bool) == Some(true);
     let answer_faults = AnswerFaults::of(&d);
-    let resp = answer(s, model, stream, turn, d, remaining).await;
+    let resp = answer(s, model, key, stream, turn, d, remaining).await;
     answer_faults.apply(resp).await
 }
 
@@ -244,12 +249,13 @@ pub(super) async fn respond(s: &Shared, req: &Value, model: &str) -> Response {
 async fn answer(
     s: &Shared,
     model: &str,
+    key: Option<&str>,
     stream: bool,
     turn: Turn,
     d: Directives,
     remaining: String,
 ) -> Response {
-    if let Some(err) = scripted_failure(&d).await {
+    if let Some(err) = scripted_failure(&d, key).await {
         let mut resp = anthropic_scripted_error(&err, d.huge.is_some());
         let (k, v) = request_id_header(s);
         resp.headers_mut().insert(k, v);

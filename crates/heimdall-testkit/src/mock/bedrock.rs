@@ -9,8 +9,8 @@
 //! minutes off is a 403, as on AWS), or a Bedrock API key as `Authorization: Bearer` (`bad-key`
 //! is refused). Errors are Bedrock's: `{"message"}` with an `x-amzn-ErrorType` header.
 //! Directives: `tool`, `text`, `reasoning` (signed), `finish`, `cached`, `error`,
-//! `fail_first`, `delay`, `stall`, `cut`, `stream_error` (a `throttlingException` in the
-//! stream), `eof`, `hold_open`.
+//! `fail_first`, `key_error` (the API key, or the SigV4 access key id), `delay`, `stall`, `cut`,
+//! `stream_error` (a `throttlingException` in the stream), `eof`, `hold_open`.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -85,6 +85,24 @@ fn scripted_error(e: &ErrorDirective) -> Response {
 // ---------------------------------------------------------------------------------------------
 // Auth
 
+/// The key a request carries: a Bedrock API key (bearer), or a SigV4 signature's access key id.
+fn api_key(headers: &HeaderMap) -> Option<&str> {
+    let auth = headers.get("authorization")?.to_str().ok()?;
+    match auth.strip_prefix("Bearer ") {
+        Some(token) => Some(token.trim()),
+        None => sigv4_field(auth.strip_prefix("AWS4-HMAC-SHA256 ")?, "Credential")?
+            .split('/')
+            .next(),
+    }
+}
+
+/// The value of field `name` in a SigV4 `Authorization` header's fields.
+fn sigv4_field<'a>(fields: &'a str, name: &str) -> Option<&'a str> {
+    fields
+        .split(", ")
+        .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
+}
+
 fn check_auth(method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Option<Response> {
     let Some(auth) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
         return Some(error(
@@ -136,13 +154,10 @@ fn verify_sigv4(
             "The authorization header is incomplete.",
         )
     };
-    let field = |name: &str| {
-        fields
-            .split(", ")
-            .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
-    };
-    let (Some(credential), Some(signed_headers)) = (field("Credential"), field("SignedHeaders"))
-    else {
+    let (Some(credential), Some(signed_headers)) = (
+        sigv4_field(fields, "Credential"),
+        sigv4_field(fields, "SignedHeaders"),
+    ) else {
         return Some(incomplete());
     };
     let scope: Vec<&str> = credential.split('/').collect();
@@ -261,11 +276,11 @@ async fn admit(
     Ok(req)
 }
 
-/// Directives of the turn, and a failure if they script one.
-async fn directives_of(turn: &Turn) -> Result<(Directives, String), Response> {
+/// Directives of the turn, and a failure if they script one for a request carrying `key`.
+async fn directives_of(turn: &Turn, key: Option<&str>) -> Result<(Directives, String), Response> {
     let (d, remaining) =
         directives::parse(&turn.directive_text).map_err(|e| validation(&e.to_string()))?;
-    if let Some(err) = scripted_failure(&d).await {
+    if let Some(err) = scripted_failure(&d, key).await {
         return Err(scripted_error(&err));
     }
     Ok((d, remaining))
@@ -429,7 +444,7 @@ async fn converse_route(
         return validation(problem);
     }
     let turn = converse_turn(req.get("system"), messages);
-    let (d, remaining) = match directives_of(&turn).await {
+    let (d, remaining) = match directives_of(&turn, api_key(&headers)).await {
         Ok(parsed) => parsed,
         Err(resp) => return resp,
     };
@@ -645,7 +660,7 @@ async fn invoke_route(
         Err(message) => return validation(&message),
     };
     let turn = anthropic::extract_turn(req.get("system"), messages);
-    let (d, remaining) = match directives_of(&turn).await {
+    let (d, remaining) = match directives_of(&turn, api_key(&headers)).await {
         Ok(parsed) => parsed,
         Err(resp) => return resp,
     };

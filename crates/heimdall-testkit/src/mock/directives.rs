@@ -12,6 +12,7 @@
 //! | `tool_whole NAME [{json}]` | same, but the OpenAI stream sends the call in one fragment |
 //! | `error STATUS [retry_after=N] [retry_after_ms=N] [type=T]` | HTTP error in the dialect's error shape; `retry-after` / `retry-after-ms` headers |
 //! | `fail_first N STATUS KEY [retry_after=N] [retry_after_ms=N] [type=T]` | first N requests per KEY (process-wide) fail |
+//! | `key_error KEY STATUS [retry_after=N] [retry_after_ms=N] [type=T]` | a request authenticated with the API key KEY fails as `error` would (ahead of `fail_first` and `error`, and uncounted by `fail_first`); other keys get the normal answer; one per KEY, as many keys as wanted |
 //! | `delay MS` | sleep before answering (before any scripted error too) |
 //! | `cut` | stream: 200 + first events, then the connection is aborted; non-stream: half a JSON body, then abort |
 //! | `stall MS` | stream: first events, then a pause of MS; non-stream: same as `delay` |
@@ -82,6 +83,15 @@ pub struct FailFirst {
     pub error: ErrorDirective,
 }
 
+/// `key_error KEY STATUS`: requests authenticated with the API key KEY fail.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyError {
+    /// The key as the route reads it (`x-api-key`, bearer token, `api-key`, `x-goog-api-key`,
+    /// `?key=`, or a SigV4 access key id).
+    pub key: String,
+    pub error: ErrorDirective,
+}
+
 /// `eof`: where a stream ends cleanly but too early.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum EarlyEof {
@@ -120,6 +130,7 @@ pub struct Directives {
     pub tools: Vec<ToolDirective>,
     pub error: Option<ErrorDirective>,
     pub fail_first: Option<FailFirst>,
+    pub key_errors: Vec<KeyError>,
     pub delay: Option<Duration>,
     pub cut: bool,
     pub stall: Option<Duration>,
@@ -207,6 +218,23 @@ fn parse_one(s: &str, out: &mut Directives) -> Result<usize, DirectiveError> {
             };
             out.fail_first = Some(FailFirst {
                 count: number(count, "fail_first N")?,
+                key: (*key).to_owned(),
+                error: error_directive(status, &opts)?,
+            });
+        }
+        "key_error" => {
+            let (positional, opts) = split_opts(&args);
+            let [key, status] = positional.as_slice() else {
+                return Err(DirectiveError(
+                    "usage: key_error KEY STATUS [retry_after=N] [retry_after_ms=N] [type=T]"
+                        .into(),
+                ));
+            };
+            // A second one for the same key would silently lose to the first.
+            if out.key_errors.iter().any(|k| k.key == *key) {
+                return Err(DirectiveError(format!("key_error {key} given twice")));
+            }
+            out.key_errors.push(KeyError {
                 key: (*key).to_owned(),
                 error: error_directive(status, &opts)?,
             });
@@ -475,6 +503,38 @@ mod tests {
     }
 
     #[test]
+    fn key_errors_one_per_key() {
+        let (d, text) = parse(
+            "hi [[mock:key_error sk-a 429 retry_after=2]] [[mock:key_error sk-b 401 type=auth]]",
+        )
+        .unwrap();
+        assert_eq!(text, "hi");
+        assert_eq!(
+            d.key_errors,
+            vec![
+                KeyError {
+                    key: "sk-a".into(),
+                    error: ErrorDirective {
+                        status: 429,
+                        retry_after: Some(2),
+                        retry_after_ms: None,
+                        error_type: None,
+                    },
+                },
+                KeyError {
+                    key: "sk-b".into(),
+                    error: ErrorDirective {
+                        status: 401,
+                        retry_after: None,
+                        retry_after_ms: None,
+                        error_type: Some("auth".into()),
+                    },
+                },
+            ]
+        );
+    }
+
+    #[test]
     fn text_valued_directives() {
         let (d, text) = parse(
             "[[mock:reasoning Let me think: a [b] c]] q [[mock:finish length]] [[mock:cached 5]] [[mock:stream_error]] [[mock:text exact reply]] [[mock:words 7]]",
@@ -551,6 +611,11 @@ mod tests {
             "[[mock:error 200]]",
             "[[mock:error 500 colour=red]]",
             "[[mock:fail_first 1 500]]",
+            "[[mock:key_error 429]]",
+            "[[mock:key_error k 200]]",
+            "[[mock:key_error k 429 extra]]",
+            "[[mock:key_error k 429 wait=1]]",
+            "[[mock:key_error k 429]] [[mock:key_error k 401]]",
             "[[mock:tool]]",
             "[[mock:tool f {bad json}]]",
             "[[mock:tool f [1]]]",

@@ -77,21 +77,21 @@ fn scripted_error(e: &ErrorDirective, huge: bool) -> Response {
     with_retry_after_ms(resp, e.retry_after_ms)
 }
 
-/// `x-goog-api-key` (or `?key=`): missing → 403, `bad-key` → 400 `API_KEY_INVALID`, as Google
-/// answers them.
-fn check_api_key(headers: &HeaderMap, uri: &Uri) -> Option<Response> {
-    let from_query = uri.query().and_then(|q| {
-        q.split('&')
-            .find_map(|kv| kv.strip_prefix("key="))
-            .map(str::to_owned)
-    });
-    let key = headers
+/// The key a Gemini API request carries: `x-goog-api-key`, or `?key=`.
+fn api_key<'a>(headers: &'a HeaderMap, uri: &'a Uri) -> Option<&'a str> {
+    let from_query = uri
+        .query()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("key=")));
+    headers
         .get("x-goog-api-key")
         .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
         .or(from_query)
-        .filter(|k| !k.trim().is_empty());
-    match key.as_deref() {
+        .filter(|k| !k.trim().is_empty())
+}
+
+/// Missing key → 403, `bad-key` → 400 `API_KEY_INVALID`, as Google answers them.
+fn check_api_key(headers: &HeaderMap, uri: &Uri) -> Option<Response> {
+    match api_key(headers, uri) {
         None => Some(google_error(
             403,
             "PERMISSION_DENIED",
@@ -102,15 +102,19 @@ fn check_api_key(headers: &HeaderMap, uri: &Uri) -> Option<Response> {
     }
 }
 
-/// `Authorization: Bearer <token>`: missing or `bad-key` → 401 `UNAUTHENTICATED`.
-fn check_bearer(headers: &HeaderMap) -> Option<Response> {
-    let token = headers
+/// The token a Vertex request carries: `Authorization: Bearer <token>`.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
-        .filter(|t| !t.is_empty());
-    match token {
+        .filter(|t| !t.is_empty())
+}
+
+/// Missing or `bad-key` → 401 `UNAUTHENTICATED`.
+fn check_bearer(headers: &HeaderMap) -> Option<Response> {
+    match bearer(headers) {
         None | Some("bad-key") => Some(google_error(
             401,
             "UNAUTHENTICATED",
@@ -173,7 +177,7 @@ pub(super) async fn generate(
     if let Some(resp) = check_api_key(&headers, &uri) {
         return resp;
     }
-    gemini_call(&s, &call, &uri, &req, false).await
+    gemini_call(&s, &call, &uri, &req, api_key(&headers, &uri), false).await
 }
 
 /// `POST /v1/projects/{project}/locations/{location}/publishers/{publisher}/models/{call}`.
@@ -190,9 +194,10 @@ pub(super) async fn vertex(
     if let Some(resp) = check_bearer(&headers) {
         return resp;
     }
+    let token = bearer(&headers);
     match publisher.as_str() {
-        "google" => gemini_call(&s, &call, &uri, &req, true).await,
-        "anthropic" => claude_call(&s, &call, &req).await,
+        "google" => gemini_call(&s, &call, &uri, &req, token, true).await,
+        "anthropic" => claude_call(&s, &call, &req, token).await,
         other => google_error(
             404,
             "NOT_FOUND",
@@ -202,7 +207,7 @@ pub(super) async fn vertex(
 }
 
 /// Claude on Vertex: Anthropic's dialect, with the model in the URL.
-async fn claude_call(s: &Shared, call: &str, req: &Value) -> Response {
+async fn claude_call(s: &Shared, call: &str, req: &Value, token: Option<&str>) -> Response {
     let (model, action) = call.split_once(':').unwrap_or((call, ""));
     if !req.is_object() {
         return anthropic::bad_request("the request body is not a JSON object");
@@ -227,13 +232,21 @@ async fn claude_call(s: &Shared, call: &str, req: &Value) -> Response {
             if streaming != (action == "streamRawPredict") {
                 return anthropic::bad_request("mock: `stream` does not match the method");
             }
-            anthropic::respond(s, req, model).await
+            anthropic::respond(s, req, model, token).await
         }
         _ => google_error(404, "NOT_FOUND", &format!("mock: no method `{action}`")),
     }
 }
 
-async fn gemini_call(s: &Shared, call: &str, uri: &Uri, req: &Value, vertex: bool) -> Response {
+/// A Gemini call carrying `key` (an API key, or a Vertex token).
+async fn gemini_call(
+    s: &Shared,
+    call: &str,
+    uri: &Uri,
+    req: &Value,
+    key: Option<&str>,
+    vertex: bool,
+) -> Response {
     let Some((model, action)) = call.split_once(':') else {
         return google_error(404, "NOT_FOUND", &format!("mock: no method in `{call}`"));
     };
@@ -266,7 +279,7 @@ async fn gemini_call(s: &Shared, call: &str, uri: &Uri, req: &Value, vertex: boo
         return invalid(NEEDS_RAW_FRONT);
     }
     let answer_faults = AnswerFaults::of(&d);
-    let resp = answer(s, model, stream, turn, d, remaining).await;
+    let resp = answer(s, model, key, stream, turn, d, remaining).await;
     answer_faults.apply(resp).await
 }
 
@@ -531,12 +544,13 @@ fn stream_steps(plan: &Plan, signature: &str) -> Vec<Step> {
 async fn answer(
     s: &Shared,
     model: &str,
+    key: Option<&str>,
     stream: bool,
     turn: Turn,
     d: Directives,
     remaining: String,
 ) -> Response {
-    if let Some(err) = scripted_failure(&d).await {
+    if let Some(err) = scripted_failure(&d, key).await {
         return scripted_error(&err, d.huge.is_some());
     }
     let plan = Plan::build(turn, d, remaining);

@@ -537,10 +537,16 @@ async fn get_model(
 /// Counts per `fail_first` KEY, process-wide (shared by every mock in the process).
 static FAIL_COUNTS: LazyLock<Mutex<HashMap<String, u64>>> = LazyLock::new(Default::default);
 
-/// Applies `delay`, then decides whether `error` / `fail_first` make this request fail.
-pub(crate) async fn scripted_failure(d: &Directives) -> Option<ErrorDirective> {
+/// Applies `delay`, then decides whether `key_error`, `fail_first` or `error` make this request
+/// fail. `key` is the API key the request authenticated with (none on Ollama without one).
+pub(crate) async fn scripted_failure(d: &Directives, key: Option<&str>) -> Option<ErrorDirective> {
     if let Some(delay) = d.delay {
         tokio::time::sleep(delay).await;
+    }
+    if let Some(key) = key
+        && let Some(ke) = d.key_errors.iter().find(|ke| ke.key == key)
+    {
+        return Some(ke.error.clone());
     }
     if let Some(ff) = &d.fail_first {
         let seen = {

@@ -1,8 +1,9 @@
 //! Ollama's native chat API: `POST /api/chat` (JSON, or NDJSON when `stream` is not false, as
 //! Ollama defaults to streaming) and `GET /api/tags`. No key is needed; a bearer `bad-key`
 //! is refused so tests can see auth errors. Directives: `tool`, `text`, `reasoning`, `finish`,
-//! `error`, `fail_first`, `delay`, `stream_error` (an `{"error":…}` line mid-stream) and
-//! `cut` (the stream ends before its `done` line).
+//! `error`, `fail_first`, `key_error` (on the bearer key, if one is sent), `delay`,
+//! `stream_error` (an `{"error":…}` line mid-stream) and `cut` (the stream ends before its
+//! `done` line).
 
 use std::sync::Arc;
 
@@ -40,10 +41,11 @@ pub(super) async fn chat(
 ) -> Response {
     let req = s.intake(&method, &uri, &headers, &body);
     s.latency().await;
-    if headers
+    let key = headers
         .get("authorization")
-        .is_some_and(|v| v.as_bytes() == b"Bearer bad-key")
-    {
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if key == Some("bad-key") {
         return error(StatusCode::UNAUTHORIZED, "unauthorized");
     }
     let (Some(model), Some(messages)) = (
@@ -64,7 +66,7 @@ pub(super) async fn chat(
         Ok(parsed) => parsed,
         Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
     };
-    if let Some(err) = scripted_failure(&d).await {
+    if let Some(err) = scripted_failure(&d, key).await {
         return scripted_error(&err);
     }
     let plan = Plan::build(turn, d, remaining);

@@ -26,16 +26,19 @@ fn bad_request(message: &str) -> Response {
     )
 }
 
-/// `Authorization: Bearer <key>` (or Azure's `api-key: <key>`) is required; `bad-key` is
-/// rejected. `Some` is the 401 response.
-pub(super) fn check_auth(headers: &HeaderMap) -> Option<Response> {
+/// The key a request carries: `Authorization: Bearer <key>` or Azure's `api-key: <key>`.
+fn api_key(headers: &HeaderMap) -> Option<&str> {
     let bearer = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     let azure = headers.get("api-key").and_then(|v| v.to_str().ok());
-    let key = bearer.or(azure).map(str::trim).filter(|k| !k.is_empty());
-    match key {
+    bearer.or(azure).map(str::trim).filter(|k| !k.is_empty())
+}
+
+/// A key is required; `bad-key` is rejected. `Some` is the 401 response.
+pub(super) fn check_auth(headers: &HeaderMap) -> Option<Response> {
+    match api_key(headers) {
         None => Some(openai_error(
             StatusCode::UNAUTHORIZED,
             "invalid_request_error",
@@ -180,7 +183,7 @@ pub(super) async fn chat_completions(
         return bad_request(NEEDS_RAW_FRONT);
     }
     let answer_faults = AnswerFaults::of(&d);
-    let resp = answer(&s, obj, model, turn, d, remaining).await;
+    let resp = answer(&s, obj, model, api_key(&headers), turn, d, remaining).await;
     answer_faults.apply(resp).await
 }
 
@@ -189,11 +192,12 @@ async fn answer(
     s: &Shared,
     obj: &Map<String, Value>,
     model: &str,
+    key: Option<&str>,
     turn: Turn,
     d: Directives,
     remaining: String,
 ) -> Response {
-    if let Some(err) = scripted_failure(&d).await {
+    if let Some(err) = scripted_failure(&d, key).await {
         return openai_scripted_error(&err, d.huge.is_some());
     }
     let plan = Plan::build(turn, d, remaining);

@@ -32,6 +32,8 @@ struct Peek<'a> {
     #[serde(borrow)]
     messages: Option<&'a RawValue>,
     stream: Option<bool>,
+    #[serde(borrow)]
+    fallbacks: Option<Vec<Cow<'a, str>>>,
 }
 
 /// Checks that the body is a JSON object with the fields `endpoint` requires, with the right
@@ -87,9 +89,20 @@ fn parse(body: &[u8], endpoint: Endpoint) -> Result<RequestHead<'_>, HeadError> 
     if endpoint == Endpoint::Messages && peek.max_tokens.is_none() {
         return Err(required("max_tokens"));
     }
+    if let Some(i) = peek
+        .fallbacks
+        .iter()
+        .flatten()
+        .position(|m| m.trim().is_empty())
+    {
+        return Err(HeadError {
+            message: format!("fallbacks.{i}: String should have at least 1 character"),
+        });
+    }
     Ok(RequestHead {
         model,
         stream: peek.stream.unwrap_or(false),
+        fallbacks: peek.fallbacks,
     })
 }
 
@@ -106,25 +119,28 @@ fn strip_position(msg: &str) -> &str {
 
 /// The client's body for an Anthropic-dialect upstream, or `None` when it can go byte for
 /// byte as it came: with `model` replaced when one is given (the client's carried a provider
-/// prefix), and without thinking blocks that a Claude upstream would refuse because it cannot
+/// prefix, or a fallback answers), without the gateway's `fallbacks` field when
+/// `drop_fallbacks`, and without thinking blocks that a Claude upstream would refuse because it cannot
 /// verify their signature (unsigned thinking from another provider's reasoning, Gemini's
 /// marked signatures: a conversation that moved to Claude mid-way). Every other member is kept
 /// byte for byte and in order.
 pub fn pass_through_body(
     body: &[u8],
     model: Option<&str>,
+    drop_fallbacks: bool,
 ) -> Result<Option<Vec<u8>>, TranslateError> {
     let thinking = may_hold_thinking_blocks(body);
-    if model.is_none() && !thinking {
+    if model.is_none() && !thinking && !drop_fallbacks {
         return Ok(None);
     }
     let model = model.map(json_string);
-    let mut changed = model.is_some();
+    let mut changed = model.is_some() || drop_fallbacks;
     let out = rewrite_members(
         body,
         |key, value| {
             Ok(match key {
                 "model" => model.clone().map_or(Edit::Keep, Edit::Replace),
+                "fallbacks" if drop_fallbacks => Edit::Drop,
                 "messages" if thinking => match without_foreign_thinking(value)? {
                     Some(messages) => {
                         changed = true;
@@ -480,8 +496,10 @@ mod tests {
     #[test]
     fn pass_through_keeps_bodies_without_thinking_blocks_as_they_are() {
         let plain = br#"{"model":"claude-x","max_tokens":5,"thinking":{"type":"enabled","budget_tokens":1024},"messages":[{"role":"user","content":"say \"thinking\" twice"}]}"#;
-        assert_eq!(pass_through_body(plain, None).unwrap(), None);
-        let renamed = pass_through_body(plain, Some("claude-y")).unwrap().unwrap();
+        assert_eq!(pass_through_body(plain, None, false).unwrap(), None);
+        let renamed = pass_through_body(plain, Some("claude-y"), false)
+            .unwrap()
+            .unwrap();
         assert!(
             String::from_utf8(renamed)
                 .unwrap()
@@ -490,18 +508,49 @@ mod tests {
     }
 
     #[test]
+    fn fallbacks_are_read_and_taken_out_before_the_upstream() {
+        let body = br#"{"model":"claude-x","fallbacks":["openai/gpt-4o-mini", "gemini/g"],"max_tokens":5,"messages":[]}"#;
+        let head = peek(body, Endpoint::Messages).unwrap();
+        assert_eq!(
+            head.fallbacks.as_deref().unwrap(),
+            ["openai/gpt-4o-mini", "gemini/g"]
+        );
+        let out = pass_through_body(body, None, true).unwrap().unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"model":"claude-x","max_tokens":5,"messages":[]}"#
+        );
+        for (bad, why) in [
+            (r#""fallbacks":"openai/x""#, "fallbacks: invalid type"),
+            (r#""fallbacks":[1]"#, "fallbacks[0]: invalid type"),
+            (r#""fallbacks":[" "]"#, "fallbacks.0: String should have"),
+        ] {
+            let body = format!(r#"{{"model":"m",{bad},"max_tokens":5,"messages":[]}}"#);
+            let err = peek(body.as_bytes(), Endpoint::Messages).err().unwrap();
+            assert!(err.message().starts_with(why), "{}", err.message());
+        }
+        let plain = peek(
+            br#"{"model":"m","max_tokens":5,"messages":[]}"#,
+            Endpoint::Messages,
+        );
+        assert!(plain.unwrap().fallbacks.is_none());
+    }
+
+    #[test]
     fn pass_through_drops_thinking_claude_cannot_verify() {
         let body = br#"{"model":"claude-x","messages":[{"role":"user","content":"q"},{"role":"assistant","content":[{"type":"thinking","thinking":"from gpt","signature":""},{"type": "thinking","thinking":"from gemini","signature":"gemini:c2ln"},{"type":"thinking","thinking":"mine","signature":"EqQBCkgI"},{"type":"redacted_thinking","data":"xyz"},{"type":"thinking","thinking":"no sig"},{"type":"text","text":"a"}]},{"role":"user","content":"next"}],"max_tokens":5}"#;
-        let out = pass_through_body(body, None).unwrap().unwrap();
+        let out = pass_through_body(body, None, false).unwrap().unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             r#"{"model":"claude-x","messages":[{"role":"user","content":"q"},{"role":"assistant","content":[{"type":"thinking","thinking":"mine","signature":"EqQBCkgI"},{"type":"redacted_thinking","data":"xyz"},{"type":"text","text":"a"}]},{"role":"user","content":"next"}],"max_tokens":5}"#
         );
         // Claude's own signed thinking alone: nothing to change.
         let own = br#"{"model":"claude-x","messages":[{"role":"assistant","content":[{"type":"thinking","thinking":"t","signature":"EqQB"}]}],"max_tokens":5}"#;
-        assert_eq!(pass_through_body(own, None).unwrap(), None);
+        assert_eq!(pass_through_body(own, None, false).unwrap(), None);
         // Both edits at once.
-        let out = pass_through_body(body, Some("claude-y")).unwrap().unwrap();
+        let out = pass_through_body(body, Some("claude-y"), false)
+            .unwrap()
+            .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["model"], "claude-y");
         assert_eq!(v["messages"][1]["content"].as_array().unwrap().len(), 3);

@@ -43,8 +43,9 @@ impl FrontDoor for Anthropic {
         &self,
         body: &[u8],
         model: Option<&str>,
+        drop_fallbacks: bool,
     ) -> Result<Option<Vec<u8>>, TranslateError> {
-        pass_through_body(body, model)
+        pass_through_body(body, model, drop_fallbacks)
     }
 
     fn decode_request(

@@ -205,6 +205,11 @@ impl Provider for VertexProvider {
         &self.settings
     }
 
+    /// A Vertex credential is a service account and a project, not a key a client could send.
+    fn direct_key_header(&self, _model: &str) -> Option<crate::DirectKeyHeader> {
+        None
+    }
+
     fn dialect(&self, model: &str) -> &'static dyn UpstreamDialect {
         if is_claude(model) {
             &Anthropic

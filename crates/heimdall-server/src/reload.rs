@@ -1,0 +1,102 @@
+//! Config reload without a restart: on SIGHUP, or when the config file's contents change
+//! (checked every `--config-poll-ms`). The new file is parsed and validated in full before it
+//! replaces the running configuration; requests under way finish on the one they started with.
+//! An invalid file changes nothing: the running configuration stays and the log says why,
+//! with the JSON path.
+//!
+//! The file is polled rather than watched with inotify: editors replace files by renaming,
+//! and mounted config maps (Kubernetes, Docker) change through symlink swaps, which a poll of
+//! the file's contents sees the same way. Reading one small file a second costs nothing.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use heimdall_core::Gateway;
+use tokio::task::JoinHandle;
+
+/// What the last load saw of the file, so an unchanged file is not parsed again.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    Missing,
+    Contents(u64),
+}
+
+pub(crate) fn spawn(gateway: Arc<Gateway>, path: PathBuf, poll: Duration) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut seen = read(&path).await.map_or(Seen::Missing, |t| fingerprint(&t));
+        let mut hangup = hangup_signal();
+        loop {
+            let forced = tokio::select! {
+                () = next_hangup(&mut hangup) => true,
+                () = tokio::time::sleep(poll), if !poll.is_zero() => false,
+            };
+            let Some(text) = read(&path).await else {
+                if forced || seen != Seen::Missing {
+                    tracing::warn!(path = %path.display(), "config file not readable; the running configuration stays");
+                }
+                seen = Seen::Missing;
+                continue;
+            };
+            let now = fingerprint(&text);
+            if !forced && now == seen {
+                continue;
+            }
+            seen = now;
+            let reason = if forced { "SIGHUP" } else { "file changed" };
+            let config = match crate::run::parse_config(&path, &text) {
+                Ok(config) => config,
+                Err(e) => {
+                    tracing::error!(reason, error = %e, "config reload refused: the file is invalid; the running configuration stays");
+                    continue;
+                }
+            };
+            let providers: Vec<_> = config.providers.iter().map(|p| p.name.clone()).collect();
+            match gateway.reload(config) {
+                Ok(()) => {
+                    tracing::info!(path = %path.display(), reason, ?providers, "configuration reloaded")
+                }
+                Err(e) => {
+                    tracing::error!(reason, error = %e.message, "config reload failed; the running configuration stays")
+                }
+            }
+        }
+    })
+}
+
+async fn read(path: &std::path::Path) -> Option<String> {
+    tokio::fs::read_to_string(path).await.ok()
+}
+
+fn fingerprint(text: &str) -> Seen {
+    let mut h = DefaultHasher::new();
+    text.hash(&mut h);
+    Seen::Contents(h.finish())
+}
+
+#[cfg(unix)]
+type Hangup = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangup = ();
+
+#[cfg(unix)]
+fn hangup_signal() -> Hangup {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
+}
+#[cfg(not(unix))]
+fn hangup_signal() -> Hangup {}
+
+#[cfg(unix)]
+async fn next_hangup(h: &mut Hangup) {
+    match h {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+#[cfg(not(unix))]
+async fn next_hangup(_: &mut Hangup) {
+    std::future::pending().await
+}
