@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use crate::config::{KeyConfig, ProviderConfig};
 use crate::error::GatewayError;
 use crate::headers::ANTHROPIC_BETA;
-use crate::health::{Gate, Transition, now_ms};
+use crate::health::{Gate, now_ms, report};
 use crate::limits::Slot;
 use heimdall_protocol::error::ErrorType;
 
@@ -176,9 +176,8 @@ pub(crate) async fn send<'a>(
         *tries += 1;
         let err = match try_once(client, &call, model, UsedKey::Configured(key), deadline).await {
             Ok(response) => {
-                if key.health.success() == Transition::Closed {
-                    tracing::info!(provider = %p.name, key = %key.name, "key circuit closed: the probe succeeded");
-                }
+                let closed = key.health.success();
+                report(closed, &p.name, &key.name, &key.health, &p.circuit, &"");
                 return Ok(Answer {
                     response,
                     key: UsedKey::Configured(key),
@@ -196,17 +195,9 @@ pub(crate) async fn send<'a>(
             tracing::debug!(provider = %p.name, error = %err, "reused connection was closed; sending again");
             continue;
         }
-        if (err.is_retryable() || is_credential_failure(&err))
-            && key.health.failure(now_ms(), &p.circuit) == Transition::Opened
-        {
-            tracing::warn!(
-                provider = %p.name,
-                key = %key.name,
-                failures = key.health.consecutive_failures(),
-                cooldown_s = p.circuit.cooldown.as_secs(),
-                error = %err,
-                "key circuit opened: skipped until a probe succeeds"
-            );
+        if err.is_retryable() || is_credential_failure(&err) {
+            let opened = key.health.failure(now_ms(), &p.circuit);
+            report(opened, &p.name, &key.name, &key.health, &p.circuit, &err);
         }
         let gateway_err = to_gateway(&call, &err, key.value.expose());
         let others = p

@@ -1128,6 +1128,100 @@ mod tests {
     }
 
     #[test]
+    fn resilience_settings_are_read_and_checked() {
+        let c = Config::from_json(
+            r#"{"client": {"allow_direct_keys": true, "drop_excess_requests": true,
+                           "session_affinity_ttl_seconds": 60, "session_affinity_max_sessions": 0},
+                "providers": {"anthropic": {"keys": [{"value": "k"}],
+                    "circuit_breaker": {"failure_threshold": 0, "cooldown_seconds": 9},
+                    "concurrency_and_buffer_size": {"concurrency": 4, "buffer_size": 2},
+                    "fallbacks": ["openai/gpt-4o-mini"],
+                    "model_fallbacks": {"claude-x": ["gemini/g", "claude-y"]}}}}"#,
+            &env,
+        )
+        .unwrap();
+        assert!(c.allow_direct_keys && c.drop_excess_requests);
+        assert_eq!(
+            c.session_affinity,
+            AffinitySettings {
+                ttl: Duration::from_secs(60),
+                max_sessions: 0
+            }
+        );
+        let p = c.provider("anthropic").unwrap();
+        assert_eq!(
+            p.circuit,
+            CircuitSettings {
+                failure_threshold: 0,
+                cooldown: Duration::from_secs(9)
+            }
+        );
+        assert_eq!(p.limiter.as_ref().unwrap().settings(), (4, 2));
+        assert_eq!(p.fallbacks_of("claude-z"), ["openai/gpt-4o-mini"]);
+        assert_eq!(p.fallbacks_of("claude-x"), ["gemini/g", "claude-y"]);
+        // Fallbacks to providers that are not configured are reported, not refused.
+        let all = c.warnings.join("\n");
+        assert!(
+            all.contains("providers.anthropic.fallbacks[0]: provider `openai` is not configured"),
+            "{all}"
+        );
+        for (text, path) in [
+            (
+                r#"{"providers": {"openai": {"keys": [], "fallbacks": ["nope/x"]}}}"#,
+                "providers.openai.fallbacks[0]",
+            ),
+            (
+                r#"{"providers": {"openai": {"keys": [], "model_fallbacks": {"m": ["a", "openai/"]}}}}"#,
+                "providers.openai.model_fallbacks.m[1]",
+            ),
+            (
+                r#"{"providers": {"openai": {"keys": [], "concurrency_and_buffer_size": {"concurrency": 0}}}}"#,
+                "providers.openai.concurrency_and_buffer_size.concurrency",
+            ),
+            (
+                r#"{"providers": {"openai": {"keys": [], "circuit_breaker": {"cooldown_seconds": 0}}}}"#,
+                "providers.openai.circuit_breaker.cooldown_seconds",
+            ),
+            (
+                r#"{"client": {"session_affinity_ttl_seconds": 0}}"#,
+                "client.session_affinity_ttl_seconds",
+            ),
+        ] {
+            let e = Config::from_json(text, &env).unwrap_err();
+            assert_eq!(e.path, path, "{e}");
+        }
+    }
+
+    #[test]
+    fn a_reload_keeps_the_state_of_what_did_not_change() {
+        let text = |value: &str, concurrency: u32| {
+            format!(
+                r#"{{"providers": {{"openai": {{"keys": [{{"name": "a", "value": "{value}"}}, {{"name": "b", "value": "kb"}}],
+                    "concurrency_and_buffer_size": {{"concurrency": {concurrency}}}}}}}}}"#
+            )
+        };
+        let old = Config::from_json(&text("ka", 2), &env).unwrap();
+        let mut same = Config::from_json(&text("ka", 2), &env).unwrap();
+        same.inherit_state(&old);
+        let (o, n) = (&old.providers[0], &same.providers[0]);
+        assert!(Arc::ptr_eq(&o.keys[0].health, &n.keys[0].health));
+        assert!(Arc::ptr_eq(
+            o.limiter.as_ref().unwrap(),
+            n.limiter.as_ref().unwrap()
+        ));
+        // A new value for key `a` is a new key; other limits are a new limiter.
+        let mut changed = Config::from_json(&text("ka2", 3), &env).unwrap();
+        changed.inherit_state(&old);
+        let n = &changed.providers[0];
+        assert!(!Arc::ptr_eq(&o.keys[0].health, &n.keys[0].health));
+        assert!(Arc::ptr_eq(&o.keys[1].health, &n.keys[1].health));
+        assert!(!Arc::ptr_eq(
+            o.limiter.as_ref().unwrap(),
+            n.limiter.as_ref().unwrap()
+        ));
+    }
+
+    #[test]
     fn env_start_enables_providers_with_keys() {
         let cfg = Config::from_env(&|v| (v == "OPENAI_API_KEY").then(|| "sk".to_owned()));
         assert_eq!(cfg.providers.len(), 1);

@@ -118,6 +118,52 @@ impl KeyHealth {
     }
 }
 
+/// Says in the log and the metrics that `key` of `provider` opened or closed:
+/// `heimdall_key_circuit_open{provider,key}` (1 open, 0 closed) and
+/// `heimdall_key_circuit_transitions_total{provider,key,state}`.
+pub fn report(
+    transition: Transition,
+    provider: &str,
+    key: &str,
+    health: &KeyHealth,
+    settings: &CircuitSettings,
+    cause: &dyn std::fmt::Display,
+) {
+    let state = match transition {
+        Transition::None => return,
+        Transition::Opened => {
+            tracing::warn!(
+                provider,
+                key,
+                failures = health.consecutive_failures(),
+                cooldown_s = settings.cooldown.as_secs(),
+                error = %cause,
+                "key circuit opened: skipped until a probe succeeds"
+            );
+            "open"
+        }
+        Transition::Closed => {
+            tracing::info!(provider, key, "key circuit closed: the probe succeeded");
+            "closed"
+        }
+    };
+    let labels = [("provider", provider.to_owned()), ("key", key.to_owned())];
+    metrics::gauge!("heimdall_key_circuit_open", &labels).set(if state == "open" {
+        1.0
+    } else {
+        0.0
+    });
+    metrics::counter!(
+        "heimdall_key_circuit_transitions_total",
+        &[
+            ("provider", provider.to_owned()),
+            ("key", key.to_owned()),
+            ("state", state.to_owned()),
+        ]
+    )
+    .increment(1);
+}
+
 /// Milliseconds on the process's monotonic clock (never 0, which means "closed").
 pub fn now_ms() -> u64 {
     millis(epoch().elapsed()) + 1
@@ -176,6 +222,34 @@ mod tests {
         // No verdict ever came; one cool-down later another request probes.
         assert!(!h.claim_probe(1500, &S));
         assert!(h.claim_probe(2002, &S));
+    }
+
+    #[test]
+    fn transitions_reach_the_metrics() {
+        use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        metrics::with_local_recorder(&recorder, || {
+            let h = KeyHealth::default();
+            report(Transition::Opened, "openai", "k1", &h, &S, &"boom");
+            report(Transition::Closed, "openai", "k1", &h, &S, &"");
+            report(Transition::None, "openai", "k1", &h, &S, &"");
+        });
+        let values: Vec<_> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .map(|(key, _, _, value)| (key.key().name().to_owned(), value))
+            .collect();
+        assert!(values.contains(&(
+            "heimdall_key_circuit_open".to_owned(),
+            DebugValue::Gauge(0.0.into())
+        )));
+        let transitions = values
+            .iter()
+            .filter(|(name, _)| name == "heimdall_key_circuit_transitions_total")
+            .count();
+        assert_eq!(transitions, 2, "{values:?}");
     }
 
     #[test]

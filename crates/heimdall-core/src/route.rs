@@ -122,6 +122,42 @@ mod tests {
     }
 
     #[test]
+    fn chains_put_the_model_first_and_try_nothing_twice() {
+        let c = Config::from_json(
+            r#"{"providers": {"anthropic": {"keys": [{"value": "k"}],
+                "fallbacks": ["openai/a", "claude-x", "openai/a"],
+                "model_fallbacks": {"claude-y": ["openai/b"]}}}}"#,
+            &|_| None,
+        )
+        .unwrap();
+        assert_eq!(
+            chain(&c, "claude-x", None).unwrap(),
+            ["claude-x", "openai/a"]
+        );
+        assert_eq!(
+            chain(&c, "claude-y", None).unwrap(),
+            ["claude-y", "openai/b"]
+        );
+        // The request's own list, even empty, replaces the configured one.
+        let none: Vec<Cow<'_, str>> = Vec::new();
+        assert_eq!(chain(&c, "claude-x", Some(&none)).unwrap(), ["claude-x"]);
+        let own = vec![Cow::from("gemini/g")];
+        assert_eq!(
+            chain(&c, "claude-x", Some(&own)).unwrap(),
+            ["claude-x", "gemini/g"]
+        );
+        let bad = vec![Cow::from("openai/a"), Cow::from("nope/x")];
+        let e = chain(&c, "claude-x", Some(&bad)).unwrap_err();
+        assert!(
+            e.message.starts_with("fallbacks.1: model `nope/x`"),
+            "{}",
+            e.message
+        );
+        let long: Vec<Cow<'_, str>> = (0..MAX_CHAIN).map(|i| Cow::from(format!("m{i}"))).collect();
+        assert!(chain(&c, "claude-x", Some(&long)).is_err());
+    }
+
+    #[test]
     fn unconfigured_providers_say_how_to_enable_them() {
         let config = Config::from_env(&|_| None);
         let err = resolve(&config, "openai/gpt-4o-mini").err().unwrap();
