@@ -171,23 +171,14 @@ pub(crate) async fn send<'a>(
             return Err(last.unwrap_or_else(|| all_keys_open(p, model)));
         };
         let key = &p.keys[i];
-        let deadline = Instant::now() + p.request_timeout;
-        let slot = acquire(&call, deadline).await?;
-        *tries += 1;
-        let err = match try_once(client, &call, model, UsedKey::Configured(key), deadline).await {
-            Ok(response) => {
+        let err = match call_once(client, &call, UsedKey::Configured(key), tries).await? {
+            Ok(answer) => {
                 let closed = key.health.success();
                 report(closed, &p.name, &key.name, &key.health, &p.circuit, &"");
-                return Ok(Answer {
-                    response,
-                    key: UsedKey::Configured(key),
-                    deadline,
-                    slot,
-                });
+                return Ok(answer);
             }
             Err(err) => err,
         };
-        drop(slot);
         if matches!(err, ProviderError::Stale { .. }) && !stale_retried {
             // The pooled connection died under us before any answer: the request did not
             // reach the upstream, so it is sent again at once, retries configured or not.
@@ -248,25 +239,13 @@ async fn send_with_key<'a>(
     tries: &mut u32,
 ) -> Result<Answer<'a>, GatewayError> {
     let p = call.provider;
-    let model = call.model.unwrap_or_default();
     let mut retries = 0u32;
     let mut stale_retried = false;
     loop {
-        let deadline = Instant::now() + p.request_timeout;
-        let slot = acquire(call, deadline).await?;
-        *tries += 1;
-        let err = match try_once(client, call, model, key, deadline).await {
-            Ok(response) => {
-                return Ok(Answer {
-                    response,
-                    key,
-                    deadline,
-                    slot,
-                });
-            }
+        let err = match call_once(client, call, key, tries).await? {
+            Ok(answer) => return Ok(answer),
             Err(err) => err,
         };
-        drop(slot);
         if matches!(err, ProviderError::Stale { .. }) && !stale_retried {
             stale_retried = true;
             continue;
@@ -279,6 +258,29 @@ async fn send_with_key<'a>(
         tracing::warn!(provider = %p.name, key = DIRECT_KEY_NAME, attempt = retries, wait_ms = wait.as_millis() as u64, error = %err, "upstream attempt failed; retrying");
         tokio::time::sleep(wait).await;
     }
+}
+
+/// One upstream request with `key`: a provider slot, a fresh deadline, the call. The outer
+/// error is the slot's (none free); the inner one the upstream's. A failed call's slot is
+/// given back at once.
+async fn call_once<'a>(
+    client: &UpstreamClient,
+    call: &Call<'a>,
+    key: UsedKey<'a>,
+    tries: &mut u32,
+) -> Result<Result<Answer<'a>, ProviderError>, GatewayError> {
+    let deadline = Instant::now() + call.provider.request_timeout;
+    let slot = acquire(call, deadline).await?;
+    *tries += 1;
+    let model = call.model.unwrap_or_default();
+    Ok(try_once(client, call, model, key, deadline)
+        .await
+        .map(|response| Answer {
+            response,
+            key,
+            deadline,
+            slot,
+        }))
 }
 
 fn to_gateway(call: &Call<'_>, err: &ProviderError, secret: &str) -> GatewayError {

@@ -388,24 +388,15 @@ impl Config {
                 mb(in_range("client.max_request_body_size_mb", v, 1, MAX_MB)?);
         }
         if let Some(v) = client.models_cache_ttl_seconds {
-            config.models_cache_ttl = Duration::from_secs(in_range(
-                "client.models_cache_ttl_seconds",
-                v,
-                0,
-                MAX_SECONDS,
-            )?);
+            config.models_cache_ttl = seconds("client.models_cache_ttl_seconds", v, 0)?;
         }
         if let Some(v) = client.max_stream_event_size_mb {
             config.max_stream_event_bytes =
                 mb(in_range("client.max_stream_event_size_mb", v, 1, MAX_MB)?);
         }
         if let Some(v) = client.upstream_pool_idle_timeout_seconds {
-            config.upstream_client.pool_idle_timeout = Duration::from_secs(in_range(
-                "client.upstream_pool_idle_timeout_seconds",
-                v,
-                1,
-                MAX_SECONDS,
-            )?);
+            config.upstream_client.pool_idle_timeout =
+                seconds("client.upstream_pool_idle_timeout_seconds", v, 1)?;
         }
         if let Some(v) = client.max_upstream_response_size_mb {
             config.upstream_client.max_response_bytes = mb(in_range(
@@ -422,12 +413,8 @@ impl Config {
             .unwrap_or(usize::MAX);
         }
         if let Some(v) = client.upstream_connect_timeout_seconds {
-            config.upstream_client.connect_timeout = Duration::from_secs(in_range(
-                "client.upstream_connect_timeout_seconds",
-                v,
-                1,
-                MAX_SECONDS,
-            )?);
+            config.upstream_client.connect_timeout =
+                seconds("client.upstream_connect_timeout_seconds", v, 1)?;
         }
         if let Some(filter) = client.header_filter_config {
             let names = |list: Option<Vec<String>>, field: &str| {
@@ -453,12 +440,7 @@ impl Config {
         config.allow_direct_keys = client.allow_direct_keys.unwrap_or(false);
         config.drop_excess_requests = client.drop_excess_requests.unwrap_or(false);
         if let Some(v) = client.session_affinity_ttl_seconds {
-            config.session_affinity.ttl = Duration::from_secs(in_range(
-                "client.session_affinity_ttl_seconds",
-                v,
-                1,
-                MAX_SECONDS,
-            )?);
+            config.session_affinity.ttl = seconds("client.session_affinity_ttl_seconds", v, 1)?;
         }
         if let Some(v) = client.session_affinity_max_sessions {
             config.session_affinity.max_sessions =
@@ -550,6 +532,11 @@ fn in_range<T: PartialOrd + fmt::Display + Copy>(
         });
     }
     Ok(value)
+}
+
+/// `value` seconds if it lies in `min..=MAX_SECONDS`, else an error naming the JSON path.
+fn seconds(path: &str, value: u64, min: u64) -> Result<Duration, ConfigError> {
+    in_range(path, value, min, MAX_SECONDS).map(Duration::from_secs)
 }
 
 fn mb(n: u64) -> usize {
