@@ -330,9 +330,10 @@ fn is_rate_limited(err: &ProviderError) -> bool {
     matches!(err, ProviderError::Status { status: 429, .. })
 }
 
-/// A key for the next attempt without allocating: the preferred key while it is healthy,
-/// else a weighted choice among the eligible keys whose circuit is closed, else the probe of
-/// one whose cool-down is over. A pinned key is used whatever its circuit says.
+/// A key for the next attempt without allocating: the preferred key while it is healthy, else
+/// the probe of a key whose cool-down is over (claimed by this request only; without it an
+/// open key beside healthy ones would never be tried again), else a weighted choice among the
+/// eligible keys whose circuit is closed. A pinned key is used whatever its circuit says.
 fn choose(
     p: &ProviderConfig,
     eligible: &dyn Fn(usize, &KeyConfig) -> bool,
@@ -350,13 +351,12 @@ fn choose(
     {
         return Some(i);
     }
-    pick_weighted(&p.keys, &usable).or_else(|| {
-        p.keys.iter().enumerate().position(|(i, k)| {
-            eligible(i, k)
-                && k.health.gate(now) == Gate::ProbeDue
-                && k.health.claim_probe(now, &p.circuit)
-        })
-    })
+    let probe = p.keys.iter().enumerate().position(|(i, k)| {
+        eligible(i, k)
+            && k.health.gate(now) == Gate::ProbeDue
+            && k.health.claim_probe(now, &p.circuit)
+    });
+    probe.or_else(|| pick_weighted(&p.keys, &usable))
 }
 
 fn all_keys_open(p: &ProviderConfig, model: &str) -> GatewayError {
@@ -589,7 +589,9 @@ mod tests {
         assert_eq!(choose(&p, &only_a, None, true), Some(0));
         assert_eq!(choose(&p, &only_a, None, false), None, "open, no probe yet");
         std::thread::sleep(Duration::from_millis(120));
-        assert_eq!(choose(&p, &only_a, None, false), Some(0), "the probe");
+        // The probe goes to the open key even while another key is healthy, once.
+        assert_eq!(choose(&p, &all, None, false), Some(0), "the probe");
+        assert_eq!(choose(&p, &all, None, false), Some(1));
         assert_eq!(choose(&p, &only_a, None, false), None, "one probe only");
     }
 
