@@ -24,8 +24,8 @@ fn main() -> ExitCode {
         eprintln!("heimdall: {e:#}");
         return ExitCode::from(2);
     }
-    let config = match run::load_config(&cli) {
-        Ok(c) => c,
+    let loaded = match run::load_config(&cli) {
+        Ok(loaded) => loaded,
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("heimdall: configuration error: {e:#}");
@@ -42,7 +42,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run::serve(cli, config)) {
+    match runtime.block_on(run::serve(cli, loaded)) {
         Ok(run::Stopped::Drained) => ExitCode::SUCCESS,
         // EX_TEMPFAIL: the stop worked, but some requests had to be ended with an error.
         Ok(run::Stopped::GraceExceeded) => ExitCode::from(75),

@@ -17,16 +17,30 @@ use heimdall_core::Gateway;
 use tokio::task::JoinHandle;
 
 /// What the last load saw of the file, so an unchanged file is not parsed again.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Seen {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
     Missing,
     Contents(u64),
 }
 
-pub(crate) fn spawn(gateway: Arc<Gateway>, path: PathBuf, poll: Duration) -> JoinHandle<()> {
+impl Seen {
+    /// The file as start-up read it (`None`: there was none).
+    pub(crate) fn of(text: Option<&str>) -> Self {
+        text.map_or(Seen::Missing, fingerprint)
+    }
+}
+
+/// Starts watching `path`, which held `seen` when the running configuration was loaded from it:
+/// a change made since then is applied at the first poll. The SIGHUP handler is in place when
+/// this returns, so a SIGHUP from then on reloads instead of ending the process.
+pub(crate) fn spawn(
+    gateway: Arc<Gateway>,
+    path: PathBuf,
+    poll: Duration,
+    mut seen: Seen,
+) -> JoinHandle<()> {
+    let mut hangup = hangup_signal();
     tokio::spawn(async move {
-        let mut seen = read(&path).await.map_or(Seen::Missing, |t| fingerprint(&t));
-        let mut hangup = hangup_signal();
         loop {
             let forced = tokio::select! {
                 () = next_hangup(&mut hangup) => true,

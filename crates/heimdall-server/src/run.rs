@@ -50,8 +50,14 @@ pub(crate) fn parse_config(path: &Path, text: &str) -> anyhow::Result<Config> {
     Ok(config)
 }
 
+/// The configuration the gateway starts with, and what the file held then.
+pub struct Loaded {
+    pub config: Config,
+    seen: crate::reload::Seen,
+}
+
 /// Reads the config file if there is one; otherwise enables providers from the environment.
-pub fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+pub fn load_config(cli: &Cli) -> anyhow::Result<Loaded> {
     let env = |var: &str| std::env::var(var).ok();
     let explicit = cli.config.is_some();
     let path = config_path(cli);
@@ -68,14 +74,20 @@ pub fn load_config(cli: &Cli) -> anyhow::Result<Config> {
             } else {
                 tracing::info!(providers = ?names, "no config file; providers enabled from the environment");
             }
-            return Ok(config);
+            return Ok(Loaded {
+                config,
+                seen: crate::reload::Seen::of(None),
+            });
         }
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
     let config = parse_config(&path, &text)?;
     let names: Vec<_> = config.providers.iter().map(|p| p.name.as_str()).collect();
     tracing::info!(path = %path.display(), providers = ?names, "configuration loaded");
-    Ok(config)
+    Ok(Loaded {
+        config,
+        seen: crate::reload::Seen::of(Some(&text)),
+    })
 }
 
 /// How the server stopped.
@@ -90,8 +102,16 @@ pub enum Stopped {
 /// How long requests ended by an expired grace period get to write their error out.
 const ABORT_FLUSH: Duration = Duration::from_secs(2);
 
-pub async fn serve(cli: Cli, config: Config) -> anyhow::Result<Stopped> {
-    let gateway = Arc::new(Gateway::new(config).map_err(|e| anyhow::anyhow!(e.message))?);
+pub async fn serve(cli: Cli, loaded: Loaded) -> anyhow::Result<Stopped> {
+    let gateway = Arc::new(Gateway::new(loaded.config).map_err(|e| anyhow::anyhow!(e.message))?);
+    // Watching starts before the gateway says it listens: a change or a SIGHUP from then on
+    // is never lost.
+    let reloader = crate::reload::spawn(
+        Arc::clone(&gateway),
+        config_path(&cli),
+        Duration::from_millis(cli.config_poll_ms),
+        loaded.seen,
+    );
     let app = crate::router(gateway.clone());
     let edge = edge_config(&cli);
     #[cfg(unix)]
@@ -106,11 +126,6 @@ pub async fn serve(cli: Cli, config: Config) -> anyhow::Result<Stopped> {
     std::io::stdout().flush()?;
     tracing::info!(addr = %local, "listening");
 
-    let reloader = crate::reload::spawn(
-        Arc::clone(&gateway),
-        config_path(&cli),
-        Duration::from_millis(cli.config_poll_ms),
-    );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let signals = tokio::spawn(async move {
         shutdown_signal().await;
