@@ -340,7 +340,6 @@ fn choose(
     preferred: Option<&str>,
     pinned: bool,
 ) -> Option<usize> {
-    let now = now_ms();
     let usable = |i: usize, k: &KeyConfig| eligible(i, k) && (pinned || k.health.is_closed());
     if let Some(name) = preferred
         && let Some(i) = p
@@ -351,10 +350,12 @@ fn choose(
     {
         return Some(i);
     }
+    // The clock is read only when some key's circuit is open.
     let probe = p.keys.iter().enumerate().position(|(i, k)| {
-        eligible(i, k)
-            && k.health.gate(now) == Gate::ProbeDue
-            && k.health.claim_probe(now, &p.circuit)
+        !k.health.is_closed() && eligible(i, k) && {
+            let now = now_ms();
+            k.health.gate(now) == Gate::ProbeDue && k.health.claim_probe(now, &p.circuit)
+        }
     });
     probe.or_else(|| pick_weighted(&p.keys, &usable))
 }
@@ -467,15 +468,19 @@ fn retry_after(err: &ProviderError) -> Option<Duration> {
 /// Weighted random choice among the keys `usable` accepts, in two passes without
 /// allocating; all-zero weights fall back to a uniform choice.
 fn pick_weighted(keys: &[KeyConfig], usable: &dyn Fn(usize, &KeyConfig) -> bool) -> Option<usize> {
-    let (mut total, mut count) = (0.0, 0usize);
+    let (mut total, mut count, mut only) = (0.0, 0usize, 0usize);
     for (i, k) in keys.iter().enumerate() {
         if usable(i, k) {
             total += k.weight;
             count += 1;
+            only = i;
         }
     }
-    if count == 0 {
-        return None;
+    match count {
+        0 => return None,
+        // One key (the common case): no random draw.
+        1 => return Some(only),
+        _ => {}
     }
     let mut rng = rand::rng();
     let candidates = keys.iter().enumerate().filter(|(i, k)| usable(*i, k));

@@ -32,7 +32,7 @@ pub struct RequestContext {
     pub session_id: Option<String>,
     /// `x-bf-session-ttl` (seconds): how long this session's affinity outlives its last use.
     pub session_ttl: Option<Duration>,
-    /// Provider keys the client sent (not virtual keys), used only with
+    /// Provider keys the client sent (not virtual keys); read only with
     /// `client.allow_direct_keys`.
     pub client_keys: ClientKeys,
     /// `x-bf-async*` headers, for async inference.
@@ -66,6 +66,7 @@ impl RequestContext {
         front_door: &'static dyn FrontDoor,
         headers: &HeaderMap,
         rules: &HeaderRules,
+        direct_keys: bool,
     ) -> Self {
         let text = |name: &str| {
             headers
@@ -109,9 +110,13 @@ impl RequestContext {
             v.filter(|k| !k.starts_with(VIRTUAL_KEY_PREFIX))
                 .map(str::to_owned)
         };
-        let client_keys = ClientKeys {
-            x_api_key: provider_key(last("x-api-key")),
-            bearer: provider_key(last("authorization").and_then(|v| v.strip_prefix("Bearer "))),
+        let client_keys = if direct_keys {
+            ClientKeys {
+                x_api_key: provider_key(last("x-api-key")),
+                bearer: provider_key(last("authorization").and_then(|v| v.strip_prefix("Bearer "))),
+            }
+        } else {
+            ClientKeys::default()
         };
         let async_headers = headers
             .iter()
@@ -144,7 +149,13 @@ mod tests {
         for (k, v) in pairs {
             h.insert(*k, http::HeaderValue::from_static(v));
         }
-        RequestContext::from_headers("req_1".into(), &Anthropic, &h, &HeaderRules::default())
+        RequestContext::from_headers(
+            "req_1".into(),
+            &Anthropic,
+            &h,
+            &HeaderRules::default(),
+            true,
+        )
     }
 
     #[test]
@@ -198,8 +209,13 @@ mod tests {
         let mut twice = HeaderMap::new();
         twice.append("x-api-key", http::HeaderValue::from_static("dummy-key"));
         twice.append("x-api-key", http::HeaderValue::from_static("sk-ant-real"));
-        let c =
-            RequestContext::from_headers("r".into(), &Anthropic, &twice, &HeaderRules::default());
+        let c = RequestContext::from_headers(
+            "r".into(),
+            &Anthropic,
+            &twice,
+            &HeaderRules::default(),
+            true,
+        );
         assert_eq!(c.client_keys.x_api_key.as_deref(), Some("sk-ant-real"));
         let c = ctx(&[("x-api-key", "sk-bf-virtual")]);
         assert!(

@@ -325,7 +325,13 @@ impl Gateway {
             })?)
         };
         guard.record.provider = Some(provider.name.clone());
-        guard.record.served_model = Some(model.to_owned());
+        // `None` while the model asked for is the one tried.
+        guard.record.served_model = guard
+            .record
+            .model
+            .as_deref()
+            .is_some_and(|asked| asked != model)
+            .then(|| model.to_owned());
         guard.record.pass_through = pass_through;
         Ok(Target {
             provider,
@@ -406,18 +412,19 @@ impl Gateway {
                 preferred,
                 last: tried + 1 == chain.len(),
             };
-            let result = self
-                .try_model(
-                    live,
-                    ctx,
-                    body,
-                    &head,
-                    guard,
-                    candidate,
-                    &mut canonical,
-                    &mut tries,
-                )
-                .await;
+            // Boxed: inline, the upstream call's whole state would enlarge every request's
+            // future, which is moved several times on its way through the server.
+            let result = Box::pin(self.try_model(
+                live,
+                ctx,
+                body,
+                &head,
+                guard,
+                candidate,
+                &mut canonical,
+                &mut tries,
+            ))
+            .await;
             guard.record.attempts = tries;
             match result {
                 Ok((exchanged, key)) => {

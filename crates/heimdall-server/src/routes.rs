@@ -6,7 +6,7 @@ use crate::edge::RequestId;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, OriginalUri, Path, Query, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
@@ -154,11 +154,13 @@ fn find_cause<'a, T: std::error::Error + 'static>(
 /// request is taken apart rather than its headers extracted: that would copy them.
 fn context(gateway: &Gateway, req: Request) -> (Arc<RequestContext>, Body) {
     let (mut parts, body) = req.into_parts();
+    let live = gateway.config();
     let ctx = RequestContext::from_headers(
         request_id(&mut parts.extensions),
         &ANTHROPIC,
         &parts.headers,
-        &gateway.config().header_rules,
+        &live.header_rules,
+        live.allow_direct_keys,
     );
     (Arc::new(ctx), body)
 }
@@ -199,19 +201,24 @@ async fn messages(State(gateway): State<Arc<Gateway>>, req: Request) -> Response
 /// `x-bf-key-name` (never the key) and `x-bf-attempts` (upstream requests sent, retries, other
 /// keys and fallbacks included).
 fn add_served_headers(response: &mut Response, served: Option<&Served>) {
+    // Names built at compile time: `HeaderName::from_static` at run time parses every call.
+    const PROVIDER: HeaderName = HeaderName::from_static("x-bf-provider");
+    const MODEL: HeaderName = HeaderName::from_static("x-bf-model");
+    const KEY_NAME: HeaderName = HeaderName::from_static("x-bf-key-name");
+    const ATTEMPTS: HeaderName = HeaderName::from_static("x-bf-attempts");
     let Some(s) = served else { return };
     let headers = response.headers_mut();
     for (name, value) in [
-        ("x-bf-provider", s.provider.as_str()),
-        ("x-bf-model", s.model.as_str()),
-        ("x-bf-key-name", s.key.as_str()),
+        (PROVIDER, s.provider.as_str()),
+        (MODEL, s.model.as_str()),
+        (KEY_NAME, s.key.as_str()),
     ] {
         // A name that cannot be a header value (a client's odd model name) is left out.
-        if let Ok(v) = http::HeaderValue::from_str(value) {
+        if let Ok(v) = HeaderValue::from_str(value) {
             headers.insert(name, v);
         }
     }
-    headers.insert("x-bf-attempts", http::HeaderValue::from(s.attempts));
+    headers.insert(ATTEMPTS, HeaderValue::from(s.attempts));
 }
 
 async fn count_tokens(State(gateway): State<Arc<Gateway>>, req: Request) -> Response {
