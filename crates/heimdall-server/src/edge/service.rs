@@ -165,7 +165,9 @@ impl Future for EdgeFuture {
             }
         };
         if let Some(id) = this.id_header.take() {
-            res.headers_mut().insert("request-id", id);
+            // A name built at compile time; a `&str` name is parsed on every insert.
+            const REQUEST_ID: http::HeaderName = http::HeaderName::from_static("request-id");
+            res.headers_mut().insert(REQUEST_ID, id);
         }
         // An HTTP/1.1 answer sent before its request body was read closes the connection:
         // the unread rest cannot be told apart from a next request. Say so, and drain.
