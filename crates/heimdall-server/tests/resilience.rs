@@ -67,18 +67,6 @@ fn attempts(res: &reqwest::Response) -> u32 {
     header(res, "x-bf-attempts").parse().unwrap()
 }
 
-async fn error_of(res: reqwest::Response) -> (u16, Value) {
-    let status = res.status().as_u16();
-    let v: Value = res.json().await.unwrap();
-    assert_eq!(v["type"], "error", "{v}");
-    (status, v["error"].clone())
-}
-
-async fn stream_events(res: reqwest::Response) -> Vec<Event> {
-    assert_eq!(res.status(), 200);
-    parse_sse(&res.text().await.unwrap())
-}
-
 /// The `fields` of the gateway's JSON log line `message` for request `id`; the record is
 /// written when the request is over, which may be just after the client got its answer.
 async fn logged(gateway: &GatewayProcess, message: &str, id: &str) -> Value {

@@ -12,18 +12,6 @@ use common::*;
 use heimdall_testkit::{GatewayProcess, MockOptions, MockServer};
 use serde_json::{Value, json};
 
-async fn error_body(res: reqwest::Response) -> (u16, Value) {
-    let status = res.status().as_u16();
-    let v: Value = res.json().await.unwrap();
-    assert_eq!(v["type"], "error", "{v}");
-    (status, v["error"].clone())
-}
-
-async fn stream_events(res: reqwest::Response) -> Vec<Event> {
-    assert_eq!(res.status(), 200);
-    parse_sse(&res.text().await.unwrap())
-}
-
 #[tokio::test]
 async fn invalid_2xx_answers_are_502_before_any_byte() {
     let h = Harness::start().await;
@@ -40,7 +28,7 @@ async fn invalid_2xx_answers_are_502_before_any_byte() {
             let res = h
                 .messages(&request(model, &format!("[[mock:{directive}]]"), stream))
                 .await;
-            let (status, e) = error_body(res).await;
+            let (status, e) = error_of(res).await;
             assert_eq!(
                 (status, e["type"].as_str().unwrap()),
                 (502, "api_error"),
@@ -181,7 +169,7 @@ async fn huge_upstream_bodies_are_bounded() {
     .await;
     for model in [CLAUDE, GPT] {
         let res = h.messages(&request(model, "[[mock:huge 2]]", false)).await;
-        let (status, e) = error_body(res).await;
+        let (status, e) = error_of(res).await;
         assert_eq!(status, 502, "{model}: {e}");
         assert!(
             e["message"].as_str().unwrap().contains("larger than"),
@@ -232,7 +220,7 @@ async fn statuses_outside_2xx_4xx_5xx_are_502() {
                 &request(model, &format!("[[mock:status {code}]]"), false),
             )
             .await;
-            let (status, e) = error_body(res).await;
+            let (status, e) = error_of(res).await;
             assert_eq!(
                 (status, e["type"].as_str().unwrap()),
                 (502, "api_error"),
@@ -252,7 +240,7 @@ async fn a_connection_closed_before_answering_is_retried_once_and_named_by_provi
             &request(model, "[[mock:hangup]]", false),
         )
         .await;
-        let (status, e) = error_body(res).await;
+        let (status, e) = error_of(res).await;
         assert_eq!(status, 502, "{model}: {e}");
         let message = e["message"].as_str().unwrap();
         assert!(
@@ -279,7 +267,7 @@ async fn connection_failures_name_the_provider_not_the_url() {
     })
     .await;
     let res = h.messages(&request(GPT, "hi", false)).await;
-    let (status, e) = error_body(res).await;
+    let (status, e) = error_of(res).await;
     assert_eq!(status, 502);
     let message = e["message"].as_str().unwrap();
     assert!(message.contains("openai"), "{message}");

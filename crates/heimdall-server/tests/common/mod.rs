@@ -161,3 +161,28 @@ pub fn streamed_text(events: &[Event]) -> String {
         .map(|e| e.data["delta"]["text"].as_str().unwrap_or_default())
         .collect()
 }
+
+/// An Anthropic error answer: its status and its `error` object. Every answer carries the
+/// gateway's `request-id`.
+pub async fn error_of(res: reqwest::Response) -> (u16, Value) {
+    let status = res.status().as_u16();
+    assert!(
+        res.headers()["request-id"]
+            .to_str()
+            .unwrap()
+            .starts_with("req_")
+    );
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["type"], "error", "{v}");
+    // Pass-through errors are the upstream's own body, which may carry its own request id.
+    if let Some(id) = v.get("request_id") {
+        assert!(id.as_str().unwrap().starts_with("req_"), "{v}");
+    }
+    (status, v["error"].clone())
+}
+
+/// A 200 stream's events, parsed strictly.
+pub async fn stream_events(res: reqwest::Response) -> Vec<Event> {
+    assert_eq!(res.status(), 200);
+    parse_sse(&res.text().await.unwrap())
+}
