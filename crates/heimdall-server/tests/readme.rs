@@ -44,3 +44,24 @@ async fn the_readme_try_out_answers_for_its_five_models() {
         assert_eq!(v["model"], *model);
     }
 }
+
+/// Every `config.json` example in the README loads: a setting documented with a typo or a
+/// wrong type would stop a user's gateway at start.
+#[test]
+fn every_config_example_in_the_readme_loads() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let mut checked = 0;
+    for block in readme.split("```json\n").skip(1) {
+        let text = block.split("\n```").next().unwrap();
+        if !(text.contains("\"providers\"") || text.contains("\"client\"")) {
+            continue;
+        }
+        let env = |_: &str| Some("from-env".to_owned());
+        if let Err(e) = heimdall_core::config::Config::from_json(text, &env) {
+            panic!("README example does not load: {e}\n{text}");
+        }
+        checked += 1;
+    }
+    assert!(checked >= 3, "only {checked} config examples found");
+}
