@@ -42,10 +42,17 @@ const DIALECTS: [OpenAiChat; 2] = [
 fuzz_target!(|body: &[u8]| {
     for endpoint in [Endpoint::Messages, Endpoint::CountTokens] {
         let head = Anthropic.peek(body, endpoint);
+        // The gateway's `fallbacks` field is taken out whenever the body has one.
+        let drop_fallbacks = head.as_ref().is_ok_and(|h| h.fallbacks.is_some());
 
         let rewritten: Vec<_> = MODELS
             .iter()
-            .map(|m| (m, Anthropic.pass_through_body(body, Some(m))))
+            .map(|m| {
+                (
+                    m,
+                    Anthropic.pass_through_body(body, Some(m), drop_fallbacks),
+                )
+            })
             .collect();
         if let Ok(head) = &head {
             for (model, result) in &rewritten {
@@ -57,9 +64,10 @@ fuzz_target!(|body: &[u8]| {
                     .unwrap_or_else(|e| panic!("rewritten body no longer peeks: {e}"));
                 assert_eq!(new_head.model, **model, "rewritten model");
                 assert_eq!(new_head.stream, head.stream, "rewrite changed `stream`");
+                assert!(new_head.fallbacks.is_none(), "`fallbacks` left in the body");
             }
             // Taking out thinking Claude cannot verify keeps the request routable as it was.
-            match Anthropic.pass_through_body(body, None) {
+            match Anthropic.pass_through_body(body, None, false) {
                 Ok(Some(filtered)) => {
                     let filtered_head = Anthropic
                         .peek(&filtered, endpoint)
