@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use crate::config::{KeyConfig, ProviderConfig};
 use crate::error::GatewayError;
 use crate::headers::ANTHROPIC_BETA;
-use crate::health::{Gate, now_ms, report};
+use crate::health::{now_ms, report};
 use crate::limits::Slot;
 use heimdall_protocol::error::ErrorType;
 
@@ -354,7 +354,7 @@ fn choose(
     let probe = p.keys.iter().enumerate().position(|(i, k)| {
         !k.health.is_closed() && eligible(i, k) && {
             let now = now_ms();
-            k.health.gate(now) == Gate::ProbeDue && k.health.claim_probe(now, &p.circuit)
+            k.health.claim_probe(now, &p.circuit)
         }
     });
     probe.or_else(|| pick_weighted(&p.keys, &usable))

@@ -1,6 +1,7 @@
 //! What the edge knows about a request before core decides anything: who sent it, through
 //! which front door, and the client headers that later stages may act on.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use heimdall_providers::DirectKeyHeader;
@@ -9,7 +10,7 @@ use heimdall_protocol::dialect::FrontDoor;
 use http::HeaderMap;
 
 use crate::error::GatewayError;
-use crate::headers::HeaderRules;
+use crate::exchange::Snapshot;
 
 /// Prefix of Bifrost-style virtual keys presented in the usual credential headers.
 const VIRTUAL_KEY_PREFIX: &str = "sk-bf-";
@@ -17,6 +18,9 @@ const VIRTUAL_KEY_PREFIX: &str = "sk-bf-";
 pub struct RequestContext {
     /// `req_…`, on every answer and record.
     pub request_id: String,
+    /// The configuration this request runs on from start to end, whatever a reload does
+    /// meanwhile: its header rules, body limit, routes and keys.
+    pub config: Arc<Snapshot>,
     pub front_door: &'static dyn FrontDoor,
     /// The client headers that may go upstream (`client.header_filter_config`; the provider
     /// decides which of them its upstream takes).
@@ -65,8 +69,7 @@ impl RequestContext {
         request_id: String,
         front_door: &'static dyn FrontDoor,
         headers: &HeaderMap,
-        rules: &HeaderRules,
-        direct_keys: bool,
+        config: Arc<Snapshot>,
     ) -> Self {
         let text = |name: &str| {
             headers
@@ -75,7 +78,7 @@ impl RequestContext {
                 .map(str::trim)
                 .filter(|v| !v.is_empty())
         };
-        let (forward_headers, refusal) = match rules.forwarded(headers) {
+        let (forward_headers, refusal) = match config.header_rules.forwarded(headers) {
             Ok(forwarded) => (forwarded, None),
             Err(e) => (HeaderMap::new(), Some(e)),
         };
@@ -110,7 +113,7 @@ impl RequestContext {
             v.filter(|k| !k.starts_with(VIRTUAL_KEY_PREFIX))
                 .map(str::to_owned)
         };
-        let client_keys = if direct_keys {
+        let client_keys = if config.allow_direct_keys {
             ClientKeys {
                 x_api_key: provider_key(last("x-api-key")),
                 bearer: provider_key(last("authorization").and_then(|v| v.strip_prefix("Bearer "))),
@@ -125,6 +128,7 @@ impl RequestContext {
             .collect();
         Self {
             request_id,
+            config,
             front_door,
             forward_headers,
             refusal,
@@ -142,20 +146,23 @@ impl RequestContext {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+    use crate::exchange::Gateway;
     use heimdall_protocol::dialect::anthropic::Anthropic;
+
+    /// A snapshot with direct keys on, so that client keys are read.
+    fn live() -> Arc<Snapshot> {
+        let config =
+            Config::from_json(r#"{"client": {"allow_direct_keys": true}}"#, &|_| None).unwrap();
+        Gateway::new(config).unwrap().config()
+    }
 
     fn ctx(pairs: &[(&'static str, &'static str)]) -> RequestContext {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
             h.insert(*k, http::HeaderValue::from_static(v));
         }
-        RequestContext::from_headers(
-            "req_1".into(),
-            &Anthropic,
-            &h,
-            &HeaderRules::default(),
-            true,
-        )
+        RequestContext::from_headers("req_1".into(), &Anthropic, &h, live())
     }
 
     #[test]
@@ -209,13 +216,7 @@ mod tests {
         let mut twice = HeaderMap::new();
         twice.append("x-api-key", http::HeaderValue::from_static("dummy-key"));
         twice.append("x-api-key", http::HeaderValue::from_static("sk-ant-real"));
-        let c = RequestContext::from_headers(
-            "r".into(),
-            &Anthropic,
-            &twice,
-            &HeaderRules::default(),
-            true,
-        );
+        let c = RequestContext::from_headers("r".into(), &Anthropic, &twice, live());
         assert_eq!(c.client_keys.x_api_key.as_deref(), Some("sk-ant-real"));
         let c = ctx(&[("x-api-key", "sk-bf-virtual")]);
         assert!(

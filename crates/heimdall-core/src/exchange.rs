@@ -6,7 +6,6 @@
 
 use std::ops::Deref;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -120,7 +119,6 @@ pub struct Gateway {
     /// Cancelled when shutdown ran past its grace period: every request still in flight ends
     /// at once in its front door's shape instead of being cut.
     abort: CancellationToken,
-    reloads: AtomicU64,
 }
 
 /// How an exchange's answer comes back before the record takes charge of it.
@@ -179,11 +177,10 @@ impl Gateway {
             policy,
             sink,
             abort: CancellationToken::new(),
-            reloads: AtomicU64::new(0),
         })
     }
 
-    /// The running configuration; hold it for as long as one request needs a consistent view.
+    /// The running configuration. A request takes it once, into its `RequestContext`.
     pub fn config(&self) -> Arc<Snapshot> {
         self.live.load_full()
     }
@@ -196,13 +193,7 @@ impl Gateway {
         config.inherit_state(&old.config);
         let next = Snapshot::build(config, Some(&old))?;
         self.live.store(Arc::new(next));
-        self.reloads.fetch_add(1, Ordering::Relaxed);
         Ok(())
-    }
-
-    /// How many reloads replaced the configuration since start.
-    pub fn reloads(&self) -> u64 {
-        self.reloads.load(Ordering::Relaxed)
     }
 
     pub fn max_request_body_bytes(&self) -> usize {
@@ -246,7 +237,7 @@ impl Gateway {
         ctx: Arc<RequestContext>,
         body: Bytes,
     ) -> Result<Answered<Reply>, GatewayError> {
-        let live = self.config();
+        let live = Arc::clone(&ctx.config);
         let mut guard = self.guard(&ctx, Endpoint::Messages);
         match self
             .abortable(self.exchange(&live, &ctx, &body, &mut guard))
@@ -636,7 +627,7 @@ impl Gateway {
         ctx: Arc<RequestContext>,
         body: Bytes,
     ) -> Result<Answered<Bytes>, GatewayError> {
-        let live = self.config();
+        let live = Arc::clone(&ctx.config);
         let mut guard = self.guard(&ctx, Endpoint::CountTokens);
         let result = self
             .abortable(self.count_tokens_inner(&live, &ctx, &body, &mut guard))

@@ -37,15 +37,6 @@ pub struct KeyHealth {
     open_until: AtomicU64,
 }
 
-/// Whether a key may be used now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Gate {
-    Closed,
-    /// Open, but its cool-down is over: one request may claim the probe.
-    ProbeDue,
-    Open,
-}
-
 /// What a failure or a success did to the circuit, for the log and the metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transition {
@@ -55,14 +46,6 @@ pub enum Transition {
 }
 
 impl KeyHealth {
-    pub fn gate(&self, now: u64) -> Gate {
-        match self.open_until.load(Ordering::Acquire) {
-            0 => Gate::Closed,
-            until if now >= until => Gate::ProbeDue,
-            _ => Gate::Open,
-        }
-    }
-
     /// Whether the circuit is closed (the key is healthy).
     pub fn is_closed(&self) -> bool {
         self.open_until.load(Ordering::Acquire) == 0
@@ -197,18 +180,18 @@ mod tests {
         assert_eq!(h.failure(12, &S), Transition::None);
         assert_eq!(h.failure(13, &S), Transition::None);
         assert_eq!(h.failure(14, &S), Transition::Opened);
-        assert_eq!(h.gate(500), Gate::Open);
+        assert!(!h.is_closed());
         assert!(!h.claim_probe(500, &S), "no probe during the cool-down");
-        assert_eq!(h.gate(1014), Gate::ProbeDue);
         assert!(h.claim_probe(1014, &S));
         assert!(!h.claim_probe(1014, &S), "one probe per cool-down");
-        assert_eq!(h.gate(1500), Gate::Open);
+        assert!(!h.claim_probe(1500, &S));
         // The probe failed: open for another cool-down.
         assert_eq!(h.failure(1600, &S), Transition::None);
-        assert_eq!(h.gate(2500), Gate::Open);
+        assert!(!h.claim_probe(2500, &S));
         assert!(h.claim_probe(2600, &S));
         assert_eq!(h.success(), Transition::Closed);
-        assert_eq!(h.gate(2601), Gate::Closed);
+        assert!(h.is_closed());
+        assert!(!h.claim_probe(5000, &S), "a closed circuit has no probe");
         assert_eq!(h.consecutive_failures(), 0);
     }
 

@@ -59,7 +59,7 @@ impl Gateway {
                 "limit: Input should be between 1 and {MAX_LIMIT}"
             )));
         }
-        let all = self.catalog().await;
+        let all = self.catalog(&ctx.config).await;
         let (data, has_more) = paginate(&all, q, limit as usize)?;
         Ok(Bytes::from(
             ctx.front_door
@@ -70,10 +70,9 @@ impl Gateway {
     /// One model, answered under the id the client asked for (`anthropic/claude-x` and
     /// `claude-x` name the same model).
     pub async fn get_model(&self, ctx: &RequestContext, id: &str) -> Result<Bytes, GatewayError> {
-        let live = self.config();
-        let (provider, name) = split_model(&live, id)?;
+        let (provider, name) = split_model(&ctx.config, id)?;
         let wanted = client_id(provider, name);
-        let all = self.catalog().await;
+        let all = self.catalog(&ctx.config).await;
         let mut found = all
             .iter()
             .find(|m| m.id == wanted)
@@ -83,8 +82,7 @@ impl Gateway {
         Ok(Bytes::from(ctx.front_door.encode_model(&found)))
     }
 
-    async fn catalog(&self) -> Arc<Vec<ModelInfo>> {
-        let config = self.config();
+    async fn catalog(&self, config: &Snapshot) -> Arc<Vec<ModelInfo>> {
         let mut cached = self.models.0.lock().await;
         if let Some((fresh_until, generation, list)) = cached.as_ref()
             && Instant::now() < *fresh_until
@@ -96,7 +94,7 @@ impl Gateway {
             config
                 .providers
                 .iter()
-                .map(|p| Self::provider_models(&config, p)),
+                .map(|p| Self::provider_models(config, p)),
         )
         .await;
         let complete = lists.iter().all(|(_, ok)| *ok);

@@ -99,8 +99,8 @@ fn json_response(body: Bytes) -> Response {
 
 /// Reads the whole body, refusing more than the configured limit with a 413 and a body that
 /// does not arrive in time with a 408.
-async fn read_body(gateway: &Gateway, body: Body) -> Result<Bytes, GatewayError> {
-    let limit = gateway.max_request_body_bytes();
+async fn read_body(ctx: &RequestContext, body: Body) -> Result<Bytes, GatewayError> {
+    let limit = ctx.config.max_request_body_bytes;
     axum::body::to_bytes(body, limit)
         .await
         .map_err(|e| body_error(&e, limit))
@@ -163,13 +163,11 @@ fn find_cause<'a, T: std::error::Error + 'static>(
 /// request is taken apart rather than its headers extracted: that would copy them.
 fn context(gateway: &Gateway, req: Request) -> (Arc<RequestContext>, Body) {
     let (mut parts, body) = req.into_parts();
-    let live = gateway.config();
     let ctx = RequestContext::from_headers(
         request_id(&mut parts.extensions),
         &ANTHROPIC,
         &parts.headers,
-        &live.header_rules,
-        live.allow_direct_keys,
+        gateway.config(),
     );
     (Arc::new(ctx), body)
 }
@@ -183,7 +181,7 @@ fn request_id(extensions: &mut http::Extensions) -> String {
 
 async fn messages(State(gateway): State<Arc<Gateway>>, req: Request) -> Response {
     let (ctx, body) = context(&gateway, req);
-    let result = match read_body(&gateway, body).await {
+    let result = match read_body(&ctx, body).await {
         Ok(body) => gateway.messages(Arc::clone(&ctx), body).await,
         Err(e) => Err(e),
     };
@@ -232,7 +230,7 @@ fn add_served_headers(response: &mut Response, served: Option<&Served>) {
 
 async fn count_tokens(State(gateway): State<Arc<Gateway>>, req: Request) -> Response {
     let (ctx, body) = context(&gateway, req);
-    let result = match read_body(&gateway, body).await {
+    let result = match read_body(&ctx, body).await {
         Ok(body) => gateway.count_tokens(Arc::clone(&ctx), body).await,
         Err(e) => Err(e),
     };

@@ -239,32 +239,21 @@ async fn an_invalid_file_is_refused_and_the_running_config_stays() {
         assert_eq!(key_used(&h).await, KEY_A);
     }
 
-    // Valid JSON of the wrong type, carrying the new key: nothing of it applies.
-    let mut wrong_type = b.clone();
-    wrong_type["providers"]["anthropic"]["keys"][0]["weight"] = json!("x");
-    replace_config(&h, &wrong_type);
-    wait_log(&h, REFUSED, 2).await;
-    let line = log_lines(&h, REFUSED).pop().unwrap();
-    assert!(
-        line.contains("providers.anthropic.keys[0].weight"),
-        "{line}"
-    );
-    for _ in 0..3 {
-        assert_eq!(key_used(&h).await, KEY_A);
-    }
-
-    // Well-typed but out of range: validated in full before anything is replaced.
-    let mut out_of_range = b.clone();
-    out_of_range["providers"]["anthropic"]["keys"][0]["weight"] = json!(-1);
-    replace_config(&h, &out_of_range);
-    wait_log(&h, REFUSED, 3).await;
-    let line = log_lines(&h, REFUSED).pop().unwrap();
-    assert!(
-        line.contains("providers.anthropic.keys[0].weight"),
-        "{line}"
-    );
-    for _ in 0..3 {
-        assert_eq!(key_used(&h).await, KEY_A);
+    // Valid JSON of the wrong type, then well-typed but out of range, each carrying the new
+    // key: the file is validated in full before anything of it applies.
+    for (refusals, weight) in [(2, json!("x")), (3, json!(-1))] {
+        let mut invalid = b.clone();
+        invalid["providers"]["anthropic"]["keys"][0]["weight"] = weight;
+        replace_config(&h, &invalid);
+        wait_log(&h, REFUSED, refusals).await;
+        let line = log_lines(&h, REFUSED).pop().unwrap();
+        assert!(
+            line.contains("providers.anthropic.keys[0].weight"),
+            "{line}"
+        );
+        for _ in 0..3 {
+            assert_eq!(key_used(&h).await, KEY_A);
+        }
     }
     assert_eq!(log_count(&h, RELOADED), 0, "{}", h.gateway.output());
 
