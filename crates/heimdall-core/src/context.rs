@@ -2,7 +2,7 @@
 //! which front door, and the client headers that later stages may act on.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use heimdall_providers::DirectKeyHeader;
 
@@ -41,7 +41,13 @@ pub struct RequestContext {
     pub client_keys: ClientKeys,
     /// `x-bf-async*` headers, for async inference.
     pub async_headers: HeaderMap,
+    /// W3C `traceparent`: the client's trace, which the request's span continues.
+    pub traceparent: Option<String>,
+    /// Runs as an async job (`x-bf-async`), not on the client's connection.
+    pub is_async: bool,
     pub received: Instant,
+    /// `received` by the wall clock, for records.
+    pub started_at: SystemTime,
 }
 
 /// The provider keys in a request's credential headers.
@@ -138,9 +144,30 @@ impl RequestContext {
             session_ttl,
             client_keys,
             async_headers,
+            traceparent: text("traceparent").map(str::to_owned),
+            is_async: false,
             received: Instant::now(),
+            started_at: SystemTime::now(),
         }
     }
+
+    /// How records name the request's virtual key: never its value, but a fingerprint of it
+    /// (`vk_` and 16 hex digits of its SHA-256), the same for every request with that key.
+    pub fn virtual_key_id(&self) -> Option<String> {
+        self.virtual_key.as_deref().map(virtual_key_fingerprint)
+    }
+}
+
+/// `vk_` and the first 16 hex digits of the key's SHA-256: stable, and not the key.
+pub fn virtual_key_fingerprint(value: &str) -> String {
+    use std::fmt::Write;
+    let digest = ring::digest::digest(&ring::digest::SHA256, value.as_bytes());
+    let mut id = String::with_capacity(19);
+    id.push_str("vk_");
+    for b in &digest.as_ref()[..8] {
+        let _ = write!(id, "{b:02x}");
+    }
+    id
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 
 use std::ops::Deref;
 use std::sync::Arc;
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -28,7 +29,7 @@ use crate::limits::Slot;
 use crate::media::MediaFetcher;
 use crate::models::ModelsCache;
 use crate::policy::{AllowAll, Plan, Policy};
-use crate::record::{LogSink, Outcome, RecordSink};
+use crate::record::{Content, LogSink, Outcome, RecordSink};
 use crate::route;
 use crate::stream::{self, BodyStream, Mode, Pump};
 use crate::tokens;
@@ -239,12 +240,22 @@ impl Gateway {
     ) -> Result<Answered<Reply>, GatewayError> {
         let live = Arc::clone(&ctx.config);
         let mut guard = self.guard(&ctx, Endpoint::Messages);
+        if live.logging.keeps_content() {
+            guard.record.content = Some(Content {
+                request: body.clone(),
+                ..Content::default()
+            });
+        }
         match self
             .abortable(self.exchange(&live, &ctx, &body, &mut guard))
             .await
         {
             Ok((Exchanged::Json(bytes), served)) => {
                 guard.record.outcome = Outcome::Success;
+                guard.record.first_byte = Some(ctx.received.elapsed());
+                if let Some(content) = &mut guard.record.content {
+                    content.push_response(&bytes);
+                }
                 Ok(Answered {
                     body: Reply::Json(bytes),
                     served: Some(served),
@@ -490,6 +501,7 @@ impl Gateway {
                 Miss::FailOver(e)
             }
         };
+        guard.record.fallback_index = u32::try_from(position).unwrap_or(u32::MAX);
         let t = Self::target(live, ctx, guard, Endpoint::Messages, model, head.stream)
             .map_err(unusable)?;
         self.admit(ctx, guard, Endpoint::Messages, model, &t, head.stream)
@@ -522,6 +534,7 @@ impl Gateway {
                 )
             }
         };
+        let sending = Instant::now();
         let sent = attempt::send(
             &live.client,
             Call {
@@ -541,6 +554,7 @@ impl Gateway {
             tries,
         )
         .await;
+        guard.record.upstream_wait += sending.elapsed();
         let answer = match sent {
             Ok(answer) => answer,
             Err(e) if fails_over(&e) => return Err(Miss::FailOver(e)),
@@ -582,7 +596,10 @@ impl Gateway {
             return Ok((Exchanged::Stream(Box::new(parts)), key));
         }
         let provider_name = &t.provider.name;
-        let bytes = read_body(answer, t.provider).await.map_err(|e| {
+        let reading = Instant::now();
+        let body = read_body(answer, t.provider).await;
+        guard.record.upstream_wait += reading.elapsed();
+        let bytes = body.map_err(|e| {
             if fails_over(&e) {
                 Miss::FailOver(e)
             } else {
@@ -688,6 +705,7 @@ impl Gateway {
             None => passthrough_body(front, body, &head, t.upstream_model)?,
         };
         let mut tries = 0;
+        let sending = Instant::now();
         let sent = attempt::send(
             &live.client,
             Call {
@@ -708,7 +726,13 @@ impl Gateway {
         )
         .await;
         guard.record.attempts = tries;
-        let answer = sent?;
+        let answer = match sent {
+            Ok(answer) => answer,
+            Err(e) => {
+                guard.record.upstream_wait += sending.elapsed();
+                return Err(e);
+            }
+        };
         let served = Served {
             provider: t.provider.name.clone(),
             model: head.model.to_string(),
@@ -716,7 +740,9 @@ impl Gateway {
             attempts: tries,
         };
         guard.record.key_name = Some(served.key.clone());
-        let bytes = read_body(answer, t.provider).await?;
+        let bytes = read_body(answer, t.provider).await;
+        guard.record.upstream_wait += sending.elapsed();
+        let bytes = bytes?;
         let count = match translated {
             Some((codec, _)) => codec.decode_count_response(&bytes),
             None => match t.dialect.pass_through_count(&bytes) {

@@ -2,7 +2,7 @@
 //! failed, was refused before routing, or was cancelled by a client that left mid-stream.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use heimdall_protocol::canonical::Usage;
 use heimdall_protocol::dialect::Endpoint;
@@ -30,29 +30,24 @@ impl RecordGuard {
         policy: Arc<dyn Policy>,
         sink: Arc<dyn RecordSink>,
     ) -> Self {
+        let mut record = blank(endpoint, ctx.front_door.dialect().0);
+        record.request_id.clone_from(&ctx.request_id);
+        record.started_at = ctx.started_at;
+        record.virtual_key = ctx.virtual_key_id();
+        record.is_async = ctx.is_async;
+        record.traceparent.clone_from(&ctx.traceparent);
         Self {
-            record: RequestRecord {
-                request_id: ctx.request_id.clone(),
-                endpoint,
-                front_door: ctx.front_door.dialect().0,
-                provider: None,
-                model: None,
-                served_model: None,
-                key_name: None,
-                attempts: 0,
-                stream: false,
-                pass_through: false,
-                usage: Usage::default(),
-                stop_reason: None,
-                outcome: Outcome::Cancelled,
-                error_message: None,
-                latency: Duration::ZERO,
-            },
+            record,
             admission: Admission::default(),
             ctx,
             policy,
             sink,
         }
+    }
+
+    /// Time since the request arrived.
+    pub fn since_received(&self) -> Duration {
+        self.ctx.received.elapsed()
     }
 
     pub fn fail(&mut self, err: &GatewayError) {
@@ -69,23 +64,51 @@ impl RecordGuard {
     }
 }
 
+/// A record before anything is known of its request.
+fn blank(endpoint: Endpoint, front_door: &'static str) -> RequestRecord {
+    RequestRecord {
+        request_id: String::new(),
+        started_at: SystemTime::UNIX_EPOCH,
+        endpoint,
+        front_door,
+        provider: None,
+        model: None,
+        served_model: None,
+        fallback_index: 0,
+        key_name: None,
+        virtual_key: None,
+        is_async: false,
+        traceparent: None,
+        attempts: 0,
+        stream: false,
+        pass_through: false,
+        usage: Usage::default(),
+        cost: None,
+        stop_reason: None,
+        outcome: Outcome::Cancelled,
+        error_message: None,
+        latency: Duration::ZERO,
+        first_byte: None,
+        upstream_wait: Duration::ZERO,
+        client_wait: Duration::ZERO,
+        inter_event: None,
+        content: None,
+    }
+}
+
 impl Drop for RecordGuard {
     fn drop(&mut self) {
         self.record.latency = self.ctx.received.elapsed();
+        let r = &mut self.record;
+        if let Some(provider) = &r.provider {
+            let model = r.served_model.as_deref().or(r.model.as_deref());
+            r.cost = model.and_then(|m| self.ctx.config.pricing.cost(provider, m, &r.usage));
+        }
         let admission = std::mem::take(&mut self.admission);
         self.policy.settle(&self.ctx, admission, &self.record);
-        // The guard is being dropped: its record moves to the sink instead of being copied.
-        let empty = RequestRecord {
-            request_id: String::new(),
-            provider: None,
-            model: None,
-            served_model: None,
-            key_name: None,
-            stop_reason: None,
-            error_message: None,
-            ..self.record
-        };
+        // The guard is being dropped: its record moves to the sinks instead of being copied.
+        let empty = blank(self.record.endpoint, self.record.front_door);
         let record = std::mem::replace(&mut self.record, empty);
-        self.sink.record(record);
+        self.sink.record(&Arc::new(record));
     }
 }

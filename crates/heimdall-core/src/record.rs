@@ -1,7 +1,9 @@
 //! The per-request record and where finished records go.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
 use heimdall_protocol::canonical::Usage;
 use heimdall_protocol::dialect::Endpoint;
 use heimdall_protocol::error::ErrorType;
@@ -22,10 +24,57 @@ pub enum Outcome {
     },
 }
 
+impl Outcome {
+    /// The HTTP status the client got (a stream that failed after its start got 200).
+    pub fn status(self) -> u16 {
+        match self {
+            Self::Failed { status, .. } => status,
+            Self::Cancelled => 499,
+            Self::Success | Self::StreamError { .. } => 200,
+        }
+    }
+
+    pub fn error_type(self) -> Option<ErrorType> {
+        match self {
+            Self::Failed { kind, .. } | Self::StreamError { kind } => Some(kind),
+            Self::Cancelled | Self::Success => None,
+        }
+    }
+}
+
+/// What a request said and what it was answered, kept for the logs store unless
+/// `client.disable_content_logging`. Held as the buffers that were sent anyway (reference
+/// counted, never copied); reading them into a message happens off the request path.
+#[derive(Debug, Clone, Default)]
+pub struct Content {
+    /// The client's body as received.
+    pub request: Bytes,
+    /// A JSON answer, or the chunks of a streamed one as they went to the client.
+    pub response: Vec<Bytes>,
+    /// The answer was longer than [`Content::MAX_RESPONSE_BYTES`]; the rest is not kept.
+    pub truncated: bool,
+}
+
+impl Content {
+    /// How much of a streamed answer is kept for the log.
+    pub const MAX_RESPONSE_BYTES: usize = 1 << 20;
+
+    pub fn push_response(&mut self, chunk: &Bytes) {
+        let held: usize = self.response.iter().map(Bytes::len).sum();
+        if held + chunk.len() > Self::MAX_RESPONSE_BYTES {
+            self.truncated = true;
+        } else {
+            self.response.push(chunk.clone());
+        }
+    }
+}
+
 /// What happened to one request.
 #[derive(Debug, Clone)]
 pub struct RequestRecord {
     pub request_id: String,
+    /// When it arrived, by the wall clock.
+    pub started_at: SystemTime,
     pub endpoint: Endpoint,
     /// The front door's dialect name.
     pub front_door: &'static str,
@@ -35,23 +84,65 @@ pub struct RequestRecord {
     pub model: Option<String>,
     /// The model that answered or was tried last: `model`, or one of its fallbacks.
     pub served_model: Option<String>,
+    /// Place of `served_model` in the fallback chain (0: the model asked for).
+    pub fallback_index: u32,
     /// The name (never the value) of the key that answered.
     pub key_name: Option<String>,
+    /// The virtual key's id (never its value), when the request carried one.
+    pub virtual_key: Option<String>,
+    /// Submitted with `x-bf-async`: run as a background job.
+    pub is_async: bool,
+    /// The client's W3C `traceparent`, as sent.
+    pub traceparent: Option<String>,
     /// Upstream requests sent for it: retries, other keys and fallbacks included.
     pub attempts: u32,
     pub stream: bool,
     pub pass_through: bool,
     pub usage: Usage,
+    /// US dollars, when the served model's price is known.
+    pub cost: Option<f64>,
     pub stop_reason: Option<String>,
     pub outcome: Outcome,
     pub error_message: Option<String>,
     pub latency: Duration,
+    /// Until the answer's first byte: a JSON answer's whole body, a stream's first upstream
+    /// event.
+    pub first_byte: Option<Duration>,
+    /// Time spent waiting on upstreams: attempts, backoff between them, reading the answer,
+    /// and a stream's waits for its next event.
+    pub upstream_wait: Duration,
+    /// Time a stream waited for the client to take what it had been sent.
+    pub client_wait: Duration,
+    /// A stream's mean time between upstream events after the first.
+    pub inter_event: Option<Duration>,
+    pub content: Option<Content>,
+}
+
+impl RequestRecord {
+    /// The time Heimdall itself spent on the request: what is neither the upstream's nor the
+    /// client's.
+    pub fn overhead(&self) -> Duration {
+        self.latency
+            .saturating_sub(self.upstream_wait)
+            .saturating_sub(self.client_wait)
+    }
 }
 
 /// Where finished records go. Implementations must not block: a store queues records on a
-/// bounded channel and counts what it drops.
+/// bounded channel and counts what it drops. Records are shared, not copied, between sinks.
 pub trait RecordSink: Send + Sync {
-    fn record(&self, record: RequestRecord);
+    fn record(&self, record: &Arc<RequestRecord>);
+}
+
+/// Hands each record to several sinks in turn (log line, metrics, store, traces).
+pub struct Sinks(pub Vec<Arc<dyn RecordSink>>);
+
+impl RecordSink for Sinks {
+    fn record(&self, record: &Arc<RequestRecord>) {
+        for sink in &self.0 {
+            sink.record(record);
+        }
+    }
 }
 
 /// Writes each record as one structured log line; client-supplied strings are passed as
@@ -59,7 +150,7 @@ pub trait RecordSink: Send + Sync {
 pub struct LogSink;
 
 impl RecordSink for LogSink {
-    fn record(&self, r: RequestRecord) {
+    fn record(&self, r: &Arc<RequestRecord>) {
         let elapsed_ms = r.latency.as_secs_f64() * 1e3;
         let u = r.usage;
         let provider = r.provider.as_deref().unwrap_or("-");

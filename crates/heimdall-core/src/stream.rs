@@ -53,6 +53,19 @@ pub(crate) struct Pump {
     pub slot: Option<Slot>,
 }
 
+/// When a stream's events came and how long it waited on either side, for its record.
+#[derive(Default)]
+struct Timing {
+    /// The last upstream event.
+    last_event: Option<Instant>,
+    /// Sum of the gaps between upstream events, and their count.
+    gaps: Duration,
+    gap_count: u32,
+    /// When the last chunk was handed to the client; the time until the next poll is the
+    /// client's.
+    handed: Option<Instant>,
+}
+
 struct State {
     upstream: ByteStream,
     framer: Box<dyn Framer>,
@@ -68,6 +81,7 @@ struct State {
     idle_deadline: Instant,
     deltas: Vec<Delta>,
     done: bool,
+    timing: Timing,
     /// Held, not read: dropping the state gives the slot back.
     _slot: Option<Slot>,
 }
@@ -89,6 +103,7 @@ pub(crate) fn body(pump: Pump) -> BodyStream {
         idle_deadline: Instant::now() + pump.idle,
         deltas: Vec::new(),
         done: false,
+        timing: Timing::default(),
         _slot: pump.slot,
     };
     // A translated stream's message start goes out at once, before the first upstream chunk.
@@ -101,6 +116,9 @@ pub(crate) fn body(pump: Pump) -> BodyStream {
 }
 
 async fn next_chunk(mut s: State) -> Option<(Result<Bytes, std::io::Error>, State)> {
+    if let Some(handed) = s.timing.handed.take() {
+        s.guard.record.client_wait += handed.elapsed();
+    }
     let mut out = BytesMut::new();
     while !s.done && out.is_empty() {
         let now = Instant::now();
@@ -110,7 +128,10 @@ async fn next_chunk(mut s: State) -> Option<(Result<Bytes, std::io::Error>, Stat
             Mode::PassThrough { .. } => until_idle,
         };
         let next = tokio::select! {
-            next = tokio::time::timeout(wait, s.upstream.next()) => next,
+            next = tokio::time::timeout(wait, s.upstream.next()) => {
+                s.guard.record.upstream_wait += now.elapsed();
+                next
+            }
             () = s.abort.as_mut() => {
                 let msg = crate::error::GatewayError::shutting_down().message;
                 s.fail(ErrorType::OverloadedError, &msg, &mut out);
@@ -144,7 +165,12 @@ async fn next_chunk(mut s: State) -> Option<(Result<Bytes, std::io::Error>, Stat
     if out.is_empty() {
         return None;
     }
-    Some((Ok(out.freeze()), s))
+    let chunk = out.freeze();
+    if let Some(content) = &mut s.guard.record.content {
+        content.push_response(&chunk);
+    }
+    s.timing.handed = Some(Instant::now());
+    Some((Ok(chunk), s))
 }
 
 impl State {
@@ -153,11 +179,25 @@ impl State {
         KEEPALIVE.min(self.idle / 2)
     }
 
+    fn timed_event(&mut self, now: Instant) {
+        let t = &mut self.timing;
+        match t.last_event.replace(now) {
+            None => self.guard.record.first_byte = Some(self.guard.since_received()),
+            Some(last) => {
+                t.gaps += now - last;
+                t.gap_count += 1;
+                self.guard.record.inter_event = Some(t.gaps / t.gap_count);
+            }
+        }
+    }
+
     fn drain_frames(&mut self, out: &mut BytesMut) {
         while !self.done {
             match self.framer.next_frame() {
                 Ok(Some(frame)) => {
-                    self.idle_deadline = Instant::now() + self.idle;
+                    let now = Instant::now();
+                    self.idle_deadline = now + self.idle;
+                    self.timed_event(now);
                     self.frame(&frame, out);
                 }
                 Ok(None) => break,

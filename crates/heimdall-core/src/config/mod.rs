@@ -16,7 +16,11 @@ use crate::affinity::AffinitySettings;
 use crate::headers::HeaderRules;
 use crate::health::{CircuitSettings, KeyHealth};
 use crate::limits::Limiter;
+use crate::pricing::{Price, Pricing};
+
+mod observability;
 use http::{HeaderMap, HeaderName, HeaderValue};
+pub use observability::{LoggingConfig, OtelConfig, OtlpProtocol, PostgresConfig, StoreConfig};
 use serde::Deserialize;
 
 /// A provider key. Its `Debug` never shows the value.
@@ -225,6 +229,12 @@ pub struct Config {
     /// `client.drop_excess_requests`: a full provider queue answers 529 at once.
     pub drop_excess_requests: bool,
     pub session_affinity: AffinitySettings,
+    /// The logs store and what it keeps (`logs_store`, `client.*logging*`).
+    pub logging: LoggingConfig,
+    /// The `otel` plugin, when configured.
+    pub otel: Option<OtelConfig>,
+    /// Model prices for the records' cost (Heimdall's `pricing` section over a list).
+    pub pricing: Pricing,
     /// Human-readable notes about accepted-but-unsupported settings, logged once at start.
     pub warnings: Vec<String>,
 }
@@ -246,6 +256,9 @@ impl Config {
             allow_direct_keys: false,
             drop_excess_requests: false,
             session_affinity: AffinitySettings::default(),
+            logging: LoggingConfig::default(),
+            otel: None,
+            pricing: Pricing::default(),
             warnings: Vec::new(),
         }
     }
@@ -446,6 +459,15 @@ impl Config {
             config.session_affinity.max_sessions =
                 in_range("client.session_affinity_max_sessions", v, 0, 100_000_000)?;
         }
+        config.logging.store = raw.logs_store.validate(env)?;
+        config.logging.disable_content = client.disable_content_logging.unwrap_or(false);
+        observability::lifetimes(
+            &mut config.logging,
+            client.log_retention_days,
+            client.async_job_result_ttl,
+        )?;
+        config.pricing = Pricing::new(raw.pricing);
+        config.otel = observability::plugins(raw.plugins, env, &mut warnings)?;
         config.check_fallbacks(&mut warnings)?;
         config.warnings = warnings;
         Ok(config)
@@ -752,6 +774,13 @@ struct RawConfig {
     client: RawClient,
     #[serde(default)]
     media_fetch: RawMediaFetch,
+    #[serde(default)]
+    logs_store: observability::RawLogsStore,
+    #[serde(default)]
+    plugins: Vec<observability::RawPlugin>,
+    /// Heimdall's own: USD per million tokens by model.
+    #[serde(default)]
+    pricing: BTreeMap<String, Price>,
 }
 
 #[derive(Deserialize, Default)]
@@ -836,6 +865,9 @@ struct RawClient {
     drop_excess_requests: Option<bool>,
     session_affinity_ttl_seconds: Option<u64>,
     session_affinity_max_sessions: Option<u64>,
+    disable_content_logging: Option<bool>,
+    log_retention_days: Option<u64>,
+    async_job_result_ttl: Option<i64>,
 }
 
 #[derive(Deserialize)]
