@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use heimdall_core::Gateway;
+use heimdall_core::{AllowAll, Gateway, LogSink, RecordSink, Sinks};
 use heimdall_core::config::Config;
 use tracing_subscriber::EnvFilter;
 
@@ -103,7 +103,12 @@ pub enum Stopped {
 const ABORT_FLUSH: Duration = Duration::from_secs(2);
 
 pub async fn serve(cli: Cli, loaded: Loaded) -> anyhow::Result<Stopped> {
-    let gateway = Arc::new(Gateway::new(loaded.config).map_err(|e| anyhow::anyhow!(e.message))?);
+    // Where every finished request's record goes; each sink queues or counts, none blocks.
+    let sinks: Vec<Arc<dyn RecordSink>> = vec![Arc::new(LogSink)];
+    let gateway = Arc::new(
+        Gateway::with_hooks(loaded.config, Arc::new(AllowAll), Arc::new(Sinks(sinks)))
+            .map_err(|e| anyhow::anyhow!(e.message))?,
+    );
     // Watching starts before the gateway says it listens: a change or a SIGHUP from then on
     // is never lost.
     let reloader = crate::reload::spawn(
