@@ -14,16 +14,26 @@
 //!   event (or the unterminated leftover) is larger than it, after the frames before it;
 //! - `name` and `data` are what the SSE fields of `raw` say (last `event:`, `data:` lines
 //!   joined with `\n`, one space after the colon dropped, comments ignored);
+//! - the Anthropic front door's `collect_stream` (a streamed answer rebuilt into the message
+//!   the logs store keeps) on the same bytes gives nothing or one JSON document;
 //! - nothing panics.
 
 #![no_main]
 
+use heimdall_protocol::dialect::FrontDoor;
+use heimdall_protocol::dialect::anthropic::Anthropic;
 use heimdall_protocol::framing::sse::SseFramer;
 use heimdall_protocol::framing::{Frame, Framer, FramingError};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let (max, chunks, payload) = split_input(data);
+    if let Some(doc) = Anthropic.collect_stream(payload) {
+        assert!(
+            serde_json::from_slice::<serde_json::Value>(&doc).is_ok(),
+            "collected stream is not JSON"
+        );
+    }
     let expected = reference_split(payload, max);
     let got = run(payload, max, chunks);
 

@@ -36,6 +36,8 @@ pub struct SuiteConfig {
     pub gateway_config: Option<String>,
     /// Scenario 5: more gateway configs (name, template) run on the translated path.
     pub variants: Vec<(String, String)>,
+    /// Also run the logging scenario: variants with request logs in SQLite and PostgreSQL.
+    pub logging: bool,
     pub mock_latency_ms: u64,
     pub peers: bool,
     pub peers_dir: PathBuf,
@@ -49,7 +51,8 @@ pub struct SuiteConfig {
     pub only: Vec<String>,
 }
 
-/// The default gateway config: every benchmarked provider at the mock.
+/// The default gateway config: every benchmarked provider at the mock, request logging off
+/// (the logging scenario turns it on in variants measured beside it).
 pub const DEFAULT_GATEWAY_CONFIG: &str = r#"{
   "providers": {
     "anthropic": {"keys": [{"name": "m", "value": "k", "models": ["*"], "weight": 1}],
@@ -61,8 +64,90 @@ pub const DEFAULT_GATEWAY_CONFIG: &str = r#"{
     "bedrock":   {"keys": [{"name": "m", "value": "k", "models": ["*"], "weight": 1,
                             "bedrock_key_config": {"region": "us-east-1"}}],
                   "network_config": {"base_url": "{{MOCK_URL}}"}}
-  }
+  },
+  "logs_store": {"enabled": false}
 }"#;
+
+/// The default config with `logs_store` set to `store`.
+fn with_logs_store(store: serde_json::Value) -> anyhow::Result<String> {
+    let mut config: serde_json::Value = serde_json::from_str(DEFAULT_GATEWAY_CONFIG)?;
+    config["logs_store"] = store;
+    Ok(serde_json::to_string_pretty(&config)?)
+}
+
+/// A database of the bench's own on the local PostgreSQL (created with `psql`, trust auth),
+/// dropped when the value is.
+struct BenchDatabase {
+    name: String,
+}
+
+impl BenchDatabase {
+    fn create() -> anyhow::Result<Self> {
+        let db = Self {
+            name: format!("heimdall_bench_{}", std::process::id()),
+        };
+        db.psql(&format!("DROP DATABASE IF EXISTS {}", db.name))?;
+        db.psql(&format!("CREATE DATABASE {}", db.name))?;
+        Ok(db)
+    }
+
+    fn psql(&self, sql: &str) -> anyhow::Result<()> {
+        let out = std::process::Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-qc",
+                sql,
+            ])
+            .output()
+            .context("running psql")?;
+        anyhow::ensure!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        Ok(())
+    }
+}
+
+impl Drop for BenchDatabase {
+    fn drop(&mut self) {
+        let _ = self.psql(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
+    }
+}
+
+/// The logging scenario's variants: request logs in SQLite (the embedded default) and in
+/// PostgreSQL, content included, each measured beside the logging-off default.
+fn logging_variants(notes: &mut Vec<String>) -> (Vec<(String, String)>, Option<BenchDatabase>) {
+    let mut variants = Vec::new();
+    match with_logs_store(serde_json::json!({"enabled": true, "type": "sqlite"})) {
+        Ok(t) => variants.push(("logging SQLite".to_owned(), t)),
+        Err(e) => notes.push(format!("logging SQLite: {e:#}")),
+    }
+    let db = match BenchDatabase::create() {
+        Ok(db) => db,
+        Err(e) => {
+            notes.push(format!("logging PostgreSQL: {e:#}"));
+            return (variants, None);
+        }
+    };
+    let store = serde_json::json!({"enabled": true, "type": "postgres", "config": {
+        "host": "127.0.0.1", "port": "5432", "user": "postgres", "password": "",
+        "db_name": db.name, "ssl_mode": "disable"
+    }});
+    match with_logs_store(store) {
+        Ok(t) => variants.push(("logging PostgreSQL".to_owned(), t)),
+        Err(e) => notes.push(format!("logging PostgreSQL: {e:#}")),
+    }
+    (variants, Some(db))
+}
 
 pub struct SuiteResult {
     pub reports: Vec<TargetReport>,
@@ -178,7 +263,14 @@ pub async fn run_suite(cfg: &SuiteConfig) -> anyhow::Result<SuiteResult> {
         true,
     ));
     let mut keep: Vec<Proc> = Vec::new();
-    for (name, tpl) in &cfg.variants {
+    let mut variants = cfg.variants.clone();
+    let mut _logging_db = None;
+    if cfg.logging {
+        let (more, db) = logging_variants(&mut notes);
+        variants.extend(more);
+        _logging_db = db;
+    }
+    for (name, tpl) in &variants {
         match start_gateway(cfg, tpl, &mock_url).await {
             Ok(p) => {
                 targets.extend(scenario::heimdall_targets(

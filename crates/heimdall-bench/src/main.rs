@@ -61,6 +61,10 @@ struct Args {
     /// the translated path next to the default one. Repeatable.
     #[arg(long = "variant")]
     variants: Vec<String>,
+    /// Skip the logging scenario (request logs in SQLite and in PostgreSQL, measured beside
+    /// logging off); PostgreSQL must accept `psql -h 127.0.0.1 -U postgres` for its half.
+    #[arg(long)]
+    no_logging: bool,
     /// `taskset -c` CPU list for the gateway (and peers).
     #[arg(long)]
     gateway_cpus: Option<String>,
@@ -175,6 +179,7 @@ async fn real_main(args: Args) -> anyhow::Result<()> {
         options: options.clone(),
         gateway_config: args.gateway_config.as_ref().map(read).transpose()?,
         variants,
+        logging: !args.no_logging && !args.quick,
         mock_latency_ms: args.mock_latency_ms,
         peers: args.peers,
         peers_dir: args.peers_dir.clone().unwrap_or_else(peers::default_dir),

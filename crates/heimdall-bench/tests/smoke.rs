@@ -16,7 +16,7 @@ async fn start_gateway(mock_url: &str) -> SocketAddr {
     let text = DEFAULT_GATEWAY_CONFIG.replace("{{MOCK_URL}}", mock_url);
     let config = Config::from_json(&text, &|_| None).unwrap();
     let gateway = Arc::new(Gateway::new(config).unwrap());
-    let app = heimdall_server::router(gateway);
+    let app = heimdall_server::router(heimdall_server::App::without_store(gateway));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {

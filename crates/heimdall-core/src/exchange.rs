@@ -630,6 +630,7 @@ impl Gateway {
                     Miss::FailOver(err)
                 })?;
                 guard.record.usage = response.usage;
+                guard.record.stop_reason = response.stop_reason.map(|r| r.as_str().to_owned());
                 Bytes::from(front.encode_response(&response))
             }
         };

@@ -22,6 +22,7 @@ pub mod pricing;
 mod record;
 mod route;
 mod stream;
+pub mod telemetry;
 mod tokens;
 
 pub use context::{ClientKeys, RequestContext, virtual_key_fingerprint};

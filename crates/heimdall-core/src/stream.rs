@@ -300,7 +300,15 @@ impl State {
                 record.usage = tap.usage();
                 record.stop_reason = tap.stop_reason().map(str::to_owned);
             }
-            Mode::Translate { assembler, .. } => record.usage = assembler.usage(),
+            Mode::Translate { assembler, .. } => {
+                record.usage = assembler.usage();
+                if let Some(reason) = assembler
+                    .stop_reason()
+                    .filter(|_| record.stop_reason.is_none())
+                {
+                    record.stop_reason = Some(reason.as_str().to_owned());
+                }
+            }
         }
         if self.done && record.outcome == Outcome::Cancelled {
             record.outcome = Outcome::Success;

@@ -71,6 +71,11 @@ pub struct Cli {
     #[arg(long, env = "HEIMDALL_MAX_URI_BYTES", default_value_t = 8192,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_uri_bytes: u32,
+    /// Seconds an async job's lease lasts (renewed by its gateway three times as often). When
+    /// a gateway stops without finishing its jobs, another sharing its logs store marks them
+    /// failed once their lease ran out.
+    #[arg(long, env = "HEIMDALL_ASYNC_JOB_LEASE_SECONDS", default_value = "30", value_parser = seconds)]
+    pub async_job_lease_seconds: Duration,
     /// Keep serving an HTTP/1.1 client that half-closes (shuts down its sending side) after its
     /// request. Off by default: a half-close cannot be told apart from a client that went away,
     /// so with it on, a vanished client's upstream request runs until its answer is written.

@@ -4,11 +4,14 @@
 //! **Architecture invariant:** this is the only crate that knows axum/hyper and client-facing
 //! status codes and error bodies. It holds no routing or provider logic.
 
+mod api;
 pub mod cli;
 mod edge;
+mod jobs;
 mod logfmt;
+mod metrics;
 mod reload;
 mod routes;
 pub mod run;
 
-pub use routes::router;
+pub use routes::{App, router};

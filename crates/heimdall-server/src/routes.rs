@@ -1,11 +1,12 @@
 //! The `/anthropic` surface and `/health`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::edge::RequestId;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, OriginalUri, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRef, OriginalUri, Path, Query, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -14,11 +15,39 @@ use heimdall_core::{Gateway, GatewayError, ModelsQuery, Reply, RequestContext, S
 use heimdall_protocol::dialect::FrontDoor;
 use heimdall_protocol::dialect::anthropic::Anthropic;
 use heimdall_protocol::error::ErrorType;
+use heimdall_store::Store;
+
+use crate::jobs::{AsyncJobs, AsyncRequest};
 
 /// The front door of the `/anthropic` routes.
 static ANTHROPIC: Anthropic = Anthropic;
 
-pub fn router(gateway: Arc<Gateway>) -> Router {
+/// What the routes share: the gateway, the async jobs and the logs store (when enabled).
+#[derive(Clone)]
+pub struct App {
+    pub gateway: Arc<Gateway>,
+    pub jobs: Arc<AsyncJobs>,
+    pub store: Option<Store>,
+}
+
+impl App {
+    /// An app without a logs store: no request logs, no async inference.
+    pub fn without_store(gateway: Arc<Gateway>) -> Self {
+        Self {
+            gateway,
+            jobs: AsyncJobs::new(None, Duration::from_secs(30)),
+            store: None,
+        }
+    }
+}
+
+impl FromRef<App> for Arc<Gateway> {
+    fn from_ref(app: &App) -> Self {
+        Arc::clone(&app.gateway)
+    }
+}
+
+pub fn router(app: App) -> Router {
     let anthropic = Router::new()
         .route("/v1/messages", post(messages))
         .route("/v1/messages/count_tokens", post(count_tokens))
@@ -26,12 +55,19 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/v1/models/{*id}", get(get_model))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
-    let app = Router::new()
+    let routes = Router::new()
         .nest("/anthropic", anthropic)
+        .route("/api/logs", get(crate::api::list_logs))
+        .route("/api/logs/{id}", get(crate::api::get_log))
         .route("/health", get(health))
+        .route("/metrics", get(crate::metrics::render))
         .fallback(not_found)
-        .with_state(gateway);
-    with_edge_layers(app)
+        .with_state(app);
+    // Installed before the layer registers anything (a no-op when `serve` already did).
+    crate::metrics::install();
+    // Outermost, so that the 500 of a panic is counted too; after routing, so it sees the
+    // route template.
+    with_edge_layers(routes).layer(axum::middleware::from_fn(crate::metrics::track))
 }
 
 /// What every route gets: Anthropic-shaped 500s for panics, and no framework body limit
@@ -162,6 +198,11 @@ fn find_cause<'a, T: std::error::Error + 'static>(
 /// What core needs to know about a request on the `/anthropic` surface, and its body. The
 /// request is taken apart rather than its headers extracted: that would copy them.
 fn context(gateway: &Gateway, req: Request) -> (Arc<RequestContext>, Body) {
+    let (ctx, body) = context_of(gateway, req);
+    (Arc::new(ctx), body)
+}
+
+fn context_of(gateway: &Gateway, req: Request) -> (RequestContext, Body) {
     let (mut parts, body) = req.into_parts();
     let ctx = RequestContext::from_headers(
         request_id(&mut parts.extensions),
@@ -169,7 +210,7 @@ fn context(gateway: &Gateway, req: Request) -> (Arc<RequestContext>, Body) {
         &parts.headers,
         gateway.config(),
     );
-    (Arc::new(ctx), body)
+    (ctx, body)
 }
 
 /// The id the edge gave this request (a fresh one when served without the edge).
@@ -179,9 +220,46 @@ fn request_id(extensions: &mut http::Extensions) -> String {
         .map_or_else(Gateway::new_request_id, |id| id.0)
 }
 
-async fn messages(State(gateway): State<Arc<Gateway>>, req: Request) -> Response {
-    let (ctx, body) = context(&gateway, req);
-    let result = match read_body(&ctx, body).await {
+async fn messages(State(app): State<App>, req: Request) -> Response {
+    let gateway = &app.gateway;
+    let (mut ctx, body) = context_of(gateway, req);
+    let asked = AsyncRequest::of(&ctx.async_headers);
+    ctx.is_async = matches!(asked, AsyncRequest::Submit { .. });
+    let ctx = Arc::new(ctx);
+    let body = read_body(&ctx, body).await;
+    match asked {
+        AsyncRequest::None => {}
+        AsyncRequest::Poll(id) => {
+            // The body is read (the SDK re-sends the request) but only the job id counts.
+            let polled = match body {
+                Ok(_) => app.jobs.poll(&ctx, &id).await,
+                Err(e) => Err(e),
+            };
+            return match polled {
+                Ok((status, bytes)) => {
+                    let mut response = json_response(bytes);
+                    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+                    response
+                }
+                Err(e) => error_response(ctx.front_door, &e, &ctx.request_id),
+            };
+        }
+        AsyncRequest::Submit { ttl } => {
+            let submitted = match body {
+                Ok(body) => {
+                    app.jobs
+                        .submit(Arc::clone(gateway), Arc::clone(&ctx), body, ttl)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            return match submitted {
+                Ok(bytes) => json_response(bytes),
+                Err(e) => error_response(ctx.front_door, &e, &ctx.request_id),
+            };
+        }
+    }
+    let result = match body {
         Ok(body) => gateway.messages(Arc::clone(&ctx), body).await,
         Err(e) => Err(e),
     };

@@ -6,13 +6,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use heimdall_core::config::{Config, StoreConfig};
 use heimdall_core::{AllowAll, Gateway, LogSink, RecordSink, Sinks};
-use heimdall_core::config::Config;
+use heimdall_store::Store;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, LogFormat};
 use crate::edge::EdgeConfig;
+use crate::jobs::AsyncJobs;
 use crate::logfmt::{EscapedFields, JsonStderr};
+use crate::routes::App;
 
 pub fn init_logging(cli: &Cli) -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(&cli.log_level)
@@ -101,10 +104,48 @@ pub enum Stopped {
 
 /// How long requests ended by an expired grace period get to write their error out.
 const ABORT_FLUSH: Duration = Duration::from_secs(2);
+/// How long the request logs still queued at exit get to be written.
+const LOG_FLUSH: Duration = Duration::from_secs(30);
+/// How often old logs and expired async jobs are pruned.
+const MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
+
+/// Opens the logs store (creating the SQLite file, or connecting to PostgreSQL) and runs its
+/// migrations; a store that cannot be opened stops the start, saying which and why.
+async fn open_store(config: &StoreConfig, app_dir: &Path) -> anyhow::Result<Store> {
+    let store = Store::open(config, app_dir)
+        .await
+        .context("opening the logs store (logs_store)")?;
+    tracing::info!(engine = store.engine(), "logs store ready");
+    Ok(store)
+}
 
 pub async fn serve(cli: Cli, loaded: Loaded) -> anyhow::Result<Stopped> {
+    let logging = loaded.config.logging.clone();
+    // Before anything registers a metric: handles taken earlier would record nowhere.
+    crate::metrics::install();
     // Where every finished request's record goes; each sink queues or counts, none blocks.
-    let sinks: Vec<Arc<dyn RecordSink>> = vec![Arc::new(LogSink)];
+    let mut sinks: Vec<Arc<dyn RecordSink>> = vec![Arc::new(LogSink)];
+    sinks.push(Arc::new(heimdall_core::telemetry::MetricsSink::new()));
+    let store = match &logging.store {
+        Some(config) => Some(open_store(config, &cli.app_dir).await?),
+        None => None,
+    };
+    let writer = store.as_ref().map(|store| {
+        let (sink, writer) = store.start_writer(heimdall_store::DEFAULT_QUEUE);
+        sinks.push(sink);
+        writer
+    });
+    // The `otel` plugin: one span per request, exported in the background; started once, so a
+    // reload does not change it.
+    let otel = match &loaded.config.otel {
+        Some(config) => {
+            let (sink, guard) = heimdall_otel::start(config).context("starting the otel plugin")?;
+            sinks.push(sink);
+            tracing::info!(collector = %config.collector_url, "OpenTelemetry traces enabled");
+            Some(guard)
+        }
+        None => None,
+    };
     let gateway = Arc::new(
         Gateway::with_hooks(loaded.config, Arc::new(AllowAll), Arc::new(Sinks(sinks)))
             .map_err(|e| anyhow::anyhow!(e.message))?,
@@ -117,7 +158,18 @@ pub async fn serve(cli: Cli, loaded: Loaded) -> anyhow::Result<Stopped> {
         Duration::from_millis(cli.config_poll_ms),
         loaded.seen,
     );
-    let app = crate::router(gateway.clone());
+    let jobs = AsyncJobs::new(store.clone(), cli.async_job_lease_seconds);
+    let background = [
+        jobs.spawn_lease_keeper(),
+        store
+            .as_ref()
+            .map(|s| s.spawn_maintenance(logging.retention, MAINTENANCE_EVERY)),
+    ];
+    let app = crate::router(App {
+        gateway: Arc::clone(&gateway),
+        jobs: Arc::clone(&jobs),
+        store,
+    });
     let edge = edge_config(&cli);
     #[cfg(unix)]
     fit_open_file_limit(edge.max_connections);
@@ -139,10 +191,15 @@ pub async fn serve(cli: Cli, loaded: Loaded) -> anyhow::Result<Stopped> {
     });
     let mut drain_rx = stop_rx.clone();
     let server = crate::edge::serve(listener, app, Arc::clone(&gateway), edge, stop_rx);
-    tokio::pin!(server);
+    // Drained: every connection closed, then every async job stored its result.
+    let drained = async {
+        server.await;
+        jobs.idle().await;
+    };
+    tokio::pin!(drained);
     let grace = Duration::from_secs(cli.shutdown_grace_seconds);
     let stopped = tokio::select! {
-        () = &mut server => Stopped::Drained,
+        () = &mut drained => Stopped::Drained,
         _ = async {
             let _ = drain_rx.wait_for(|stop| *stop).await;
             tokio::time::sleep(grace).await;
@@ -152,7 +209,7 @@ pub async fn serve(cli: Cli, loaded: Loaded) -> anyhow::Result<Stopped> {
                 "shutdown grace period exceeded: ending the requests still in flight with an error"
             );
             gateway.abort_in_flight();
-            if tokio::time::timeout(ABORT_FLUSH, &mut server).await.is_err() {
+            if tokio::time::timeout(ABORT_FLUSH, &mut drained).await.is_err() {
                 tracing::warn!("connections still open after their error answers; closing them");
             }
             Stopped::GraceExceeded
@@ -160,6 +217,17 @@ pub async fn serve(cli: Cli, loaded: Loaded) -> anyhow::Result<Stopped> {
     };
     signals.abort();
     reloader.abort();
+    for task in background.into_iter().flatten() {
+        task.abort();
+    }
+    // Every request has handed its record over by now: what is queued is written before exit.
+    if let Some(writer) = writer {
+        let closed = writer.close(LOG_FLUSH).await;
+        tracing::info!(?closed, "request logs flushed");
+    }
+    if let Some(otel) = otel {
+        otel.shutdown().await;
+    }
     tracing::info!(?stopped, "stopped");
     Ok(stopped)
 }

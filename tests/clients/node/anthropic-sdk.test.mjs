@@ -166,6 +166,25 @@ test('SDK version and wire style (2026-10-21 + Bearer)', async () => {
   assert.equal(sent.headers.get('authorization'), `Bearer ${CLIENT_KEY}`);
 });
 
+// Async inference, the pattern Bifrost documents and its TypeScript users write: submit with
+// `x-bf-async: true`, then send the same call with `x-bf-async-id` until `content` is not empty.
+for (const model of MODELS) {
+  test(`async inference polling loop (${model})`, async () => {
+    const params = { model, max_tokens: 1024, messages: user('Write a haiku about gateways') };
+    let response = await client.messages.create(params, { headers: { 'x-bf-async': 'true' } });
+    const jobId = response.id;
+    const deadline = Date.now() + 30_000;
+    while (response.content.length === 0) {
+      assert.ok(Date.now() < deadline, `job ${jobId} still pending`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      response = await client.messages.create(params, { headers: { 'x-bf-async-id': jobId } });
+    }
+    assert.equal(textOf(response), 'Write a haiku about gateways');
+    assert.equal(response.stop_reason, 'end_turn');
+    assertUsage(response);
+  });
+}
+
 test('models list (auto-pagination) contains the OpenAI model', async () => {
   const ids = [];
   for await (const m of client.models.list({ limit: 1 })) ids.push(m.id);

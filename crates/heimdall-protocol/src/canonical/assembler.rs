@@ -77,6 +77,8 @@ pub struct Assembler {
     broken_tool: bool,
     /// The stream ended with an error event rather than a normal stop.
     failed: bool,
+    /// The stop reason sent in `message_delta`, once the message finished.
+    stop_reason: Option<StopReason>,
     usage: Usage,
 }
 
@@ -96,6 +98,7 @@ impl Assembler {
             refused: false,
             broken_tool: false,
             failed: false,
+            stop_reason: None,
             usage: Usage::default(),
         }
     }
@@ -180,6 +183,7 @@ impl Assembler {
         );
         self.encoder.event(&Event::MessageStop, out);
         self.phase = Phase::Done;
+        self.stop_reason = Some(stop_reason);
     }
 
     /// Ends the stream with an error event and nothing after it.
@@ -206,6 +210,11 @@ impl Assembler {
     /// True when the stream ended with an error event.
     pub fn failed(&self) -> bool {
         self.failed
+    }
+
+    /// Why the message ended, once it did (not when the stream failed).
+    pub fn stop_reason(&self) -> Option<StopReason> {
+        self.stop_reason
     }
 
     /// Usage reported so far (final once the stream is done).

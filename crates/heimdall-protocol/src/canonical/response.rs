@@ -18,6 +18,19 @@ pub enum StopReason {
 }
 
 impl StopReason {
+    /// The wire name, as Anthropic writes it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::EndTurn => "end_turn",
+            Self::MaxTokens => "max_tokens",
+            Self::StopSequence => "stop_sequence",
+            Self::ToolUse => "tool_use",
+            Self::PauseTurn => "pause_turn",
+            Self::Refusal => "refusal",
+            Self::ModelContextWindowExceeded => "model_context_window_exceeded",
+        }
+    }
+
     /// The stop reason to report, from what the upstream said (`hint`) and what the turn
     /// contains. A length cut wins even over tool calls (a cut call is not runnable, as on
     /// Anthropic); some compatible servers say `stop` although they produced calls.
@@ -62,4 +75,25 @@ pub struct Response {
     pub stop_reason: Option<StopReason>,
     pub stop_sequence: Option<String>,
     pub usage: Usage,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_names_match_the_serialized_form() {
+        use StopReason::*;
+        for r in [
+            EndTurn,
+            MaxTokens,
+            StopSequence,
+            ToolUse,
+            PauseTurn,
+            Refusal,
+            ModelContextWindowExceeded,
+        ] {
+            assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
+        }
+    }
 }

@@ -90,6 +90,19 @@ pub trait FrontDoor: Send + Sync {
     fn encode_token_count(&self, input_tokens: u64) -> Vec<u8>;
     fn encode_model(&self, model: &ModelInfo) -> Vec<u8>;
     fn encode_model_page(&self, page: ModelPage<'_>) -> Vec<u8>;
+    /// The non-streaming answer document that a streamed answer amounts to, rebuilt from the
+    /// stream exactly as it was sent to the client (for the logs store); a stream that ended
+    /// in an error event gives the error document. Tolerates cut or garbled input, and is
+    /// linear in its size. `None` when the bytes hold no answer at all.
+    fn collect_stream(&self, stream: &[u8]) -> Option<Vec<u8>>;
+}
+
+/// A front door by its dialect name (as a request record keeps it).
+pub fn front_door(name: &str) -> Option<&'static dyn FrontDoor> {
+    match name {
+        n if n == anthropic::DIALECT.0 => Some(&anthropic::Anthropic),
+        _ => None,
+    }
 }
 
 /// The provider-facing side of a dialect. Pure: no IO, no clock, no randomness.

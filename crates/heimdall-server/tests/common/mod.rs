@@ -186,3 +186,76 @@ pub async fn stream_events(res: reqwest::Response) -> Vec<Event> {
     assert_eq!(res.status(), 200);
     parse_sse(&res.text().await.unwrap())
 }
+
+/// A database of its own on this machine's PostgreSQL (trust auth; `HEIMDALL_TEST_PG_HOST`
+/// and `HEIMDALL_TEST_PG_PORT` override 127.0.0.1:5432), dropped when the value is.
+pub struct PgDatabase {
+    pub name: String,
+    pub host: String,
+    pub port: String,
+}
+
+impl PgDatabase {
+    /// Fails the test when PostgreSQL cannot be reached: its tests never skip.
+    pub fn create() -> PgDatabase {
+        let host = std::env::var("HEIMDALL_TEST_PG_HOST").unwrap_or_else(|_| "127.0.0.1".into());
+        let port = std::env::var("HEIMDALL_TEST_PG_PORT").unwrap_or_else(|_| "5432".into());
+        let name = format!("heimdall_test_{}_{}", std::process::id(), rand_suffix());
+        let db = PgDatabase { name, host, port };
+        db.psql(&format!("CREATE DATABASE {}", db.name));
+        db
+    }
+
+    fn psql(&self, sql: &str) {
+        let out = std::process::Command::new("psql")
+            .args([
+                "-h", &self.host, "-p", &self.port, "-U", "postgres", "-d", "postgres",
+            ])
+            .args(["-v", "ON_ERROR_STOP=1", "-qc", sql])
+            .output()
+            .expect("running psql (PostgreSQL's client) for a test database");
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The `logs_store` section pointing at this database.
+    pub fn logs_store(&self) -> Value {
+        json!({"enabled": true, "type": "postgres", "config": {
+            "host": self.host, "port": self.port, "user": "postgres", "password": "",
+            "db_name": self.name, "ssl_mode": "disable"
+        }})
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        self.psql(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    );
+    h.finish()
+}
+
+/// Sends SIGTERM to the gateway.
+pub fn terminate(gateway: &GatewayProcess) {
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &gateway.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+}

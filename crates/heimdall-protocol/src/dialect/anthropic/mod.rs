@@ -1,12 +1,14 @@
 //! The Anthropic Messages dialect: Heimdall's main front door, and the upstream dialect of
 //! Anthropic and of Claude on other clouds, reached by pass-through.
 
+mod collect;
 mod head;
 mod tap;
 mod wire;
 
 use bytes::BytesMut;
 
+pub use collect::collect_stream;
 pub use head::{cloud_body, pass_through_body, replace_model, vertex_body};
 pub use tap::AnthropicUsageTap;
 pub use wire::error_body;
@@ -80,6 +82,10 @@ impl FrontDoor for Anthropic {
 
     fn encode_model_page(&self, page: ModelPage<'_>) -> Vec<u8> {
         wire::model_page_json(page)
+    }
+
+    fn collect_stream(&self, stream: &[u8]) -> Option<Vec<u8>> {
+        collect_stream(stream)
     }
 }
 

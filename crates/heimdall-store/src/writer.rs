@@ -1,0 +1,380 @@
+//! The log writer: records are queued by the request path and written by one task, in
+//! batches (one multi-row `INSERT`, one transaction each), so that logging costs a request only
+//! an atomic queue push.
+
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use heimdall_core::{Outcome, RecordSink, RequestRecord};
+use heimdall_protocol::dialect::{Endpoint, front_door};
+use sqlx::QueryBuilder;
+use tokio::sync::mpsc;
+
+use crate::{Store, duration_ms, millis, on_engine};
+
+/// A queue size that absorbs several seconds of bursts at 10k requests/s.
+pub const DEFAULT_QUEUE: usize = 65_536;
+/// Records per `INSERT`: large enough to amortize a transaction, small enough to stay far
+/// below SQLite's 32,766 bound parameters (28 per row).
+const BATCH: usize = 256;
+/// Attempts at writing a batch before it is written row by row (so that one row the database
+/// refuses does not take its whole batch down) and what still fails is counted as failed.
+const ATTEMPTS: u32 = 3;
+const BACKOFF: Duration = Duration::from_millis(100);
+/// At most one warning per this long about records dropped because the queue was full.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// Takes finished records off the request path: [`RecordSink::record`] only pushes the
+/// record onto a bounded queue, dropping (and counting) it when the queue is full.
+pub struct LogWriter {
+    shared: Arc<Shared>,
+}
+
+/// Ends the writer: see [`WriterHandle::close`].
+pub struct WriterHandle {
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// What the writer did over its life.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Closed {
+    pub written: u64,
+    /// Refused by a full queue or after close, or still queued when close gave up waiting.
+    pub dropped: u64,
+    /// Refused by the database after retries.
+    pub failed: u64,
+}
+
+struct Shared {
+    /// `None` once closed. Behind a lock rather than in each `LogWriter` so that close can end
+    /// the channel (letting the task drain it and stop) while sinks still hold the writer.
+    sender: RwLock<Option<mpsc::Sender<Arc<RequestRecord>>>>,
+    accepted: AtomicU64,
+    written: AtomicU64,
+    dropped: AtomicU64,
+    failed: AtomicU64,
+    born: Instant,
+    /// Drops not yet warned about, and when (ms after `born`) the last warning went out.
+    unwarned: AtomicU64,
+    last_warn_ms: AtomicU64,
+}
+
+impl Shared {
+    fn counts(&self) -> Closed {
+        Closed {
+            written: self.written.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+        }
+    }
+
+    fn drop_one(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("heimdall_log_records_dropped_total").increment(1);
+        self.unwarned.fetch_add(1, Ordering::Relaxed);
+        // Milliseconds since `born`, plus one so that 0 can mean "never warned".
+        let now = u64::try_from(self.born.elapsed().as_millis())
+            .unwrap_or(u64::MAX)
+            .saturating_add(1);
+        let last = self.last_warn_ms.load(Ordering::Relaxed);
+        let due = last == 0 || now.saturating_sub(last) >= duration_ms(WARN_EVERY).unsigned_abs();
+        // One caller wins the exchange and warns; the others only counted.
+        if due
+            && self
+                .last_warn_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let n = self.unwarned.swap(0, Ordering::Relaxed);
+            tracing::warn!(
+                dropped = n,
+                "request log queue is full (or closed): records dropped"
+            );
+        }
+    }
+}
+
+impl RecordSink for LogWriter {
+    fn record(&self, record: &Arc<RequestRecord>) {
+        let sent = {
+            let sender = self
+                .shared
+                .sender
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            sender
+                .as_ref()
+                .is_some_and(|tx| tx.try_send(Arc::clone(record)).is_ok())
+        };
+        if sent {
+            self.shared.accepted.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.shared.drop_one();
+        }
+    }
+}
+
+impl WriterHandle {
+    /// Stops taking records, writes everything already queued, and returns the counts. Gives
+    /// up after `within`: what was still queued then counts as dropped.
+    pub async fn close(mut self, within: Duration) -> Closed {
+        // Dropping the only sender ends the channel once drained: the task then returns.
+        drop(
+            self.shared
+                .sender
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+        if tokio::time::timeout(within, &mut self.task).await.is_err() {
+            self.task.abort();
+            let s = &self.shared;
+            let settled = s.written.load(Ordering::Relaxed) + s.failed.load(Ordering::Relaxed);
+            let left = s.accepted.load(Ordering::Relaxed).saturating_sub(settled);
+            s.dropped.fetch_add(left, Ordering::Relaxed);
+            tracing::warn!(
+                dropped = left,
+                "request log writer did not finish in time; queued records lost"
+            );
+        }
+        self.shared.counts()
+    }
+}
+
+impl Store {
+    /// Starts the writer task with a queue of `capacity` records (at least 1).
+    pub fn start_writer(&self, capacity: usize) -> (Arc<LogWriter>, WriterHandle) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let shared = Arc::new(Shared {
+            sender: RwLock::new(Some(tx)),
+            accepted: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            born: Instant::now(),
+            unwarned: AtomicU64::new(0),
+            last_warn_ms: AtomicU64::new(0),
+        });
+        let task = tokio::spawn(run(self.clone(), rx, Arc::clone(&shared)));
+        (
+            Arc::new(LogWriter {
+                shared: Arc::clone(&shared),
+            }),
+            WriterHandle { shared, task },
+        )
+    }
+
+    /// Inserts `rows` in one statement and one transaction; a row already there (same id) is
+    /// left as it is, so a retried batch cannot duplicate.
+    async fn insert_logs(&self, rows: &[Row]) -> anyhow::Result<()> {
+        on_engine!(self, write, DB, pool => {
+            let mut q = QueryBuilder::<DB>::new(
+                "INSERT INTO logs (id, started_at, front_door, endpoint, provider, model, \
+                 served_model, fallback_index, key_name, virtual_key, status, status_code, \
+                 error_type, error_message, latency_ms, first_byte_ms, overhead_ms, \
+                 input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost, \
+                 stop_reason, stream, pass_through, attempts, is_async, input, output, \
+                 content_truncated) ",
+            );
+            q.push_values(rows, |mut b, r| {
+                b.push_bind(r.id.as_ref())
+                    .push_bind(r.started_at)
+                    .push_bind(r.front_door)
+                    .push_bind(r.endpoint)
+                    .push_bind(r.provider.as_deref())
+                    .push_bind(r.model.as_deref())
+                    .push_bind(r.served_model.as_deref())
+                    .push_bind(r.fallback_index)
+                    .push_bind(r.key_name.as_deref())
+                    .push_bind(r.virtual_key.as_deref())
+                    .push_bind(r.status)
+                    .push_bind(r.status_code)
+                    .push_bind(r.error_type)
+                    .push_bind(r.error_message.as_deref())
+                    .push_bind(r.latency_ms)
+                    .push_bind(r.first_byte_ms)
+                    .push_bind(r.overhead_ms)
+                    .push_bind(r.tokens[0])
+                    .push_bind(r.tokens[1])
+                    .push_bind(r.tokens[2])
+                    .push_bind(r.tokens[3])
+                    .push_bind(r.cost)
+                    .push_bind(r.stop_reason.as_deref())
+                    .push_bind(r.stream)
+                    .push_bind(r.pass_through)
+                    .push_bind(r.attempts)
+                    .push_bind(r.is_async)
+                    .push_bind(r.input.as_deref())
+                    .push_bind(r.output.as_deref())
+                    .push_bind(r.content_truncated);
+            });
+            q.push(" ON CONFLICT (id) DO NOTHING");
+            let mut tx = pool.begin().await?;
+            q.build().execute(&mut *tx).await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+}
+
+async fn run(store: Store, mut rx: mpsc::Receiver<Arc<RequestRecord>>, shared: Arc<Shared>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        // Reading content into text happens here, off the request path.
+        let rows: Vec<Row> = batch.drain(..).map(|r| Row::new(&r)).collect();
+        let failed = write(&store, &rows).await;
+        let n = rows.len() as u64;
+        shared.written.fetch_add(n - failed, Ordering::Relaxed);
+        if failed > 0 {
+            shared.failed.fetch_add(failed, Ordering::Relaxed);
+            metrics::counter!("heimdall_log_records_failed_total").increment(failed);
+        }
+    }
+}
+
+/// Writes a batch, retrying; returns how many rows could not be written.
+async fn write(store: &Store, rows: &[Row]) -> u64 {
+    let mut error = None;
+    for attempt in 0..ATTEMPTS {
+        if attempt > 0 {
+            tokio::time::sleep(BACKOFF * attempt).await;
+        }
+        match store.insert_logs(rows).await {
+            Ok(()) => return 0,
+            Err(e) => error = Some(e),
+        }
+    }
+    let mut failed = 0;
+    for row in rows.chunks(1) {
+        if let Err(e) = store.insert_logs(row).await {
+            failed += 1;
+            error = Some(e);
+        }
+    }
+    if failed > 0 {
+        let error = error.map(|e| format!("{e:#}")).unwrap_or_default();
+        tracing::error!(
+            failed,
+            error,
+            engine = store.engine(),
+            "request logs could not be written"
+        );
+    }
+    failed
+}
+
+/// A record as a row: text fields cleaned of NUL (PostgreSQL text cannot hold it) and content
+/// read into text.
+struct Row {
+    id: Box<str>,
+    started_at: i64,
+    front_door: &'static str,
+    endpoint: &'static str,
+    provider: Option<String>,
+    model: Option<String>,
+    served_model: Option<String>,
+    fallback_index: i64,
+    key_name: Option<String>,
+    virtual_key: Option<String>,
+    status: &'static str,
+    status_code: i64,
+    error_type: Option<&'static str>,
+    error_message: Option<String>,
+    latency_ms: f64,
+    first_byte_ms: Option<f64>,
+    overhead_ms: f64,
+    /// input, output, cache read, cache write.
+    tokens: [i64; 4],
+    cost: Option<f64>,
+    stop_reason: Option<String>,
+    stream: bool,
+    pass_through: bool,
+    attempts: i64,
+    is_async: bool,
+    input: Option<String>,
+    output: Option<String>,
+    content_truncated: bool,
+}
+
+impl Row {
+    fn new(r: &RequestRecord) -> Row {
+        let text = |s: &Option<String>| s.as_deref().map(|s| clean(Cow::Borrowed(s)).into_owned());
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let u = r.usage;
+        let (input, output, content_truncated) = match &r.content {
+            Some(c) => {
+                let input = (!c.request.is_empty()).then(|| bytes_text(&c.request));
+                let answer = c.response.concat();
+                let collected = (r.stream && !answer.is_empty())
+                    .then(|| front_door(r.front_door)?.collect_stream(&answer))
+                    .flatten();
+                // A stream's collected document; else the answer as sent (a JSON answer, or
+                // the JSON error of a stream that failed before starting).
+                let output = match collected {
+                    Some(doc) => Some(bytes_text(&doc)),
+                    None => (!answer.is_empty()).then(|| bytes_text(&answer)),
+                };
+                (input, output, c.truncated)
+            }
+            None => (None, None, false),
+        };
+        Row {
+            id: clean(Cow::Borrowed(&r.request_id)).into(),
+            started_at: millis(r.started_at),
+            front_door: r.front_door,
+            endpoint: match r.endpoint {
+                Endpoint::Messages => "messages",
+                Endpoint::CountTokens => "count_tokens",
+            },
+            provider: text(&r.provider),
+            model: text(&r.model),
+            served_model: text(&r.served_model),
+            fallback_index: i64::from(r.fallback_index),
+            key_name: text(&r.key_name),
+            virtual_key: text(&r.virtual_key),
+            status: match r.outcome {
+                Outcome::Success => "success",
+                Outcome::Cancelled => "cancelled",
+                Outcome::Failed { .. } | Outcome::StreamError { .. } => "error",
+            },
+            status_code: i64::from(r.outcome.status()),
+            error_type: r.outcome.error_type().map(|k| k.as_str()),
+            error_message: text(&r.error_message),
+            latency_ms: ms(r.latency),
+            first_byte_ms: r.first_byte.map(ms),
+            overhead_ms: ms(r.overhead()),
+            tokens: [
+                count(u.input_tokens),
+                count(u.output_tokens),
+                count(u.cache_read_input_tokens),
+                count(u.cache_creation_input_tokens),
+            ],
+            cost: r.cost.filter(|c| c.is_finite()),
+            stop_reason: text(&r.stop_reason),
+            stream: r.stream,
+            pass_through: r.pass_through,
+            attempts: i64::from(r.attempts),
+            is_async: r.is_async,
+            input,
+            output,
+            content_truncated,
+        }
+    }
+}
+
+/// Bytes as text: UTF-8 as it is, anything else with replacement characters; NUL removed.
+fn bytes_text(bytes: &[u8]) -> String {
+    clean(String::from_utf8_lossy(bytes)).into_owned()
+}
+
+fn clean(s: Cow<'_, str>) -> Cow<'_, str> {
+    if s.contains('\0') {
+        Cow::Owned(s.replace('\0', "\u{FFFD}"))
+    } else {
+        s
+    }
+}
