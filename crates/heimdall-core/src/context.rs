@@ -77,13 +77,7 @@ impl RequestContext {
         headers: &HeaderMap,
         config: Arc<Snapshot>,
     ) -> Self {
-        let text = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-        };
+        let text = |name: &str| header_text(headers, name);
         let (forward_headers, refusal) = match config.header_rules.forwarded(headers) {
             Ok(forwarded) => (forwarded, None),
             Err(e) => (HeaderMap::new(), Some(e)),
@@ -156,6 +150,15 @@ impl RequestContext {
     pub fn virtual_key_id(&self) -> Option<String> {
         self.virtual_key.as_deref().map(virtual_key_fingerprint)
     }
+}
+
+/// A header's value, trimmed; `None` when absent, empty or not text.
+pub fn header_text<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
 }
 
 /// `vk_` and the first 16 hex digits of the key's SHA-256: stable, and not the key.

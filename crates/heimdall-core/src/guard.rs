@@ -2,9 +2,8 @@
 //! failed, was refused before routing, or was cancelled by a client that left mid-stream.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use heimdall_protocol::canonical::Usage;
 use heimdall_protocol::dialect::Endpoint;
 use heimdall_protocol::error::ErrorType;
 
@@ -30,8 +29,8 @@ impl RecordGuard {
         policy: Arc<dyn Policy>,
         sink: Arc<dyn RecordSink>,
     ) -> Self {
-        let mut record = blank(endpoint, ctx.front_door.dialect().0);
-        record.request_id.clone_from(&ctx.request_id);
+        let mut record =
+            RequestRecord::new(ctx.request_id.clone(), endpoint, ctx.front_door.dialect().0);
         record.started_at = ctx.started_at;
         record.virtual_key = ctx.virtual_key_id();
         record.is_async = ctx.is_async;
@@ -64,38 +63,6 @@ impl RecordGuard {
     }
 }
 
-/// A record before anything is known of its request.
-fn blank(endpoint: Endpoint, front_door: &'static str) -> RequestRecord {
-    RequestRecord {
-        request_id: String::new(),
-        started_at: SystemTime::UNIX_EPOCH,
-        endpoint,
-        front_door,
-        provider: None,
-        model: None,
-        served_model: None,
-        fallback_index: 0,
-        key_name: None,
-        virtual_key: None,
-        is_async: false,
-        traceparent: None,
-        attempts: 0,
-        stream: false,
-        pass_through: false,
-        usage: Usage::default(),
-        cost: None,
-        stop_reason: None,
-        outcome: Outcome::Cancelled,
-        error_message: None,
-        latency: Duration::ZERO,
-        first_byte: None,
-        upstream_wait: Duration::ZERO,
-        client_wait: Duration::ZERO,
-        inter_event: None,
-        content: None,
-    }
-}
-
 impl Drop for RecordGuard {
     fn drop(&mut self) {
         self.record.latency = self.ctx.received.elapsed();
@@ -107,7 +74,7 @@ impl Drop for RecordGuard {
         let admission = std::mem::take(&mut self.admission);
         self.policy.settle(&self.ctx, admission, &self.record);
         // The guard is being dropped: its record moves to the sinks instead of being copied.
-        let empty = blank(self.record.endpoint, self.record.front_door);
+        let empty = RequestRecord::new(String::new(), self.record.endpoint, self.record.front_door);
         let record = std::mem::replace(&mut self.record, empty);
         self.sink.record(&Arc::new(record));
     }

@@ -25,7 +25,7 @@ mod stream;
 pub mod telemetry;
 mod tokens;
 
-pub use context::{ClientKeys, RequestContext, virtual_key_fingerprint};
+pub use context::{ClientKeys, RequestContext, header_text, virtual_key_fingerprint};
 pub use error::{GatewayError, UpstreamAnswer};
 pub use exchange::{Answered, Gateway, Reply, Served, Snapshot};
 pub use headers::HeaderRules;

@@ -119,6 +119,38 @@ pub struct RequestRecord {
 }
 
 impl RequestRecord {
+    /// A record before anything is known of its request but its id and where it came in.
+    pub fn new(request_id: String, endpoint: Endpoint, front_door: &'static str) -> Self {
+        Self {
+            request_id,
+            started_at: SystemTime::UNIX_EPOCH,
+            endpoint,
+            front_door,
+            provider: None,
+            model: None,
+            served_model: None,
+            fallback_index: 0,
+            key_name: None,
+            virtual_key: None,
+            is_async: false,
+            traceparent: None,
+            attempts: 0,
+            stream: false,
+            pass_through: false,
+            usage: Usage::default(),
+            cost: None,
+            stop_reason: None,
+            outcome: Outcome::Cancelled,
+            error_message: None,
+            latency: Duration::ZERO,
+            first_byte: None,
+            upstream_wait: Duration::ZERO,
+            client_wait: Duration::ZERO,
+            inter_event: None,
+            content: None,
+        }
+    }
+
     /// The time Heimdall itself spent on the request: what is neither the upstream's nor the
     /// client's.
     pub fn overhead(&self) -> Duration {

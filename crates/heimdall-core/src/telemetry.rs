@@ -266,7 +266,7 @@ fn error_type(outcome: Outcome, called: bool) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::time::{Duration, SystemTime};
+    use std::time::Duration;
 
     use heimdall_protocol::canonical::Usage;
     use heimdall_protocol::dialect::Endpoint;
@@ -281,32 +281,14 @@ mod tests {
         attempts: u32,
     ) -> Arc<RequestRecord> {
         Arc::new(RequestRecord {
-            request_id: "req_test".into(),
-            started_at: SystemTime::now(),
-            endpoint: Endpoint::Messages,
-            front_door: "anthropic",
             provider: provider.map(str::to_owned),
             model: Some(model.to_owned()),
-            served_model: None,
-            fallback_index: 0,
-            key_name: None,
-            virtual_key: None,
-            is_async: false,
-            traceparent: None,
             attempts,
-            stream: false,
             pass_through: true,
-            usage: Usage::default(),
-            cost: None,
-            stop_reason: None,
             outcome,
-            error_message: None,
             latency: Duration::from_millis(30),
-            first_byte: None,
             upstream_wait: Duration::from_millis(25),
-            client_wait: Duration::ZERO,
-            inter_event: None,
-            content: None,
+            ..RequestRecord::new("req_test".into(), Endpoint::Messages, "anthropic")
         })
     }
 

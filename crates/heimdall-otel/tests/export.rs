@@ -20,22 +20,17 @@ const PARENT_ID: &str = "00f067aa0ba902b7";
 
 fn record(id: &str) -> RequestRecord {
     RequestRecord {
-        request_id: id.to_owned(),
         // A fixed instant with nanoseconds: the span must carry it exactly.
         started_at: UNIX_EPOCH + Duration::new(1_750_000_000, 123_456_789),
-        endpoint: Endpoint::Messages,
-        front_door: "anthropic",
         provider: Some("bedrock".to_owned()),
         model: Some("claude-x".to_owned()),
         served_model: Some("claude-y".to_owned()),
         fallback_index: 1,
         key_name: Some("key-a".to_owned()),
         virtual_key: Some("vk-123".to_owned()),
-        is_async: false,
         traceparent: Some(format!("00-{TRACE_ID}-{PARENT_ID}-01")),
         attempts: 3,
         stream: true,
-        pass_through: false,
         usage: Usage {
             input_tokens: 10,
             cache_creation_input_tokens: 5,
@@ -45,13 +40,10 @@ fn record(id: &str) -> RequestRecord {
         cost: Some(0.0125),
         stop_reason: Some("end_turn".to_owned()),
         outcome: Outcome::Success,
-        error_message: None,
         latency: Duration::from_micros(1_234_567),
         first_byte: Some(Duration::from_millis(300)),
         upstream_wait: Duration::from_secs(1),
-        client_wait: Duration::ZERO,
-        inter_event: None,
-        content: None,
+        ..RequestRecord::new(id.to_owned(), Endpoint::Messages, "anthropic")
     }
 }
 

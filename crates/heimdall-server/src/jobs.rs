@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use heimdall_core::{Gateway, GatewayError, Reply, RequestContext};
+use heimdall_core::{Gateway, GatewayError, Reply, RequestContext, header_text};
 use heimdall_protocol::canonical::{Response, Usage};
 use heimdall_protocol::dialect::{Endpoint, FrontDoor};
 use heimdall_store::{Job, JobResult, JobState, NewJob, Store};
@@ -39,13 +39,7 @@ pub enum AsyncRequest {
 impl AsyncRequest {
     /// `x-bf-async-id` wins over `x-bf-async`, whatever the body says.
     pub fn of(headers: &HeaderMap) -> Self {
-        let text = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-        };
+        let text = |name: &str| header_text(headers, name);
         if let Some(id) = text("x-bf-async-id") {
             return Self::Poll(id.to_owned());
         }

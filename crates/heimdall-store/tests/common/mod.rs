@@ -149,21 +149,12 @@ pub fn at(ms: u64) -> SystemTime {
 /// A successful, non-streamed request without content, started at `ms`.
 pub fn record(id: &str, ms: u64) -> RequestRecord {
     RequestRecord {
-        request_id: id.to_owned(),
         started_at: at(ms),
-        endpoint: Endpoint::Messages,
-        front_door: "anthropic",
         provider: Some("openai".to_owned()),
         model: Some("openai/gpt-5".to_owned()),
         served_model: Some("openai/gpt-5".to_owned()),
-        fallback_index: 0,
         key_name: Some("main".to_owned()),
-        virtual_key: None,
-        is_async: false,
-        traceparent: None,
         attempts: 1,
-        stream: false,
-        pass_through: false,
         usage: Usage {
             input_tokens: 10,
             output_tokens: 5,
@@ -173,13 +164,10 @@ pub fn record(id: &str, ms: u64) -> RequestRecord {
         cost: Some(0.25),
         stop_reason: Some("end_turn".to_owned()),
         outcome: Outcome::Success,
-        error_message: None,
         latency: Duration::from_millis(100),
         first_byte: Some(Duration::from_millis(40)),
         upstream_wait: Duration::from_millis(90),
-        client_wait: Duration::ZERO,
-        inter_event: None,
-        content: None,
+        ..RequestRecord::new(id.to_owned(), Endpoint::Messages, "anthropic")
     }
 }
 
