@@ -104,7 +104,13 @@ impl Collector {
     fn event(&mut self, data: &[u8]) -> Option<Vec<u8>> {
         let event: WireEvent<'_> = serde_json::from_slice(data).ok()?;
         match &*event.kind {
-            "error" => return Some(data.to_vec()),
+            // Re-encoded, not copied: parts of the event the typed read skipped may hold bytes
+            // that are not UTF-8 (found by fuzzing), and the result must be JSON. An error
+            // event that does not parse whole is ignored like any other broken event.
+            "error" => {
+                let whole: Value = serde_json::from_slice(data).ok()?;
+                return serde_json::to_vec(&whole).ok();
+            }
             "message_start" => {
                 if self.message.is_none()
                     && let Some(mut message) = object(event.message)
@@ -226,6 +232,16 @@ fn apply_delta(block: &mut Block, delta: WireDelta<'_>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_event_with_bytes_that_are_not_utf8_gives_json_or_nothing() {
+        let mut stream = b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"content\":[]}}\n\nevent: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"Resou".to_vec();
+        stream.push(0x97);
+        stream.extend_from_slice(b"ce\"}}\n\n");
+        if let Some(doc) = collect_stream(&stream) {
+            assert!(serde_json::from_slice::<Value>(&doc).is_ok());
+        }
+    }
 
     fn collect(sse: &str) -> Option<Value> {
         collect_stream(sse.as_bytes()).map(|b| serde_json::from_slice(&b).unwrap_or_default())
