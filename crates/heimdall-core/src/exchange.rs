@@ -241,10 +241,7 @@ impl Gateway {
         let live = Arc::clone(&ctx.config);
         let mut guard = self.guard(&ctx, Endpoint::Messages);
         if live.logging.keeps_content() {
-            guard.record.content = Some(Content {
-                request: body.clone(),
-                ..Content::default()
-            });
+            guard.record.content = Some(Content::of_request(body.clone()));
         }
         match self
             .abortable(self.exchange(&live, &ctx, &body, &mut guard))

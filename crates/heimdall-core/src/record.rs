@@ -53,17 +53,27 @@ pub struct Content {
     pub response: Vec<Bytes>,
     /// The answer was longer than [`Content::MAX_RESPONSE_BYTES`]; the rest is not kept.
     pub truncated: bool,
+    /// Bytes held in `response`, so that each chunk of a long stream costs O(1) to keep.
+    held: usize,
 }
 
 impl Content {
     /// How much of a streamed answer is kept for the log.
     pub const MAX_RESPONSE_BYTES: usize = 1 << 20;
 
+    /// The content of a request whose answer is still to come.
+    pub fn of_request(request: Bytes) -> Self {
+        Self {
+            request,
+            ..Self::default()
+        }
+    }
+
     pub fn push_response(&mut self, chunk: &Bytes) {
-        let held: usize = self.response.iter().map(Bytes::len).sum();
-        if held + chunk.len() > Self::MAX_RESPONSE_BYTES {
+        if self.held + chunk.len() > Self::MAX_RESPONSE_BYTES {
             self.truncated = true;
         } else {
+            self.held += chunk.len();
             self.response.push(chunk.clone());
         }
     }
@@ -232,5 +242,23 @@ impl RecordSink for LogSink {
                 "cancelled"
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_answer_is_kept_up_to_the_limit_then_marked_truncated() {
+        let mut c = Content::default();
+        let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+        for _ in 0..20 {
+            c.push_response(&chunk);
+        }
+        assert!(c.truncated);
+        assert_eq!(c.response.len(), Content::MAX_RESPONSE_BYTES / chunk.len());
+        let small = Content::of_request(Bytes::from_static(b"{}"));
+        assert!(!small.truncated && small.response.is_empty());
     }
 }

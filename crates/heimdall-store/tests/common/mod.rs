@@ -188,10 +188,10 @@ pub fn failed(id: &str, ms: u64, status: u16) -> RequestRecord {
 
 /// `request` as the request body and `answer` as the answer's chunks.
 pub fn with_content(mut r: RequestRecord, request: &str, answer: &[&str]) -> RequestRecord {
-    r.content = Some(Content {
-        request: Bytes::from(request.to_owned()),
-        response: answer.iter().map(|c| Bytes::from(c.to_string())).collect(),
-        truncated: false,
-    });
+    let mut content = Content::of_request(Bytes::from(request.to_owned()));
+    for chunk in answer {
+        content.push_response(&Bytes::from(chunk.to_string()));
+    }
+    r.content = Some(content);
     r
 }
