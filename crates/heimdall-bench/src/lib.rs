@@ -123,6 +123,31 @@ impl Drop for BenchDatabase {
     }
 }
 
+/// What a logging variant's writer lost over the run, read from its `/metrics` at the end.
+#[derive(Debug, Clone)]
+pub struct LoggingReport {
+    /// The variant's translated target, as named in the reports.
+    pub target: String,
+    /// Records refused by the writer's full queue.
+    pub dropped: Option<u64>,
+    /// Records the database refused.
+    pub failed: Option<u64>,
+}
+
+/// The value of counter `name` in Prometheus text; a counter never incremented is not
+/// exported, so absent reads as 0.
+fn prometheus_counter(text: &str, name: &str) -> u64 {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(name))
+        .filter_map(|rest| {
+            rest.strip_prefix(' ')
+                .or_else(|| rest.split_once("} ").map(|(_, v)| v))
+        })
+        .filter_map(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
+}
+
 /// The logging scenario's variants: request logs in SQLite (the embedded default) and in
 /// PostgreSQL, content included, each measured beside the logging-off default.
 fn logging_variants(notes: &mut Vec<String>) -> (Vec<(String, String)>, Option<BenchDatabase>) {
@@ -152,6 +177,8 @@ fn logging_variants(notes: &mut Vec<String>) -> (Vec<(String, String)>, Option<B
 pub struct SuiteResult {
     pub reports: Vec<TargetReport>,
     pub open_streams: Vec<OpenStreamsReport>,
+    /// The logging scenario's variants, with what their log writers lost.
+    pub logging: Vec<LoggingReport>,
     /// Peers or variants that could not be run, and why.
     pub notes: Vec<String>,
 }
@@ -265,20 +292,29 @@ pub async fn run_suite(cfg: &SuiteConfig) -> anyhow::Result<SuiteResult> {
     let mut keep: Vec<Proc> = Vec::new();
     let mut variants = cfg.variants.clone();
     let mut _logging_db = None;
+    let mut logging_names = Vec::new();
     if cfg.logging {
         let (more, db) = logging_variants(&mut notes);
+        logging_names.extend(more.iter().map(|(n, _)| n.clone()));
         variants.extend(more);
         _logging_db = db;
     }
+    // (report name of the translated target, gateway address) of each logging variant.
+    let mut logging_gateways = Vec::new();
     for (name, tpl) in &variants {
         match start_gateway(cfg, tpl, &mock_url).await {
             Ok(p) => {
-                targets.extend(scenario::heimdall_targets(
-                    p.addr()?,
+                let addr = p.addr()?;
+                let added = scenario::heimdall_targets(
+                    addr,
                     Some(p.pid),
                     &format!("Heimdall [{name}]"),
                     false,
-                ));
+                );
+                if logging_names.contains(name) {
+                    logging_gateways.extend(added.iter().map(|t| (t.name.clone(), addr)));
+                }
+                targets.extend(added);
                 keep.push(p);
             }
             Err(e) => notes.push(format!("variant {name}: {e:#}")),
@@ -328,6 +364,19 @@ pub async fn run_suite(cfg: &SuiteConfig) -> anyhow::Result<SuiteResult> {
         targets.retain(|t| t.direct || cfg.only.iter().any(|o| t.name.contains(o.as_str())));
     }
     let reports = scenario::run(&targets, &cfg.options).await;
+    let mut logging = Vec::new();
+    for (target, addr) in logging_gateways {
+        let metrics = load::get_text(addr, "/metrics").await;
+        logging.push(LoggingReport {
+            target,
+            dropped: metrics
+                .as_deref()
+                .map(|m| prometheus_counter(m, "heimdall_log_records_dropped_total")),
+            failed: metrics
+                .as_deref()
+                .map(|m| prometheus_counter(m, "heimdall_log_records_failed_total")),
+        });
+    }
 
     let mut open_streams = Vec::new();
     if cfg.open_streams > 0 {
@@ -360,6 +409,7 @@ pub async fn run_suite(cfg: &SuiteConfig) -> anyhow::Result<SuiteResult> {
     Ok(SuiteResult {
         reports,
         open_streams,
+        logging,
         notes,
     })
 }

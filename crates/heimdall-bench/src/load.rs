@@ -470,6 +470,11 @@ pub async fn probe(addr: SocketAddr, spec: &RequestSpec) -> Result<String, Strin
 
 /// Whether `GET path` on `addr` answers 2xx within two seconds.
 pub async fn get_ok(addr: SocketAddr, path: &str) -> bool {
+    get_text(addr, path).await.is_some()
+}
+
+/// The body of `GET path` on `addr` when it answers 2xx within two seconds.
+pub async fn get_text(addr: SocketAddr, path: &str) -> Option<String> {
     let fut = async {
         let mut sender = connect(addr).await.ok()?;
         let req = Request::get(path)
@@ -477,12 +482,16 @@ pub async fn get_ok(addr: SocketAddr, path: &str) -> bool {
             .body(Full::new(Bytes::new()))
             .ok()?;
         let resp = sender.send_request(req).await.ok()?;
-        Some(resp.status().is_success())
+        if !resp.status().is_success() {
+            return None;
+        }
+        let body = resp.into_body().collect().await.ok()?.to_bytes();
+        Some(String::from_utf8_lossy(&body).into_owned())
     };
-    matches!(
-        tokio::time::timeout(Duration::from_secs(2), fut).await,
-        Ok(Some(true))
-    )
+    tokio::time::timeout(Duration::from_secs(2), fut)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// A byte-for-byte TCP relay to `upstream` (one upstream connection per client connection):

@@ -234,6 +234,11 @@ async fn real_main(args: Args) -> anyhow::Result<()> {
     ));
     out.push('\n');
     out.push_str(&report::targets(&result.reports, &result.open_streams));
+    let logging = report::logging(&result.reports, &result.logging);
+    if !logging.is_empty() {
+        out.push('\n');
+        out.push_str(&logging);
+    }
     if !result.notes.is_empty() {
         out.push_str("\n### Notes\n\n");
         for n in &result.notes {

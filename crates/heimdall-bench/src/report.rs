@@ -2,8 +2,9 @@
 
 use std::fmt::Write;
 
+use crate::LoggingReport;
 use crate::load::LoadResult;
-use crate::scenario::{OpenStreamsReport, RateRun, TargetReport, us};
+use crate::scenario::{OpenStreamsReport, RateRun, TargetReport, Upstream, us};
 
 fn mb(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1e6)
@@ -213,6 +214,58 @@ pub fn render(
                 o.result.elapsed.as_secs_f64()
             );
         }
+    }
+    s
+}
+
+/// Scenario 5's logging variants beside the logging-off translated path: their cost in
+/// maximum throughput (the issue allows 10 %) and what their writers lost.
+pub fn logging(reports: &[TargetReport], logging: &[LoggingReport]) -> String {
+    let mut s = String::new();
+    if logging.is_empty() {
+        return s;
+    }
+    let max_of = |r: &TargetReport| r.max.as_ref().map(LoadResult::throughput);
+    let off = reports
+        .iter()
+        .find(|r| {
+            !r.target.direct
+                && r.target.scenario.starts_with('3')
+                && r.target.upstream == Upstream::OpenAi
+        })
+        .and_then(max_of);
+    let _ = writeln!(
+        s,
+        "### Request logging on vs off (scenario 5, translated path)
+"
+    );
+    let _ = writeln!(
+        s,
+        "| variant | max req/s | logging off max req/s | cost | records dropped | records failed | cost ≤ 10 % |"
+    );
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|:---:|");
+    for l in logging {
+        let on = reports
+            .iter()
+            .find(|r| r.target.name == l.target)
+            .and_then(max_of);
+        let cost = on.zip(off).map(|(on, off)| 1.0 - on / off);
+        let met = match cost {
+            Some(c) if c <= 0.10 => "yes",
+            Some(_) => "**no**",
+            None => "not measured",
+        };
+        let count = |n: Option<u64>| opt(n, |n| n.to_string());
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {met} |",
+            l.target,
+            opt(on, |v| format!("{v:.0}")),
+            opt(off, |v| format!("{v:.0}")),
+            opt(cost, |c| format!("{:.1} %", c * 100.0)),
+            count(l.dropped),
+            count(l.failed),
+        );
     }
     s
 }

@@ -218,9 +218,15 @@ impl Gateway {
         }
     }
 
-    /// A fresh `req_…` id for a client request.
+    /// A fresh `req_…` id for a client request. Its leading digits are the time in
+    /// milliseconds (the rest random), so ids sort by time: the logs store's index on them
+    /// then grows at its end instead of touching a random page per request.
     pub fn new_request_id() -> String {
-        ids::request_id(rand::rng().random())
+        let millis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let random: u128 = rand::rng().random();
+        ids::request_id(ids::time_ordered_seed(millis, random))
     }
 
     fn guard(&self, ctx: &Arc<RequestContext>, endpoint: Endpoint) -> RecordGuard {
@@ -607,11 +613,13 @@ impl Gateway {
             None => {
                 // Reading usage parses the answer anyway; an answer without usage is not a
                 // message (HTML, truncated JSON, an SSE body, an empty 204).
-                guard.record.usage = t.dialect.response_usage(&bytes).ok_or_else(|| {
+                let summary = t.dialect.answer_summary(&bytes).ok_or_else(|| {
                     Miss::FailOver(GatewayError::bad_gateway(format!(
                         "{provider_name} answered with a body that is not a valid message"
                     )))
                 })?;
+                guard.record.usage = summary.usage;
+                guard.record.stop_reason = summary.stop_reason;
                 bytes
             }
             Some(codec) => {

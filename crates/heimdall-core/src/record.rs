@@ -69,6 +69,24 @@ impl Content {
         }
     }
 
+    /// Content that was not kept (the log writer's queue held too much already): the record
+    /// says so instead of storing a part of it.
+    pub fn withheld() -> Self {
+        Self {
+            truncated: true,
+            ..Self::default()
+        }
+    }
+
+    /// Bytes held: the request and what is kept of the answer.
+    pub fn len(&self) -> usize {
+        self.request.len() + self.held
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn push_response(&mut self, chunk: &Bytes) {
         if self.held + chunk.len() > Self::MAX_RESPONSE_BYTES {
             self.truncated = true;

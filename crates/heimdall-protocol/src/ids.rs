@@ -32,6 +32,13 @@ pub fn message_id(seed: u128) -> String {
     format!("msg_{}", base62(seed, 24))
 }
 
+/// A seed whose base62 text sorts by `millis`: the time in the top 48 bits (until the year
+/// 10889), 80 bits of `random` below it.
+pub fn time_ordered_seed(millis: u128, random: u128) -> u128 {
+    const RANDOM_BITS: u32 = 80;
+    ((millis & ((1 << 48) - 1)) << RANDOM_BITS) | (random >> (128 - RANDOM_BITS))
+}
+
 /// `req_` followed by 24 base62 characters derived from `seed`.
 pub fn request_id(seed: u128) -> String {
     format!("req_{}", base62(seed, 24))
@@ -80,6 +87,17 @@ mod tests {
         assert!(id.starts_with("msg_") && id.len() == 28);
         assert!(is_valid_tool_id(&id));
         assert_eq!(message_id(7), message_id(7));
+    }
+
+    #[test]
+    fn time_ordered_ids_sort_by_time_whatever_the_random_part() {
+        let early = request_id(time_ordered_seed(1_764_547_200_000, u128::MAX));
+        let late = request_id(time_ordered_seed(1_764_547_200_001, 0));
+        assert!(early < late, "{early} {late}");
+        assert_eq!(early.len(), 28);
+        let a = request_id(time_ordered_seed(5, 1 << 127));
+        let b = request_id(time_ordered_seed(5, 1 << 126));
+        assert_ne!(a, b, "the random part shows");
     }
 
     #[test]

@@ -43,7 +43,11 @@ fn response_goldens() {
     for (stem, input) in common::inputs("bedrock/responses", ".converse.json") {
         let body = std::fs::read(&input).unwrap();
         if let Ok(r) = Converse.decode_response(&body, &common::ctx()) {
-            assert_eq!(Converse.response_usage(&body), Some(r.usage), "{stem}");
+            assert_eq!(
+                Converse.answer_summary(&body).map(|s| s.usage),
+                Some(r.usage),
+                "{stem}"
+            );
         }
         common::check_response("bedrock/responses", &stem, &body, &Converse);
     }

@@ -131,7 +131,10 @@ pub async fn serve(cli: Cli, loaded: Loaded) -> anyhow::Result<Stopped> {
         None => None,
     };
     let writer = store.as_ref().map(|store| {
-        let (sink, writer) = store.start_writer(heimdall_store::DEFAULT_QUEUE);
+        let (sink, writer) = store.start_writer(
+            heimdall_store::DEFAULT_QUEUE,
+            heimdall_store::DEFAULT_QUEUE_CONTENT_BYTES,
+        );
         sinks.push(sink);
         writer
     });

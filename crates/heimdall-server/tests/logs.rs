@@ -114,6 +114,7 @@ async fn every_request_is_logged_and_can_be_found() {
     assert_eq!(one["output"]["content"][0]["text"], "the quick brown fox");
     assert!(one["first_byte_ms"].as_f64().is_some(), "{one}");
     assert!(one["cost"].as_f64().unwrap() > 0.0, "{one}");
+    assert_eq!(one["stop_reason"], "end_turn", "{one}");
     let streamed = logs_when(base, &format!("models={CLAUDE}"), 1).await;
     let id = streamed["logs"][0]["id"].as_str().unwrap().to_owned();
     let one = get_json(base, &format!("/api/logs/{id}")).await;
@@ -123,6 +124,7 @@ async fn every_request_is_logged_and_can_be_found() {
         "{one}"
     );
     assert_eq!(one["output"]["stop_reason"], "end_turn", "{one}");
+    assert_eq!(one["stop_reason"], "end_turn", "{one}");
 
     let missing = h
         .http
@@ -149,7 +151,17 @@ async fn content_logging_can_be_turned_off_and_the_store_too() {
             .status(),
         200
     );
-    let page = logs_when(h.gateway.base_url(), "", 1).await;
+    // Passed through untranslated: usage and stop reason still come from the answer.
+    assert_eq!(
+        h.messages(&request(CLAUDE, "[[mock:finish length]] cut short", false))
+            .await
+            .status(),
+        200
+    );
+    let passed = logs_when(h.gateway.base_url(), &format!("models={CLAUDE}"), 1).await;
+    assert_eq!(passed["logs"][0]["stop_reason"], "max_tokens", "{passed}");
+    assert!(passed["logs"][0]["output_tokens"].as_u64().unwrap() > 0);
+    let page = logs_when(h.gateway.base_url(), &format!("models={GPT}"), 1).await;
     let id = page["logs"][0]["id"].as_str().unwrap().to_owned();
     let one = get_json(h.gateway.base_url(), &format!("/api/logs/{id}")).await;
     assert!(one["input"].is_null() && one["output"].is_null(), "{one}");

@@ -23,7 +23,7 @@ use sqlx::{PgPool, SqlitePool};
 
 pub use jobs::{Job, JobResult, JobState, NewJob};
 pub use query::{LogEntry, LogPage, LogQuery, LogStats, Pagination};
-pub use writer::{Closed, DEFAULT_QUEUE, LogWriter, WriterHandle};
+pub use writer::{Closed, DEFAULT_QUEUE, DEFAULT_QUEUE_CONTENT_BYTES, LogWriter, WriterHandle};
 
 /// Runs `$body` against the store's database with `$DB` naming the engine's sqlx database
 /// type and `$pool` its pool (`read` or `write`: SQLite has one writer connection, so that

@@ -1,13 +1,13 @@
 //! The log writer: records are queued by the request path and written by one task, in
-//! batches (one multi-row `INSERT`, one transaction each), so that logging costs a request only
-//! an atomic queue push.
+//! batches (multi-row `INSERT`s, one transaction per batch), so that logging costs a request
+//! only an atomic queue push.
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use heimdall_core::{Outcome, RecordSink, RequestRecord};
+use heimdall_core::{Content, Outcome, RecordSink, RequestRecord};
 use heimdall_protocol::dialect::{Endpoint, front_door};
 use sqlx::QueryBuilder;
 use tokio::sync::mpsc;
@@ -16,9 +16,22 @@ use crate::{Store, duration_ms, millis, on_engine};
 
 /// A queue size that absorbs several seconds of bursts at 10k requests/s.
 pub const DEFAULT_QUEUE: usize = 65_536;
-/// Records per `INSERT`: large enough to amortize a transaction, small enough to stay far
-/// below SQLite's 32,766 bound parameters (28 per row).
-const BATCH: usize = 256;
+/// Content bytes the queue may hold (request bodies and answers, up to 1 MiB each for a
+/// stream): the record count alone would let a backlog of large bodies take gigabytes. Past
+/// it a record still queues, without its content (stored as truncated), and is counted in
+/// `heimdall_log_content_withheld_total`.
+pub const DEFAULT_QUEUE_CONTENT_BYTES: usize = 256 << 20;
+/// Rows per `INSERT` statement: far below SQLite's 32,766 bound parameters (30 per row).
+const ROWS_PER_INSERT: usize = 256;
+/// Records per transaction at most. A commit costs far more than a row (thread hand-offs,
+/// WAL frames, an fsync now and then), so the writer gathers records for up to [`LINGER`]
+/// before writing: under load it commits a few times a second instead of once per handful
+/// of records. Measured in BENCHMARKS.md (the logging scenario).
+const BATCH: usize = 4096;
+/// How long the first record of a batch waits for others (asleep: waking for every record
+/// that arrives would cost a wake-up per request); the delay before a record shows in
+/// `/api/logs`.
+const LINGER: Duration = Duration::from_millis(100);
 /// Attempts at writing a batch before it is written row by row (so that one row the database
 /// refuses does not take its whole batch down) and what still fails is counted as failed.
 const ATTEMPTS: u32 = 3;
@@ -52,6 +65,9 @@ struct Shared {
     /// `None` once closed. Behind a lock rather than in each `LogWriter` so that close can end
     /// the channel (letting the task drain it and stop) while sinks still hold the writer.
     sender: RwLock<Option<mpsc::Sender<Arc<RequestRecord>>>>,
+    /// Content bytes of the records queued or being written, and their bound.
+    content_bytes: AtomicUsize,
+    max_content_bytes: usize,
     accepted: AtomicU64,
     written: AtomicU64,
     dropped: AtomicU64,
@@ -97,22 +113,59 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// Takes `bytes` of the content budget; false (and nothing taken) when they do not fit.
+    fn reserve_content(&self, bytes: usize) -> bool {
+        let before = self.content_bytes.fetch_add(bytes, Ordering::Relaxed);
+        if before.saturating_add(bytes) <= self.max_content_bytes {
+            return true;
+        }
+        self.content_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        false
+    }
+
+    fn release_content(&self, records: &[Arc<RequestRecord>]) {
+        let bytes: usize = records.iter().map(|r| content_len(r)).sum();
+        self.content_bytes.fetch_sub(bytes, Ordering::Relaxed);
+    }
+}
+
+fn content_len(record: &RequestRecord) -> usize {
+    record.content.as_ref().map_or(0, Content::len)
+}
+
 impl RecordSink for LogWriter {
     fn record(&self, record: &Arc<RequestRecord>) {
+        let size = content_len(record);
+        let record = if size == 0 || self.shared.reserve_content(size) {
+            Arc::clone(record)
+        } else {
+            metrics::counter!("heimdall_log_content_withheld_total").increment(1);
+            let mut lean = RequestRecord::clone(record);
+            lean.content = Some(Content::withheld());
+            Arc::new(lean)
+        };
         let sent = {
             let sender = self
                 .shared
                 .sender
                 .read()
                 .unwrap_or_else(PoisonError::into_inner);
-            sender
-                .as_ref()
-                .is_some_and(|tx| tx.try_send(Arc::clone(record)).is_ok())
+            match sender.as_ref() {
+                Some(tx) => tx.try_send(record).map_err(|e| match e {
+                    mpsc::error::TrySendError::Full(r) | mpsc::error::TrySendError::Closed(r) => r,
+                }),
+                None => Err(record),
+            }
         };
-        if sent {
-            self.shared.accepted.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.shared.drop_one();
+        match sent {
+            Ok(()) => {
+                self.shared.accepted.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(record) => {
+                self.shared.release_content(std::slice::from_ref(&record));
+                self.shared.drop_one();
+            }
         }
     }
 }
@@ -145,11 +198,18 @@ impl WriterHandle {
 }
 
 impl Store {
-    /// Starts the writer task with a queue of `capacity` records (at least 1).
-    pub fn start_writer(&self, capacity: usize) -> (Arc<LogWriter>, WriterHandle) {
+    /// Starts the writer task with a queue of `capacity` records (at least 1) holding at most
+    /// `content_bytes` of content.
+    pub fn start_writer(
+        &self,
+        capacity: usize,
+        content_bytes: usize,
+    ) -> (Arc<LogWriter>, WriterHandle) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let shared = Arc::new(Shared {
             sender: RwLock::new(Some(tx)),
+            content_bytes: AtomicUsize::new(0),
+            max_content_bytes: content_bytes,
             accepted: AtomicU64::new(0),
             written: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
@@ -167,53 +227,58 @@ impl Store {
         )
     }
 
-    /// Inserts `rows` in one statement and one transaction; a row already there (same id) is
-    /// left as it is, so a retried batch cannot duplicate.
-    async fn insert_logs(&self, rows: &[Row]) -> anyhow::Result<()> {
+    /// Inserts `rows` in one transaction; a row already there (same id) is left as it is, so
+    /// a retried batch cannot duplicate. Rows are bound by value: their text moves into the
+    /// statement's arguments instead of being copied once more.
+    async fn insert_logs(&self, rows: Vec<Row>) -> anyhow::Result<()> {
         on_engine!(self, write, DB, pool => {
-            let mut q = QueryBuilder::<DB>::new(
-                "INSERT INTO logs (id, started_at, front_door, endpoint, provider, model, \
-                 served_model, fallback_index, key_name, virtual_key, status, status_code, \
-                 error_type, error_message, latency_ms, first_byte_ms, overhead_ms, \
-                 input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost, \
-                 stop_reason, stream, pass_through, attempts, is_async, input, output, \
-                 content_truncated) ",
-            );
-            q.push_values(rows, |mut b, r| {
-                b.push_bind(r.id.as_ref())
-                    .push_bind(r.started_at)
-                    .push_bind(r.front_door)
-                    .push_bind(r.endpoint)
-                    .push_bind(r.provider.as_deref())
-                    .push_bind(r.model.as_deref())
-                    .push_bind(r.served_model.as_deref())
-                    .push_bind(r.fallback_index)
-                    .push_bind(r.key_name.as_deref())
-                    .push_bind(r.virtual_key.as_deref())
-                    .push_bind(r.status)
-                    .push_bind(r.status_code)
-                    .push_bind(r.error_type)
-                    .push_bind(r.error_message.as_deref())
-                    .push_bind(r.latency_ms)
-                    .push_bind(r.first_byte_ms)
-                    .push_bind(r.overhead_ms)
-                    .push_bind(r.tokens[0])
-                    .push_bind(r.tokens[1])
-                    .push_bind(r.tokens[2])
-                    .push_bind(r.tokens[3])
-                    .push_bind(r.cost)
-                    .push_bind(r.stop_reason.as_deref())
-                    .push_bind(r.stream)
-                    .push_bind(r.pass_through)
-                    .push_bind(r.attempts)
-                    .push_bind(r.is_async)
-                    .push_bind(r.input.as_deref())
-                    .push_bind(r.output.as_deref())
-                    .push_bind(r.content_truncated);
-            });
-            q.push(" ON CONFLICT (id) DO NOTHING");
             let mut tx = pool.begin().await?;
-            q.build().execute(&mut *tx).await?;
+            let mut rows = rows.into_iter().peekable();
+            while rows.peek().is_some() {
+                let chunk = rows.by_ref().take(ROWS_PER_INSERT);
+                let mut q = QueryBuilder::<DB>::new(
+                    "INSERT INTO logs (id, started_at, front_door, endpoint, provider, model, \
+                     served_model, fallback_index, key_name, virtual_key, status, status_code, \
+                     error_type, error_message, latency_ms, first_byte_ms, overhead_ms, \
+                     input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost, \
+                     stop_reason, stream, pass_through, attempts, is_async, input, output, \
+                     content_truncated) ",
+                );
+                q.push_values(chunk, |mut b, r| {
+                    b.push_bind(r.id)
+                        .push_bind(r.started_at)
+                        .push_bind(r.front_door)
+                        .push_bind(r.endpoint)
+                        .push_bind(r.provider)
+                        .push_bind(r.model)
+                        .push_bind(r.served_model)
+                        .push_bind(r.fallback_index)
+                        .push_bind(r.key_name)
+                        .push_bind(r.virtual_key)
+                        .push_bind(r.status)
+                        .push_bind(r.status_code)
+                        .push_bind(r.error_type)
+                        .push_bind(r.error_message)
+                        .push_bind(r.latency_ms)
+                        .push_bind(r.first_byte_ms)
+                        .push_bind(r.overhead_ms)
+                        .push_bind(r.tokens[0])
+                        .push_bind(r.tokens[1])
+                        .push_bind(r.tokens[2])
+                        .push_bind(r.tokens[3])
+                        .push_bind(r.cost)
+                        .push_bind(r.stop_reason)
+                        .push_bind(r.stream)
+                        .push_bind(r.pass_through)
+                        .push_bind(r.attempts)
+                        .push_bind(r.is_async)
+                        .push_bind(r.input)
+                        .push_bind(r.output)
+                        .push_bind(r.content_truncated);
+                });
+                q.push(" ON CONFLICT (id) DO NOTHING");
+                q.build().execute(&mut *tx).await?;
+            }
             tx.commit().await?;
         });
         Ok(())
@@ -223,10 +288,19 @@ impl Store {
 async fn run(store: Store, mut rx: mpsc::Receiver<Arc<RequestRecord>>, shared: Arc<Shared>) {
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
-        // Reading content into text happens here, off the request path.
-        let rows: Vec<Row> = batch.drain(..).map(|r| Row::new(&r)).collect();
-        let failed = write(&store, &rows).await;
-        let n = rows.len() as u64;
+        if batch.len() < BATCH {
+            tokio::time::sleep(LINGER).await;
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(record) => batch.push(record),
+                    Err(_) => break,
+                }
+            }
+        }
+        let failed = write(&store, &batch).await;
+        let n = batch.len() as u64;
+        shared.release_content(&batch);
+        batch.clear();
         shared.written.fetch_add(n - failed, Ordering::Relaxed);
         if failed > 0 {
             shared.failed.fetch_add(failed, Ordering::Relaxed);
@@ -235,24 +309,41 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Arc<RequestRecord>>, shared: A
     }
 }
 
-/// Writes a batch, retrying; returns how many rows could not be written.
-async fn write(store: &Store, rows: &[Row]) -> u64 {
+/// Writes a batch, retrying; returns how many records could not be written. Reading content
+/// into text happens here, off the request path (again for each attempt: attempts are rare,
+/// and rows given by value cannot be reused).
+async fn write(store: &Store, records: &[Arc<RequestRecord>]) -> u64 {
     let mut error = None;
     for attempt in 0..ATTEMPTS {
         if attempt > 0 {
             tokio::time::sleep(BACKOFF * attempt).await;
         }
-        match store.insert_logs(rows).await {
+        match store
+            .insert_logs(records.iter().map(|r| Row::new(r)).collect())
+            .await
+        {
             Ok(()) => return 0,
             Err(e) => error = Some(e),
         }
     }
+    // Only a refusal by the database can be one row's fault; when the database cannot be
+    // reached, trying each row alone would wait out a connection timeout per row.
+    let refused = error.as_ref().is_some_and(|e| {
+        matches!(
+            e.downcast_ref::<sqlx::Error>(),
+            Some(sqlx::Error::Database(_))
+        )
+    });
     let mut failed = 0;
-    for row in rows.chunks(1) {
-        if let Err(e) = store.insert_logs(row).await {
-            failed += 1;
-            error = Some(e);
+    if refused {
+        for record in records {
+            if let Err(e) = store.insert_logs(vec![Row::new(record)]).await {
+                failed += 1;
+                error = Some(e);
+            }
         }
+    } else {
+        failed = records.len() as u64;
     }
     if failed > 0 {
         let error = error.map(|e| format!("{e:#}")).unwrap_or_default();
@@ -269,7 +360,7 @@ async fn write(store: &Store, rows: &[Row]) -> u64 {
 /// A record as a row: text fields cleaned of NUL (PostgreSQL text cannot hold it) and content
 /// read into text.
 struct Row {
-    id: Box<str>,
+    id: String,
     started_at: i64,
     front_door: &'static str,
     endpoint: &'static str,
@@ -308,7 +399,11 @@ impl Row {
         let (input, output, content_truncated) = match &r.content {
             Some(c) => {
                 let input = (!c.request.is_empty()).then(|| bytes_text(&c.request));
-                let answer = c.response.concat();
+                // One chunk (a JSON answer) is read where it is; a stream's are joined.
+                let answer: Cow<'_, [u8]> = match c.response.as_slice() {
+                    [one] => Cow::Borrowed(one),
+                    many => Cow::Owned(many.concat()),
+                };
                 let collected = (r.stream && !answer.is_empty())
                     .then(|| front_door(r.front_door)?.collect_stream(&answer))
                     .flatten();
@@ -323,7 +418,7 @@ impl Row {
             None => (None, None, false),
         };
         Row {
-            id: clean(Cow::Borrowed(&r.request_id)).into(),
+            id: clean(Cow::Borrowed(&r.request_id)).into_owned(),
             started_at: millis(r.started_at),
             front_door: r.front_door,
             endpoint: match r.endpoint {
@@ -368,7 +463,13 @@ impl Row {
 
 /// Bytes as text: UTF-8 as it is, anything else with replacement characters; NUL removed.
 fn bytes_text(bytes: &[u8]) -> String {
-    clean(String::from_utf8_lossy(bytes)).into_owned()
+    // The strict check is several times faster than the lossy reader on valid text, the
+    // common case.
+    let text = match std::str::from_utf8(bytes) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(bytes),
+    };
+    clean(text).into_owned()
 }
 
 fn clean(s: Cow<'_, str>) -> Cow<'_, str> {

@@ -11,7 +11,10 @@ use common::{TestDb, at, failed, record, with_content};
 use heimdall_core::config::{PostgresConfig, Secret, StoreConfig};
 use heimdall_core::{Outcome, RecordSink};
 use heimdall_protocol::error::ErrorType;
-use heimdall_store::{Closed, DEFAULT_QUEUE, JobResult, JobState, LogQuery, NewJob, Store};
+use heimdall_store::{
+    Closed, DEFAULT_QUEUE, DEFAULT_QUEUE_CONTENT_BYTES, JobResult, JobState, LogQuery, NewJob,
+    Store,
+};
 use serde_json::json;
 
 const CLOSE: Duration = Duration::from_secs(60);
@@ -21,6 +24,7 @@ on_both_engines!(
     filters_pagination_and_totals,
     full_log_with_content,
     content_disabled_is_null,
+    content_past_the_queue_budget_is_withheld,
     prune_old_logs,
     maintenance_prunes,
     full_queue_drops_and_counts,
@@ -30,7 +34,7 @@ on_both_engines!(
 
 /// Writes `records` through a writer and closes it.
 async fn write_all(store: &Store, records: Vec<heimdall_core::RequestRecord>) -> Closed {
-    let (sink, handle) = store.start_writer(DEFAULT_QUEUE);
+    let (sink, handle) = store.start_writer(DEFAULT_QUEUE, DEFAULT_QUEUE_CONTENT_BYTES);
     for r in records {
         sink.record(&Arc::new(r));
     }
@@ -39,7 +43,7 @@ async fn write_all(store: &Store, records: Vec<heimdall_core::RequestRecord>) ->
 
 async fn records_through_the_sink_are_all_written(db: TestDb) {
     let store = db.open().await;
-    let (sink, handle) = store.start_writer(DEFAULT_QUEUE);
+    let (sink, handle) = store.start_writer(DEFAULT_QUEUE, DEFAULT_QUEUE_CONTENT_BYTES);
     for i in 0..5000u64 {
         sink.record(&Arc::new(record(&format!("req_{i:05}"), 1_000_000 + i)));
         if i % 1000 == 0 {
@@ -358,6 +362,28 @@ async fn content_disabled_is_null(db: TestDb) {
     assert_eq!(page.pagination.total_count, 0);
 }
 
+async fn content_past_the_queue_budget_is_withheld(db: TestDb) {
+    let store = db.open().await;
+    // Room for one record's content: the second arrives while the first is still queued.
+    let (sink, handle) = store.start_writer(DEFAULT_QUEUE, 150);
+    let body = r#"{"model":"m","messages":[{"role":"user","content":"hello there"}]}"#;
+    let answer = r#"{"type":"message","content":[]}"#;
+    for id in ["kept", "lean"] {
+        sink.record(&Arc::new(with_content(record(id, 1), body, &[answer])));
+    }
+    assert_eq!(handle.close(CLOSE).await.written, 2, "no record is lost");
+    let kept = store.log("kept").await.unwrap().unwrap();
+    assert!(kept.input.is_some() && kept.output.is_some());
+    assert!(!kept.content_truncated);
+    let lean = store.log("lean").await.unwrap().unwrap();
+    assert_eq!((lean.input, lean.output), (None, None));
+    assert!(
+        lean.content_truncated,
+        "the record says its content was not kept"
+    );
+    assert_eq!(lean.input_tokens, 10);
+}
+
 async fn prune_old_logs(db: TestDb) {
     let store = db.open().await;
     let records = (0..20u64)
@@ -415,7 +441,7 @@ async fn full_queue_drops_and_counts(db: TestDb) {
     let store = db.open().await;
     let recorder = metrics_util::debugging::DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
-    let (sink, handle) = store.start_writer(2);
+    let (sink, handle) = store.start_writer(2, DEFAULT_QUEUE_CONTENT_BYTES);
     // The test's single-threaded runtime does not run the writer until the test awaits: two
     // records fill the queue and the other eight are dropped.
     metrics::with_local_recorder(&recorder, || {

@@ -105,13 +105,22 @@ pub fn front_door(name: &str) -> Option<&'static dyn FrontDoor> {
     }
 }
 
+/// What a request's record keeps of an answer passed through untranslated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AnswerSummary {
+    pub usage: Usage,
+    /// In the dialect's own words (as a pass-through stream's tap reports it).
+    pub stop_reason: Option<String>,
+}
+
 /// The provider-facing side of a dialect. Pure: no IO, no clock, no randomness.
 pub trait UpstreamDialect: Send + Sync {
     fn id(&self) -> DialectId;
     /// A framer for this dialect's streams.
     fn framer(&self, max_event_bytes: usize) -> Box<dyn Framer>;
-    /// Usage of a non-streamed answer passed through untranslated.
-    fn response_usage(&self, body: &[u8]) -> Option<Usage>;
+    /// Usage and stop reason of a non-streamed answer passed through untranslated; `None`
+    /// when the body is not one of this dialect's answers.
+    fn answer_summary(&self, body: &[u8]) -> Option<AnswerSummary>;
     /// A watcher for a stream passed through untranslated.
     fn usage_tap(&self) -> Box<dyn UsageTap>;
     /// Reads the upstream's model listing (ids as the upstream knows them).

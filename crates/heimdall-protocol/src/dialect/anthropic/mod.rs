@@ -14,10 +14,10 @@ pub use tap::AnthropicUsageTap;
 pub use wire::error_body;
 
 use super::{
-    DialectId, Endpoint, FrontDoor, ModelInfo, ModelPage, RequestHead, TranslateError,
-    UpstreamCodec, UpstreamDialect, UsageTap,
+    AnswerSummary, DialectId, Endpoint, FrontDoor, ModelInfo, ModelPage, RequestHead,
+    TranslateError, UpstreamCodec, UpstreamDialect, UsageTap,
 };
-use crate::canonical::{self, Event, StreamEncoder, Usage};
+use crate::canonical::{self, Event, StreamEncoder};
 use crate::error::ErrorType;
 use crate::framing::Framer;
 use crate::framing::sse::{SseFramer, write_event};
@@ -98,8 +98,8 @@ impl UpstreamDialect for Anthropic {
         Box::new(SseFramer::new(max_event_bytes))
     }
 
-    fn response_usage(&self, body: &[u8]) -> Option<Usage> {
-        tap::message_usage(body)
+    fn answer_summary(&self, body: &[u8]) -> Option<AnswerSummary> {
+        tap::message_summary(body)
     }
 
     fn usage_tap(&self) -> Box<dyn UsageTap> {

@@ -3,7 +3,7 @@
 use serde::Deserialize;
 
 use crate::canonical::Usage;
-use crate::dialect::{TapVerdict, UsageTap};
+use crate::dialect::{AnswerSummary, TapVerdict, UsageTap};
 use crate::framing::Frame;
 
 /// The usage object of an Anthropic message or `message_delta`; absent counts stay `None` so
@@ -36,16 +36,21 @@ impl WireUsage {
     }
 }
 
-/// Reads `usage` from a non-streaming Anthropic message body.
-pub(super) fn message_usage(body: &[u8]) -> Option<Usage> {
+/// Reads `usage` and `stop_reason` from a non-streaming Anthropic message body.
+pub(super) fn message_summary(body: &[u8]) -> Option<AnswerSummary> {
     #[derive(Deserialize)]
     struct Msg {
         usage: WireUsage,
+        #[serde(default)]
+        stop_reason: Option<String>,
     }
     let msg: Msg = serde_json::from_slice(body).ok()?;
-    let mut u = Usage::default();
-    msg.usage.apply_to(&mut u);
-    Some(u)
+    let mut usage = Usage::default();
+    msg.usage.apply_to(&mut usage);
+    Some(AnswerSummary {
+        usage,
+        stop_reason: msg.stop_reason,
+    })
 }
 
 /// Watches an Anthropic event stream that is being passed through and keeps the usage it
@@ -154,9 +159,15 @@ mod tests {
     }
 
     #[test]
-    fn reads_message_usage() {
-        let u =
-            message_usage(br#"{"id":"m","usage":{"input_tokens":4,"output_tokens":2}}"#).unwrap();
-        assert_eq!((u.input_tokens, u.output_tokens), (4, 2));
+    fn reads_message_usage_and_stop_reason() {
+        let s = message_summary(
+            br#"{"id":"m","stop_reason":"max_tokens","usage":{"input_tokens":4,"output_tokens":2}}"#,
+        )
+        .unwrap();
+        assert_eq!((s.usage.input_tokens, s.usage.output_tokens), (4, 2));
+        assert_eq!(s.stop_reason.as_deref(), Some("max_tokens"));
+        let s = message_summary(br#"{"usage":{"input_tokens":1,"output_tokens":0}}"#).unwrap();
+        assert_eq!(s.stop_reason, None);
+        assert!(message_summary(b"<html>").is_none());
     }
 }

@@ -23,10 +23,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::response::stream_failure;
-use crate::canonical::Usage;
 use crate::dialect::anthropic::{self, Anthropic, error_body};
 use crate::dialect::{
-    DialectId, ModelInfo, TranslateError, UpstreamCodec, UpstreamDialect, UsageTap,
+    AnswerSummary, DialectId, ModelInfo, TranslateError, UpstreamCodec, UpstreamDialect, UsageTap,
 };
 use crate::framing::aws_eventstream::EventStreamFramer;
 use crate::framing::sse::write_event;
@@ -50,8 +49,8 @@ impl UpstreamDialect for ClaudeInvoke {
         })
     }
 
-    fn response_usage(&self, body: &[u8]) -> Option<Usage> {
-        Anthropic.response_usage(body)
+    fn answer_summary(&self, body: &[u8]) -> Option<AnswerSummary> {
+        Anthropic.answer_summary(body)
     }
 
     fn usage_tap(&self) -> Box<dyn UsageTap> {

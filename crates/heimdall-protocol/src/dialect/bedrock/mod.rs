@@ -21,10 +21,10 @@ pub use invoke::{ANTHROPIC_VERSION, ClaudeInvoke};
 pub use response::exception_error_type;
 
 use super::{
-    DialectId, ModelInfo, ResponseContext, StreamDecoder, TranslateError, UpstreamCodec,
-    UpstreamDialect, UsageTap,
+    AnswerSummary, DialectId, ModelInfo, ResponseContext, StreamDecoder, TranslateError,
+    UpstreamCodec, UpstreamDialect, UsageTap,
 };
-use crate::canonical::{self, InlineMedia, Usage};
+use crate::canonical::{self, InlineMedia};
 use crate::framing::Framer;
 use crate::framing::aws_eventstream::EventStreamFramer;
 
@@ -43,8 +43,8 @@ impl UpstreamDialect for Converse {
         Box::new(EventStreamFramer::new(max_event_bytes))
     }
 
-    fn response_usage(&self, body: &[u8]) -> Option<Usage> {
-        response::response_usage(body)
+    fn answer_summary(&self, body: &[u8]) -> Option<AnswerSummary> {
+        response::answer_summary(body)
     }
 
     fn usage_tap(&self) -> Box<dyn UsageTap> {

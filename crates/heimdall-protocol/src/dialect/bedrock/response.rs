@@ -4,7 +4,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::canonical::{self, ContentBlock, Delta, StopReason, Usage};
-use crate::dialect::{ResponseContext, StreamDecoder, TapVerdict, TranslateError, UsageTap};
+use crate::dialect::{
+    AnswerSummary, ResponseContext, StreamDecoder, TapVerdict, TranslateError, UsageTap,
+};
 use crate::error::ErrorType;
 use crate::framing::Frame;
 use crate::framing::aws_eventstream::header;
@@ -184,10 +186,13 @@ pub(super) fn decode(
     })
 }
 
-pub(super) fn response_usage(body: &[u8]) -> Option<Usage> {
+pub(super) fn answer_summary(body: &[u8]) -> Option<AnswerSummary> {
     serde_json::from_slice::<ConverseResponse>(body)
         .ok()
-        .map(|r| r.usage.into())
+        .map(|r| AnswerSummary {
+            usage: r.usage.into(),
+            stop_reason: r.stop_reason,
+        })
 }
 
 /// Tool input as a JSON object (Anthropic's `input` is one).

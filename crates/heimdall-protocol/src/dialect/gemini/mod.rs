@@ -11,8 +11,8 @@ pub mod wire;
 use serde::Deserialize;
 
 use super::{
-    DialectId, ModelInfo, ResponseContext, StreamDecoder, TapVerdict, TranslateError,
-    UpstreamCodec, UpstreamDialect, UsageTap,
+    AnswerSummary, DialectId, ModelInfo, ResponseContext, StreamDecoder, TapVerdict,
+    TranslateError, UpstreamCodec, UpstreamDialect, UsageTap,
 };
 use crate::canonical::{self, InlineMedia, Usage};
 use crate::framing::sse::SseFramer;
@@ -43,9 +43,16 @@ impl UpstreamDialect for Gemini {
         Box::new(SseFramer::new(max_event_bytes))
     }
 
-    fn response_usage(&self, body: &[u8]) -> Option<Usage> {
+    fn answer_summary(&self, body: &[u8]) -> Option<AnswerSummary> {
         let b: wire::GenerateContentResponse = serde_json::from_slice(body).ok()?;
-        b.usage_metadata.as_ref().map(response::usage_from_gemini)
+        Some(AnswerSummary {
+            usage: b.usage_metadata.as_ref().map(response::usage_from_gemini)?,
+            stop_reason: b
+                .candidates
+                .into_iter()
+                .flatten()
+                .find_map(|c| c.finish_reason),
+        })
     }
 
     fn usage_tap(&self) -> Box<dyn UsageTap> {

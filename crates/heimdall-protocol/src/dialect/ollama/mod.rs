@@ -10,8 +10,8 @@ use super::text::{
     system_prompt_text, user_block,
 };
 use super::{
-    DialectId, ModelInfo, ResponseContext, StreamDecoder, TapVerdict, TranslateError,
-    UpstreamCodec, UpstreamDialect, UsageTap,
+    AnswerSummary, DialectId, ModelInfo, ResponseContext, StreamDecoder, TapVerdict,
+    TranslateError, UpstreamCodec, UpstreamDialect, UsageTap,
 };
 use crate::canonical::{
     self, ContentBlock, ContentBlockParam, Delta, InlineMedia, MessageContent, OutputFormat, Role,
@@ -543,11 +543,14 @@ impl UpstreamDialect for Ollama {
         Box::new(NdjsonFramer::new(max_event_bytes))
     }
 
-    fn response_usage(&self, body: &[u8]) -> Option<Usage> {
+    fn answer_summary(&self, body: &[u8]) -> Option<AnswerSummary> {
         serde_json::from_slice::<ChatChunk>(body)
             .ok()
             .filter(|c| c.done)
-            .map(|c| c.usage())
+            .map(|c| AnswerSummary {
+                usage: c.usage(),
+                stop_reason: c.done_reason,
+            })
     }
 
     fn usage_tap(&self) -> Box<dyn UsageTap> {

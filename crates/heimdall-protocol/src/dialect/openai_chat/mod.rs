@@ -12,8 +12,8 @@ pub use quirks::{Quirks, ToolIdForm};
 use serde::Deserialize;
 
 use super::{
-    DialectId, ModelInfo, ResponseContext, StreamDecoder, TapVerdict, TranslateError,
-    UpstreamCodec, UpstreamDialect, UsageTap,
+    AnswerSummary, DialectId, ModelInfo, ResponseContext, StreamDecoder, TapVerdict,
+    TranslateError, UpstreamCodec, UpstreamDialect, UsageTap,
 };
 use crate::canonical::{self, InlineMedia, Usage};
 use crate::framing::sse::SseFramer;
@@ -45,13 +45,23 @@ impl UpstreamDialect for OpenAiChat {
         Box::new(SseFramer::new(max_event_bytes))
     }
 
-    fn response_usage(&self, body: &[u8]) -> Option<Usage> {
+    fn answer_summary(&self, body: &[u8]) -> Option<AnswerSummary> {
         #[derive(Deserialize)]
         struct Body {
             usage: Option<wire::ChatUsage>,
+            #[serde(default)]
+            choices: Vec<Choice>,
+        }
+        #[derive(Deserialize)]
+        struct Choice {
+            #[serde(default)]
+            finish_reason: Option<String>,
         }
         let b: Body = serde_json::from_slice(body).ok()?;
-        b.usage.as_ref().map(response::usage_from_openai)
+        Some(AnswerSummary {
+            usage: b.usage.as_ref().map(response::usage_from_openai)?,
+            stop_reason: b.choices.into_iter().find_map(|c| c.finish_reason),
+        })
     }
 
     fn usage_tap(&self) -> Box<dyn UsageTap> {

@@ -19,7 +19,7 @@ use heimdall_protocol::canonical::{
     self, ContentBlock, ContentBlockParam, Delta, Role, StopReason, TextOrBlocks, Usage,
 };
 use heimdall_protocol::dialect::{
-    DialectId, ModelInfo, ResponseContext, StreamDecoder, TapVerdict, TranslateError,
+    AnswerSummary, DialectId, ModelInfo, ResponseContext, StreamDecoder, TapVerdict, TranslateError,
     UpstreamCodec, UpstreamDialect, UsageTap,
 };
 use heimdall_protocol::framing::{Frame, Framer, FramingError};
@@ -164,10 +164,13 @@ impl UpstreamDialect for DummyDialect {
         })
     }
 
-    fn response_usage(&self, body: &[u8]) -> Option<Usage> {
+    fn answer_summary(&self, body: &[u8]) -> Option<AnswerSummary> {
         serde_json::from_slice::<WireAnswer>(body)
             .ok()
-            .map(|a| usage(a.tokens))
+            .map(|a| AnswerSummary {
+                usage: usage(a.tokens),
+                stop_reason: Some(a.end),
+            })
     }
 
     fn usage_tap(&self) -> Box<dyn UsageTap> {
