@@ -62,7 +62,7 @@ fuzz_target!(|wire: &[u8]| {
 
 /// A non-streamed answer: decode, and re-encode for the client when it decodes.
 fn whole_answer(body: &[u8]) {
-    let _ = OpenAiChat::OPENAI.response_usage(body);
+    let _ = OpenAiChat::OPENAI.answer_summary(body);
     let _ = OpenAiChat::OPENAI.decode_model_list(body);
     if let Ok(response) = OpenAiChat::OPENAI.decode_response(body, &ctx()) {
         let json = Anthropic.encode_response(&response);
