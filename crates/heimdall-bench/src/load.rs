@@ -383,6 +383,29 @@ async fn open_loop(
     result
 }
 
+/// Streams open now and the most open at once.
+#[derive(Debug, Default)]
+pub struct OpenGauge {
+    now: AtomicU64,
+    peak: AtomicU64,
+}
+
+impl OpenGauge {
+    fn open(&self) {
+        let n = self.now.fetch_add(1, Ordering::Relaxed) + 1;
+        self.peak.fetch_max(n, Ordering::Relaxed);
+    }
+
+    fn close(&self) {
+        self.now.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// The most streams that were open at one moment.
+    pub fn peak(&self) -> u64 {
+        self.peak.load(Ordering::Relaxed)
+    }
+}
+
 /// Holds `count` streams open at once: each on its own connection, all started together.
 /// Returns the result (ttfb/latency from each stream's own start).
 pub async fn concurrent_streams(
@@ -390,23 +413,24 @@ pub async fn concurrent_streams(
     spec: &RequestSpec,
     count: usize,
     timeout: Duration,
-    opened: Arc<AtomicU64>,
+    open: Arc<OpenGauge>,
 ) -> anyhow::Result<LoadResult> {
     let spec = Arc::new(spec.clone());
     let host = HeaderValue::from_str(&addr.to_string())?;
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(count);
     for _ in 0..count {
-        let (spec, host, opened) = (spec.clone(), host.clone(), opened.clone());
+        let (spec, host, open) = (spec.clone(), host.clone(), open.clone());
         tasks.push(tokio::spawn(async move {
             let mut result = LoadResult::empty();
             let mut sender = None;
             let attempt = async {
                 let mut s = connect(addr).await.map_err(|e| format!("connect: {e}"))?;
-                opened.fetch_add(1, Ordering::Relaxed);
+                open.open();
                 let t0 = Instant::now();
-                let timing = send_one(&mut s, &spec, &host).await?;
-                Ok::<_, String>((t0, timing))
+                let timing = send_one(&mut s, &spec, &host).await;
+                open.close();
+                Ok::<_, String>((t0, timing?))
             };
             match tokio::time::timeout(timeout, attempt).await {
                 Ok(Ok((t0, timing))) => record(&mut result, t0, &timing),

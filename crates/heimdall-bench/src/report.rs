@@ -192,7 +192,7 @@ pub fn render(
         let _ = writeln!(s, "\n### Concurrent open streams (scenario 6)\n");
         let _ = writeln!(
             s,
-            "| target | streams | connected | completed | errors | RSS idle | RSS peak | wall time |"
+            "| target | streams | open at once (peak) | completed | errors | RSS idle | RSS peak | wall time |"
         );
         let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|");
         for o in streams {

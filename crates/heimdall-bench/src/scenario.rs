@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -562,10 +561,10 @@ pub async fn open_streams(
     };
     let idle_rss = procs::usage(pid).rss_bytes;
     let sampler = RssSampler::start(pid);
-    let opened = Arc::new(AtomicU64::new(0));
+    let open = Arc::new(load::OpenGauge::default());
     log(&format!("{count} concurrent streams through {name}"));
     let timeout = hold + Duration::from_secs(60);
-    let res = load::concurrent_streams(addr, &spec, count, timeout, opened.clone()).await?;
+    let res = load::concurrent_streams(addr, &spec, count, timeout, open.clone()).await?;
     let peak_rss = sampler.finish().await;
     log(&format!(
         "  {} complete, {} errors{}; peak RSS {:.1} MB",
@@ -580,7 +579,7 @@ pub async fn open_streams(
     Ok(OpenStreamsReport {
         name: name.to_string(),
         count,
-        peak_open: opened.load(Ordering::Relaxed),
+        peak_open: open.peak(),
         result: res,
         peak_rss,
         idle_rss,
