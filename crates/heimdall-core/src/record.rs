@@ -25,6 +25,16 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The outcome's name, as the log line and the trace span give it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Failed { .. } => "failed",
+            Self::StreamError { .. } => "stream_error",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
     /// The HTTP status the client got (a stream that failed after its start got 200).
     pub fn status(self) -> u16 {
         match self {
@@ -218,7 +228,7 @@ impl RecordSink for LogSink {
         let key = r.key_name.as_deref().unwrap_or("-");
         let served_model = r.served_model.as_deref().unwrap_or(model);
         macro_rules! emit {
-            ($level:ident, $msg:literal, $outcome:expr) => {
+            ($level:ident, $msg:literal) => {
                 tracing::$level!(
                     request_id = %r.request_id,
                     provider = %provider,
@@ -227,7 +237,7 @@ impl RecordSink for LogSink {
                     served_model = %served_model,
                     attempts = r.attempts,
                     stream = r.stream,
-                    outcome = $outcome,
+                    outcome = r.outcome.as_str(),
                     input_tokens = u.input_tokens,
                     output_tokens = u.output_tokens,
                     cache_read_input_tokens = u.cache_read_input_tokens,
@@ -238,7 +248,7 @@ impl RecordSink for LogSink {
             };
         }
         match r.outcome {
-            Outcome::Success => emit!(info, "request completed", "success"),
+            Outcome::Success => emit!(info, "request completed"),
             Outcome::Failed { status, kind } => tracing::info!(
                 request_id = %r.request_id,
                 provider = %provider,
@@ -252,13 +262,9 @@ impl RecordSink for LogSink {
                 "request failed"
             ),
             Outcome::StreamError { .. } => {
-                emit!(warn, "stream ended with an error", "stream_error")
+                emit!(warn, "stream ended with an error")
             }
-            Outcome::Cancelled => emit!(
-                info,
-                "client disconnected; upstream request cancelled",
-                "cancelled"
-            ),
+            Outcome::Cancelled => emit!(info, "client disconnected; upstream request cancelled"),
         }
     }
 }

@@ -286,7 +286,7 @@ fn attributes(r: &RequestRecord, operation: &'static str) -> Vec<KeyValue> {
         i64::from(r.outcome.status()),
     ));
     a.push(KeyValue::new("heimdall.request_id", r.request_id.clone()));
-    a.push(KeyValue::new("heimdall.outcome", outcome(r.outcome)));
+    a.push(KeyValue::new("heimdall.outcome", r.outcome.as_str()));
     a.push(KeyValue::new("heimdall.front_door", r.front_door));
     if let Some(provider) = &r.provider {
         // The configured provider's own name (gen_ai.provider.name uses the well-known value).
@@ -313,15 +313,6 @@ fn attributes(r: &RequestRecord, operation: &'static str) -> Vec<KeyValue> {
 
 fn int(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-fn outcome(o: Outcome) -> &'static str {
-    match o {
-        Outcome::Success => "success",
-        Outcome::Failed { .. } => "failed",
-        Outcome::StreamError { .. } => "stream_error",
-        Outcome::Cancelled => "cancelled",
-    }
 }
 
 /// A configured provider's well-known values of (`gen_ai.provider.name`, `gen_ai.system`);
