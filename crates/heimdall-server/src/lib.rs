@@ -4,12 +4,14 @@
 //! **Architecture invariant:** this is the only crate that knows axum/hyper and client-facing
 //! status codes and error bodies. It holds no routing or provider logic.
 
+mod admin;
 mod api;
 pub mod cli;
 mod edge;
 mod jobs;
 mod logfmt;
 mod metrics;
+mod openapi;
 mod reload;
 mod routes;
 pub mod run;

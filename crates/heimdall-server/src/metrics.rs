@@ -168,6 +168,20 @@ fn describe() {
 }
 
 /// `GET /metrics`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "meta",
+    operation_id = "getMetrics",
+    summary = "Every metric in Prometheus text format",
+    description = "The gateway's LLM, HTTP, key circuit and logs store metrics; see the README's \
+        *Metrics* section for the catalogue.",
+    responses(
+        (status = 200, description = "Every metric in Prometheus text format",
+            content_type = "text/plain; version=0.0.4; charset=utf-8", body = String),
+        (status = 500, description = "Rendering failed (an empty answer)"),
+    ),
+)]
 pub async fn render() -> Response {
     // Thousands of series take milliseconds to render: off the request workers.
     let handle = install();

@@ -1,4 +1,4 @@
-//! The `/anthropic` surface and `/health`.
+//! The `/anthropic` surface and `/health`, and where the admin API (`crate::openapi`) joins them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,10 +57,8 @@ pub fn router(app: App) -> Router {
         .method_not_allowed_fallback(method_not_allowed);
     let routes = Router::new()
         .nest("/anthropic", anthropic)
-        .route("/api/logs", get(crate::api::list_logs))
-        .route("/api/logs/{id}", get(crate::api::get_log))
+        .merge(crate::openapi::router(&app))
         .route("/health", get(health))
-        .route("/metrics", get(crate::metrics::render))
         .fallback(not_found)
         .with_state(app);
     // Installed before the layer registers anything (a no-op when `serve` already did).

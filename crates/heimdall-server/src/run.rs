@@ -185,6 +185,12 @@ pub async fn serve(cli: Cli, loaded: Loaded) -> anyhow::Result<Stopped> {
     println!("heimdall listening on http://{local}");
     std::io::stdout().flush()?;
     tracing::info!(addr = %local, "listening");
+    if gateway.config().admin_auth.is_none() && !local.ip().is_loopback() {
+        tracing::warn!(
+            addr = %local,
+            "the admin API (/api, /metrics) is open to anyone who can reach this address: set client.admin_auth, or listen on 127.0.0.1"
+        );
+    }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let signals = tokio::spawn(async move {

@@ -5,6 +5,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::{Database, Encode, QueryBuilder, Type};
+use utoipa::ToSchema;
 
 use crate::{Store, millis, on_engine};
 
@@ -41,21 +42,23 @@ impl LogQuery {
 
 /// One page of logs (without their content), the page's place, and totals over everything
 /// the filters match.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct LogPage {
     pub logs: Vec<LogEntry>,
     pub pagination: Pagination,
     pub stats: LogStats,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// Where the page lies among all matches.
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Pagination {
     pub limit: u32,
     pub offset: u64,
     pub total_count: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// Totals over every log the filters match, not only the page.
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct LogStats {
     pub total_requests: u64,
     /// Percent of requests that succeeded (0 to 100).
@@ -69,10 +72,11 @@ pub struct LogStats {
 }
 
 /// One request as the logs API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct LogEntry {
     pub id: String,
     /// RFC 3339 with milliseconds.
+    #[schema(format = DateTime)]
     pub timestamp: String,
     pub front_door: String,
     pub endpoint: String,

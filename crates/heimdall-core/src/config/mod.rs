@@ -18,7 +18,9 @@ use crate::health::{CircuitSettings, KeyHealth};
 use crate::limits::Limiter;
 use crate::pricing::{Price, Pricing};
 
+mod admin;
 mod observability;
+pub use admin::AdminAuth;
 use http::{HeaderMap, HeaderName, HeaderValue};
 pub use observability::{LoggingConfig, OtelConfig, OtlpProtocol, PostgresConfig, StoreConfig};
 use serde::Deserialize;
@@ -235,6 +237,8 @@ pub struct Config {
     pub otel: Option<OtelConfig>,
     /// Model prices for the records' cost (Heimdall's `pricing` section over a list).
     pub pricing: Pricing,
+    /// `client.admin_auth`: what the admin API asks of callers; `None`: open.
+    pub admin_auth: Option<AdminAuth>,
     /// Human-readable notes about accepted-but-unsupported settings, logged once at start.
     pub warnings: Vec<String>,
 }
@@ -259,6 +263,7 @@ impl Config {
             logging: LoggingConfig::default(),
             otel: None,
             pricing: Pricing::default(),
+            admin_auth: None,
             warnings: Vec::new(),
         }
     }
@@ -467,6 +472,7 @@ impl Config {
             client.async_job_result_ttl,
         )?;
         config.pricing = Pricing::new(raw.pricing);
+        config.admin_auth = admin::parse(client.admin_auth, env, &mut warnings)?;
         config.otel = observability::plugins(raw.plugins, env, &mut warnings)?;
         config.check_fallbacks(&mut warnings)?;
         config.warnings = warnings;
@@ -868,6 +874,8 @@ struct RawClient {
     disable_content_logging: Option<bool>,
     log_retention_days: Option<u64>,
     async_job_result_ttl: Option<i64>,
+    /// Read by `admin::parse`, which never quotes a value in its errors.
+    admin_auth: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]

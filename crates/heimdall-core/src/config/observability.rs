@@ -132,7 +132,7 @@ struct RawOtel {
 }
 
 /// A string field that may be `env.VAR`.
-fn resolve(
+pub(super) fn resolve(
     path: &str,
     value: &str,
     env: &dyn Fn(&str) -> Option<String>,
