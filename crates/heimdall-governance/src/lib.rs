@@ -11,6 +11,7 @@
 
 pub mod catalog;
 pub mod ledger;
+pub mod redis;
 pub mod window;
 
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use heimdall_protocol::error::ErrorType;
 use http::HeaderValue;
 use rand::Rng;
 
+pub use self::redis::RedisLedger;
 pub use catalog::{Catalog, KeyRules, Level, Limit, Measure, ProviderRules};
 use ledger::{Draw, Hold, Reservation, Settlement};
 pub use ledger::{Ledger, LedgerError, MemoryLedger, Reading};
