@@ -17,6 +17,7 @@ pub mod peers;
 pub mod procs;
 pub mod report;
 pub mod scenario;
+pub mod writer;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -8,6 +8,10 @@ use clap::Parser;
 use heimdall_bench::scenario::Options;
 use heimdall_bench::{SuiteConfig, peers, procs, report, run_suite};
 
+// The gateway's allocator, so that `--log-writer` measures the writer as the gateway runs it.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Benchmark Heimdall against the mock upstream (and optionally LiteLLM and Portkey).
 #[derive(Debug, Parser)]
 #[command(name = "heimdall-bench", version)]
@@ -18,6 +22,16 @@ struct Args {
     /// Only run the micro-benchmarks of pure code and print them.
     #[arg(long)]
     micro: bool,
+    /// Only measure the request-log writer alone with this many records (SQLite, and
+    /// PostgreSQL when the local server is reachable) and print the CPU per record.
+    #[arg(long)]
+    log_writer: Option<usize>,
+    /// Records a second handed to the writer by `--log-writer`.
+    #[arg(long, default_value_t = 10_000.0)]
+    log_writer_rate: f64,
+    /// Engines measured by `--log-writer`.
+    #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
+    log_writer_engines: Vec<String>,
     /// Also install (if needed) and run LiteLLM proxy and the Portkey gateway.
     #[arg(long)]
     peers: bool,
@@ -106,6 +120,22 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(records) = args.log_writer {
+        return match runtime.block_on(heimdall_bench::writer::report(
+            records,
+            args.log_writer_rate,
+            &args.log_writer_engines,
+        )) {
+            Ok(table) => {
+                println!("{table}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("heimdall-bench: log writer: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Some(upstream) = args.relay_to {
         return match runtime.block_on(run_relay(upstream)) {
             Ok(()) => ExitCode::SUCCESS,

@@ -30,6 +30,8 @@ pub(crate) struct Call<'a> {
     pub forward_headers: &'a HeaderMap,
     /// `x-bf-api-key`: only the key of this name may serve the call.
     pub pinned_key: Option<&'a str>,
+    /// The keys (by name) the policy lets this request use; `None`: any.
+    pub allowed_keys: Option<&'a [String]>,
     /// The client's own key (`client.allow_direct_keys`), used instead of the configured ones.
     pub direct_key: Option<&'a str>,
     /// The key to try first while it is healthy (session affinity).
@@ -124,9 +126,23 @@ pub(crate) async fn send<'a>(
             p.name
         )));
     }
+    let policy_allows = |k: &KeyConfig| {
+        call.allowed_keys
+            .is_none_or(|names| names.contains(&k.name))
+    };
+    if call.direct_key.is_none() && !p.keys.iter().any(policy_allows) {
+        return Err(GatewayError::new(
+            ErrorType::PermissionError,
+            format!(
+                "this virtual key may not use any configured {} key (provider_configs.key_ids)",
+                p.name
+            ),
+        ));
+    }
     let allowed = |k: &KeyConfig| {
         call.pinned_key.is_none_or(|name| k.name == name)
             && call.model.is_none_or(|m| k.models.allows(m))
+            && policy_allows(k)
     };
     if let Some(value) = call.direct_key {
         // The client's key replaces the pool; a configured key's settings still apply.

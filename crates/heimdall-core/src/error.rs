@@ -69,7 +69,7 @@ impl GatewayError {
         Self::new(ErrorType::ApiError, message).with_status(502)
     }
 
-    pub(crate) fn with_status(mut self, status: u16) -> Self {
+    pub fn with_status(mut self, status: u16) -> Self {
         self.status = status;
         self
     }

@@ -347,6 +347,7 @@ impl Gateway {
     }
 
     /// Asks the policy to admit `t` for `model`; what it reserved is settled with the record.
+    #[allow(clippy::too_many_arguments)]
     async fn admit(
         &self,
         ctx: &RequestContext,
@@ -354,7 +355,8 @@ impl Gateway {
         endpoint: Endpoint,
         model: &str,
         t: &Target<'_>,
-        stream: bool,
+        head: &RequestHead<'_>,
+        body_bytes: usize,
     ) -> Result<(), GatewayError> {
         let plan = Plan {
             endpoint,
@@ -362,7 +364,9 @@ impl Gateway {
             model,
             upstream_model: t.upstream_model,
             pass_through: t.codec.is_none(),
-            stream,
+            stream: head.stream,
+            max_tokens: head.max_tokens,
+            body_bytes,
         };
         guard.admission = self.policy.admit(ctx, plan).await?;
         Ok(())
@@ -393,7 +397,14 @@ impl Gateway {
         let head = ctx.front_door.peek(body, Endpoint::Messages)?;
         guard.record.model = Some(head.model.to_string());
         guard.record.stream = head.stream;
-        let chain = route::chain(live, &head.model, head.fallbacks.as_deref())?;
+        // A model named without a provider may be routed by the policy (a virtual key's
+        // weighted providers); the record keeps the name the client gave.
+        let routed = (!head.model.contains('/'))
+            .then(|| self.policy.provider_for(ctx, &head.model))
+            .flatten()
+            .map(|provider| format!("{provider}/{}", head.model));
+        let asked = routed.as_deref().unwrap_or(&head.model);
+        let chain = route::chain(live, asked, head.fallbacks.as_deref())?;
         let session = ctx.session_id.as_deref();
         let vk = ctx.virtual_key.as_deref();
         let sticky = session
@@ -507,9 +518,10 @@ impl Gateway {
         guard.record.fallback_index = u32::try_from(position).unwrap_or(u32::MAX);
         let t = Self::target(live, ctx, guard, Endpoint::Messages, model, head.stream)
             .map_err(unusable)?;
-        self.admit(ctx, guard, Endpoint::Messages, model, &t, head.stream)
+        self.admit(ctx, guard, Endpoint::Messages, model, &t, head, body.len())
             .await
             .map_err(Miss::Final)?;
+        let allowed_keys = guard.admission.keys.clone();
         let upstream_body = match t.codec {
             None => passthrough_body(front, body, head, t.upstream_model).map_err(Miss::Final)?,
             Some(codec) => {
@@ -548,6 +560,7 @@ impl Gateway {
                 body: Some(upstream_body),
                 forward_headers: &ctx.forward_headers,
                 pinned_key: ctx.pinned_key.as_deref(),
+                allowed_keys: allowed_keys.as_deref(),
                 direct_key: Self::direct_key(live, ctx, &t),
                 preferred_key: preferred,
                 pass_through: t.codec.is_none(),
@@ -676,8 +689,17 @@ impl Gateway {
         let head = front.peek(body, Endpoint::CountTokens)?;
         guard.record.model = Some(head.model.to_string());
         let t = Self::target(live, ctx, guard, Endpoint::CountTokens, &head.model, false)?;
-        self.admit(ctx, guard, Endpoint::CountTokens, &head.model, &t, false)
-            .await?;
+        self.admit(
+            ctx,
+            guard,
+            Endpoint::CountTokens,
+            &head.model,
+            &t,
+            &head,
+            body.len(),
+        )
+        .await?;
+        let allowed_keys = guard.admission.keys.clone();
         let counts = t.provider.provider.counts_tokens(t.upstream_model);
         let estimated = |count| Answered {
             body: Bytes::from(front.encode_token_count(count)),
@@ -722,6 +744,7 @@ impl Gateway {
                 body: Some(upstream_body),
                 forward_headers: &ctx.forward_headers,
                 pinned_key: ctx.pinned_key.as_deref(),
+                allowed_keys: allowed_keys.as_deref(),
                 direct_key: Self::direct_key(live, ctx, &t),
                 preferred_key: None,
                 pass_through: translated.is_none(),

@@ -151,6 +151,7 @@ impl Gateway {
                 body: None,
                 forward_headers: &no_client_headers,
                 pinned_key: None,
+                allowed_keys: None,
                 direct_key: None,
                 preferred_key: None,
                 pass_through: false,

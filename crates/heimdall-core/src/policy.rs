@@ -2,6 +2,7 @@
 //! refusals included. Governance (virtual keys, budgets, rate limits) plugs in here.
 
 use std::any::Any;
+use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use heimdall_protocol::dialect::Endpoint;
@@ -21,14 +22,28 @@ pub struct Plan<'a> {
     pub upstream_model: &'a str,
     pub pass_through: bool,
     pub stream: bool,
+    /// The request's `max_tokens`.
+    pub max_tokens: Option<u64>,
+    /// Size of the client's body, for a cheap estimate of its input tokens.
+    pub body_bytes: usize,
 }
 
-/// Whatever a policy reserved at admission (a budget hold, a rate-limit slot), handed back to
-/// it at settlement.
+/// What a policy decided at admission.
 #[derive(Default)]
-pub struct Admission(pub Option<Box<dyn Any + Send + Sync>>);
+pub struct Admission {
+    /// The provider keys (by name) the request may use; `None`: any of them.
+    pub keys: Option<Arc<[String]>>,
+    /// Whatever the policy reserved (a budget hold, a rate-limit slot), handed back to it at
+    /// settlement or release.
+    pub hold: Option<Box<dyn Any + Send + Sync>>,
+}
 
 pub trait Policy: Send + Sync {
+    /// The provider for `model` when it is named without a `provider/` prefix, if the policy
+    /// chooses one (a virtual key's weighted providers); `None` leaves the default route.
+    fn provider_for(&self, _ctx: &RequestContext, _model: &str) -> Option<String> {
+        None
+    }
     /// Decides before the upstream call; a refusal is answered in the front door's shape.
     fn admit<'a>(
         &'a self,

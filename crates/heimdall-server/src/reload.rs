@@ -35,6 +35,7 @@ impl Seen {
 /// this returns, so a SIGHUP from then on reloads instead of ending the process.
 pub(crate) fn spawn(
     gateway: Arc<Gateway>,
+    governance: Arc<heimdall_governance::Governance>,
     path: PathBuf,
     poll: Duration,
     mut seen: Seen,
@@ -67,6 +68,12 @@ pub(crate) fn spawn(
                 }
             };
             let providers: Vec<_> = config.providers.iter().map(|p| p.name.clone()).collect();
+            let g = &config.governance;
+            if let Err(e) = governance.apply(g.entities.clone(), g.deny_empty_lists, g.enforce_auth)
+            {
+                tracing::error!(reason, error = %e, "config reload refused: governance is invalid; the running configuration stays");
+                continue;
+            }
             match gateway.reload(config) {
                 Ok(()) => {
                     tracing::info!(path = %path.display(), reason, ?providers, "configuration reloaded")

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use heimdall_core::config::{Config, StoreConfig};
-use heimdall_core::{AllowAll, Gateway, LogSink, RecordSink, Sinks};
+use heimdall_core::{Gateway, LogSink, RecordSink, Sinks};
+use heimdall_governance::{Catalog, Governance, MemoryLedger};
 use heimdall_store::Store;
 use tracing_subscriber::EnvFilter;
 
@@ -109,6 +110,26 @@ const LOG_FLUSH: Duration = Duration::from_secs(30);
 /// How often old logs and expired async jobs are pruned.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
 
+/// Governance over the configured virtual keys, counted in this process.
+fn start_governance(config: &Config) -> anyhow::Result<Governance> {
+    let g = &config.governance;
+    let catalog = Catalog::build(g.entities.clone(), g.deny_empty_lists)
+        .map_err(|e| anyhow::anyhow!("governance: {e}"))?;
+    if !catalog.is_empty() {
+        tracing::info!(
+            virtual_keys = catalog.entities.virtual_keys.len(),
+            "governance: virtual keys loaded"
+        );
+    }
+    Ok(Governance::new(
+        catalog,
+        g.enforce_auth,
+        Arc::new(MemoryLedger::default()),
+        g.redis.as_ref().map(|r| r.on_failure).unwrap_or_default(),
+        heimdall_governance::system_clock(),
+    ))
+}
+
 /// Opens the logs store (creating the SQLite file, or connecting to PostgreSQL) and runs its
 /// migrations; a store that cannot be opened stops the start, saying which and why.
 async fn open_store(config: &StoreConfig, app_dir: &Path) -> anyhow::Result<Store> {
@@ -149,14 +170,20 @@ pub async fn serve(cli: Cli, loaded: Loaded) -> anyhow::Result<Stopped> {
         }
         None => None,
     };
+    let governance = Arc::new(start_governance(&loaded.config)?);
     let gateway = Arc::new(
-        Gateway::with_hooks(loaded.config, Arc::new(AllowAll), Arc::new(Sinks(sinks)))
-            .map_err(|e| anyhow::anyhow!(e.message))?,
+        Gateway::with_hooks(
+            loaded.config,
+            Arc::clone(&governance) as Arc<dyn heimdall_core::Policy>,
+            Arc::new(Sinks(sinks)),
+        )
+        .map_err(|e| anyhow::anyhow!(e.message))?,
     );
     // Watching starts before the gateway says it listens: a change or a SIGHUP from then on
     // is never lost.
     let reloader = crate::reload::spawn(
         Arc::clone(&gateway),
+        Arc::clone(&governance),
         config_path(&cli),
         Duration::from_millis(cli.config_poll_ms),
         loaded.seen,

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,8 +20,13 @@ use crate::limits::Limiter;
 use crate::pricing::{Price, Pricing};
 
 mod admin;
+mod governance;
 mod observability;
 pub use admin::AdminAuth;
+pub use governance::{
+    Budget, BudgetLine, Customer, FailMode, GovernanceConfig, GovernanceSettings, ProviderAccess,
+    RateLimit, RedisSettings, ResetDuration, ResetUnit, Team, VIRTUAL_KEY_PREFIX, VirtualKey,
+};
 use http::{HeaderMap, HeaderName, HeaderValue};
 pub use observability::{LoggingConfig, OtelConfig, OtlpProtocol, PostgresConfig, StoreConfig};
 use serde::Deserialize;
@@ -210,6 +216,8 @@ const DEFAULT_MAX_STREAM_EVENT_MB: u64 = 16;
 const MAX_SECONDS: u64 = 7 * 24 * 3600;
 const MAX_RETRIES: u32 = 100;
 const MAX_MB: u64 = 64 * 1024;
+/// The config store's SQLite file in the app dir, as Bifrost names it.
+const CONFIG_DB: &str = "config.db";
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -239,6 +247,8 @@ pub struct Config {
     pub pricing: Pricing,
     /// `client.admin_auth`: what the admin API asks of callers; `None`: open.
     pub admin_auth: Option<AdminAuth>,
+    /// Virtual keys, budgets and rate limits, and where their state lives.
+    pub governance: GovernanceSettings,
     /// Human-readable notes about accepted-but-unsupported settings, logged once at start.
     pub warnings: Vec<String>,
 }
@@ -264,6 +274,12 @@ impl Config {
             otel: None,
             pricing: Pricing::default(),
             admin_auth: None,
+            governance: GovernanceSettings {
+                config_store: Some(StoreConfig::Sqlite {
+                    path: PathBuf::from(CONFIG_DB),
+                }),
+                ..GovernanceSettings::default()
+            },
             warnings: Vec::new(),
         }
     }
@@ -464,7 +480,17 @@ impl Config {
             config.session_affinity.max_sessions =
                 in_range("client.session_affinity_max_sessions", v, 0, 100_000_000)?;
         }
-        config.logging.store = raw.logs_store.validate(env)?;
+        config.logging.store = raw.logs_store.validate("logs_store", "logs.db", env)?;
+        config.governance = GovernanceSettings {
+            entities: raw.governance.resolve(env)?,
+            enforce_auth: client
+                .enforce_auth_on_inference
+                .or(client.enforce_governance_header)
+                .unwrap_or(false),
+            deny_empty_lists: deny_empty_models,
+            config_store: raw.config_store.validate("config_store", CONFIG_DB, env)?,
+            redis: raw.redis.map(|r| r.validate(env)).transpose()?,
+        };
         config.logging.disable_content = client.disable_content_logging.unwrap_or(false);
         observability::lifetimes(
             &mut config.logging,
@@ -787,6 +813,13 @@ struct RawConfig {
     /// Heimdall's own: USD per million tokens by model.
     #[serde(default)]
     pricing: BTreeMap<String, Price>,
+    #[serde(default)]
+    governance: GovernanceConfig,
+    #[serde(default)]
+    config_store: observability::RawLogsStore,
+    /// Heimdall's own: shared counters for governance.
+    #[serde(default)]
+    redis: Option<governance::RawRedis>,
 }
 
 #[derive(Deserialize, Default)]
@@ -876,6 +909,9 @@ struct RawClient {
     async_job_result_ttl: Option<i64>,
     /// Read by `admin::parse`, which never quotes a value in its errors.
     admin_auth: Option<serde_json::Value>,
+    enforce_auth_on_inference: Option<bool>,
+    /// Bifrost's older name of `enforce_auth_on_inference`.
+    enforce_governance_header: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -1010,12 +1046,7 @@ mod tests {
         assert_eq!(cfg.max_request_body_bytes, 2 * 1024 * 1024);
         assert_eq!(p.limiter.as_ref().unwrap().settings(), (10, 5000));
         let all = cfg.warnings.join("\n");
-        for needle in [
-            "client.enable_logging",
-            "governance",
-            "provider `bedrock`",
-            "MISSING",
-        ] {
+        for needle in ["client.enable_logging", "provider `bedrock`", "MISSING"] {
             assert!(all.contains(needle), "{needle} not in {all}");
         }
         assert!(!format!("{cfg:?}").contains("sk-from-env"));

@@ -150,18 +150,22 @@ pub(super) fn resolve(
 }
 
 impl RawLogsStore {
+    /// Reads the section named `section` (`logs_store` or `config_store`, which share the
+    /// layout); SQLite's file is `default_file` in the app dir unless `config.path` says.
     pub(super) fn validate(
         self,
+        section: &str,
+        default_file: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Option<StoreConfig>, ConfigError> {
         if self.enabled == Some(false) {
             return Ok(None);
         }
         let c = self.config;
-        let at = |field: &str| format!("logs_store.config.{field}");
+        let at = |field: &str| format!("{section}.config.{field}");
         match self.kind.as_deref().unwrap_or("sqlite") {
             "sqlite" => Ok(Some(StoreConfig::Sqlite {
-                path: PathBuf::from(c.path.as_deref().unwrap_or("logs.db")),
+                path: PathBuf::from(c.path.as_deref().unwrap_or(default_file)),
             })),
             "postgres" => {
                 let text = |field: &str, v: Option<String>, default: &str| {
@@ -215,7 +219,7 @@ impl RawLogsStore {
                 })))
             }
             other => Err(ConfigError {
-                path: "logs_store.type".into(),
+                path: format!("{section}.type"),
                 message: format!("`{other}` is not a supported store (sqlite, postgres)"),
             }),
         }

@@ -39,6 +39,8 @@ pub struct RequestHead<'a> {
     /// The gateway's `fallbacks` field: models to try, in order, when `model` fails. `Some`
     /// whenever the field is present, so that it is taken out before the body goes upstream.
     pub fallbacks: Option<Vec<Cow<'a, str>>>,
+    /// The most the answer may take, when the request says (Messages requires it).
+    pub max_tokens: Option<u64>,
 }
 
 /// A model as a model listing shows it.

@@ -103,6 +103,7 @@ fn parse(body: &[u8], endpoint: Endpoint) -> Result<RequestHead<'_>, HeadError> 
         model,
         stream: peek.stream.unwrap_or(false),
         fallbacks: peek.fallbacks,
+        max_tokens: peek.max_tokens,
     })
 }
 
