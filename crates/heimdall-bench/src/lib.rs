@@ -39,6 +39,9 @@ pub struct SuiteConfig {
     pub variants: Vec<(String, String)>,
     /// Also run the logging scenario: variants with request logs in SQLite and PostgreSQL.
     pub logging: bool,
+    /// Also run the governance scenario: variants with a virtual key counted in memory and
+    /// in Redis.
+    pub governance: bool,
     pub mock_latency_ms: u64,
     pub peers: bool,
     pub peers_dir: PathBuf,
@@ -69,11 +72,96 @@ pub const DEFAULT_GATEWAY_CONFIG: &str = r#"{
   "logs_store": {"enabled": false}
 }"#;
 
+/// The default config with the top-level `sections` set.
+fn default_config_with(sections: &[(&str, serde_json::Value)]) -> anyhow::Result<String> {
+    let mut config: serde_json::Value = serde_json::from_str(DEFAULT_GATEWAY_CONFIG)?;
+    for (name, value) in sections {
+        config[*name] = value.clone();
+    }
+    Ok(serde_json::to_string_pretty(&config)?)
+}
+
 /// The default config with `logs_store` set to `store`.
 fn with_logs_store(store: serde_json::Value) -> anyhow::Result<String> {
-    let mut config: serde_json::Value = serde_json::from_str(DEFAULT_GATEWAY_CONFIG)?;
-    config["logs_store"] = store;
-    Ok(serde_json::to_string_pretty(&config)?)
+    default_config_with(&[("logs_store", store)])
+}
+
+/// The virtual key the governance variants' requests carry in `x-bf-vk`.
+pub const BENCH_VIRTUAL_KEY: &str = "sk-bf-bench";
+
+/// The Redis server the governance scenario counts in (the local default).
+const REDIS_URL: &str = "redis://127.0.0.1:6379/0";
+
+/// The default config (logging off) with governance on: one virtual key with a budget, a
+/// request and a token rate limit, and an openai provider config, so that every counter is
+/// taken on each request. The limits are far above what a run sends: a refusal would stop
+/// the measurement. With `redis_prefix`, the counters are kept in Redis under that prefix.
+pub fn governance_config(redis_prefix: Option<&str>) -> anyhow::Result<String> {
+    const LIMIT: u64 = 1_000_000_000_000;
+    let governance = serde_json::json!({"virtual_keys": [{
+        "id": "bench",
+        "value": BENCH_VIRTUAL_KEY,
+        "budgets": [{"max_limit": 1e9, "reset_duration": "1d"}],
+        "rate_limit": {
+            "request_max_limit": LIMIT, "request_reset_duration": "1m",
+            "token_max_limit": LIMIT, "token_reset_duration": "1m"
+        },
+        "provider_configs": [{"provider": "openai", "allowed_models": ["*"], "key_ids": ["*"]}]
+    }]});
+    let mut sections = vec![("governance", governance)];
+    if let Some(prefix) = redis_prefix {
+        sections.push((
+            "redis",
+            serde_json::json!({"url": REDIS_URL, "key_prefix": prefix}),
+        ));
+    }
+    default_config_with(&sections)
+}
+
+/// The bench's own key prefix on the local Redis server (checked to answer `PING`); the
+/// keys under it are deleted when the value is dropped, so that repeated runs leave nothing.
+struct BenchRedis {
+    prefix: String,
+}
+
+impl BenchRedis {
+    fn connect() -> anyhow::Result<Self> {
+        let redis = Self {
+            prefix: format!("heimdall-bench:{}:", std::process::id()),
+        };
+        let pong = redis.cli(&["ping"])?;
+        anyhow::ensure!(pong == "PONG", "redis-cli ping answered `{pong}`");
+        Ok(redis)
+    }
+
+    /// `redis-cli` against the server of [`REDIS_URL`]; its output, trimmed.
+    fn cli(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", "6379", "-n", "0"])
+            .args(args)
+            .output()
+            .context("running redis-cli")?;
+        anyhow::ensure!(
+            out.status.success(),
+            "redis-cli {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+}
+
+impl Drop for BenchRedis {
+    fn drop(&mut self) {
+        let pattern = format!("{}*", self.prefix);
+        let Ok(keys) = self.cli(&["--scan", "--pattern", &pattern]) else {
+            return;
+        };
+        let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
+        for chunk in keys.chunks(500) {
+            let _ = self.cli(&[&["del"], chunk].concat());
+        }
+    }
 }
 
 /// A database of the bench's own on the local PostgreSQL (created with `psql`, trust auth),
@@ -149,6 +237,18 @@ fn prometheus_counter(text: &str, name: &str) -> u64 {
         .sum()
 }
 
+/// What a governance variant refused and failed to count over the run, read from its
+/// `/metrics` at the end.
+#[derive(Debug, Clone)]
+pub struct GovernanceReport {
+    /// The variant's translated target, as named in the reports.
+    pub target: String,
+    /// Requests refused (any reason); 0 unless the limits were set too low.
+    pub refusals: Option<u64>,
+    /// Round trips to the counters that failed.
+    pub ledger_failures: Option<u64>,
+}
+
 /// The logging scenario's variants: request logs in SQLite (the embedded default) and in
 /// PostgreSQL, content included, each measured beside the logging-off default.
 fn logging_variants(notes: &mut Vec<String>) -> (Vec<(String, String)>, Option<BenchDatabase>) {
@@ -175,11 +275,35 @@ fn logging_variants(notes: &mut Vec<String>) -> (Vec<(String, String)>, Option<B
     (variants, Some(db))
 }
 
+/// The governance scenario's variants: a virtual key counted in memory and in Redis, each
+/// measured beside the governance-off default.
+fn governance_variants(notes: &mut Vec<String>) -> (Vec<(String, String)>, Option<BenchRedis>) {
+    let mut variants = Vec::new();
+    match governance_config(None) {
+        Ok(t) => variants.push(("governance memory".to_owned(), t)),
+        Err(e) => notes.push(format!("governance memory: {e:#}")),
+    }
+    let redis = match BenchRedis::connect() {
+        Ok(r) => r,
+        Err(e) => {
+            notes.push(format!("governance Redis: no Redis at {REDIS_URL}: {e:#}"));
+            return (variants, None);
+        }
+    };
+    match governance_config(Some(&redis.prefix)) {
+        Ok(t) => variants.push(("governance Redis".to_owned(), t)),
+        Err(e) => notes.push(format!("governance Redis: {e:#}")),
+    }
+    (variants, Some(redis))
+}
+
 pub struct SuiteResult {
     pub reports: Vec<TargetReport>,
     pub open_streams: Vec<OpenStreamsReport>,
     /// The logging scenario's variants, with what their log writers lost.
     pub logging: Vec<LoggingReport>,
+    /// The governance scenario's variants, with their refusals and counter failures.
+    pub governance: Vec<GovernanceReport>,
     /// Peers or variants that could not be run, and why.
     pub notes: Vec<String>,
 }
@@ -300,13 +424,23 @@ pub async fn run_suite(cfg: &SuiteConfig) -> anyhow::Result<SuiteResult> {
         variants.extend(more);
         _logging_db = db;
     }
-    // (report name of the translated target, gateway address) of each logging variant.
+    let mut _governance_redis = None;
+    let mut governance_names = Vec::new();
+    if cfg.governance {
+        let (more, redis) = governance_variants(&mut notes);
+        governance_names.extend(more.iter().map(|(n, _)| n.clone()));
+        variants.extend(more);
+        _governance_redis = redis;
+    }
+    // (report name of the translated target, gateway address) of each logging and each
+    // governance variant.
     let mut logging_gateways = Vec::new();
+    let mut governance_gateways = Vec::new();
     for (name, tpl) in &variants {
         match start_gateway(cfg, tpl, &mock_url).await {
             Ok(p) => {
                 let addr = p.addr()?;
-                let added = scenario::heimdall_targets(
+                let mut added = scenario::heimdall_targets(
                     addr,
                     Some(p.pid),
                     &format!("Heimdall [{name}]"),
@@ -314,6 +448,15 @@ pub async fn run_suite(cfg: &SuiteConfig) -> anyhow::Result<SuiteResult> {
                 );
                 if logging_names.contains(name) {
                     logging_gateways.extend(added.iter().map(|t| (t.name.clone(), addr)));
+                }
+                if governance_names.contains(name) {
+                    for t in &mut added {
+                        t.add_header(
+                            http::HeaderName::from_static("x-bf-vk"),
+                            http::HeaderValue::from_static(BENCH_VIRTUAL_KEY),
+                        );
+                    }
+                    governance_gateways.extend(added.iter().map(|t| (t.name.clone(), addr)));
                 }
                 targets.extend(added);
                 keep.push(p);
@@ -378,6 +521,19 @@ pub async fn run_suite(cfg: &SuiteConfig) -> anyhow::Result<SuiteResult> {
                 .map(|m| prometheus_counter(m, "heimdall_log_records_failed_total")),
         });
     }
+    let mut governance = Vec::new();
+    for (target, addr) in governance_gateways {
+        let metrics = load::get_text(addr, "/metrics").await;
+        governance.push(GovernanceReport {
+            target,
+            refusals: metrics
+                .as_deref()
+                .map(|m| prometheus_counter(m, "heimdall_governance_refusals_total")),
+            ledger_failures: metrics
+                .as_deref()
+                .map(|m| prometheus_counter(m, "heimdall_governance_ledger_failures_total")),
+        });
+    }
 
     let mut open_streams = Vec::new();
     if cfg.open_streams > 0 {
@@ -411,6 +567,44 @@ pub async fn run_suite(cfg: &SuiteConfig) -> anyhow::Result<SuiteResult> {
         reports,
         open_streams,
         logging,
+        governance,
         notes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use heimdall_core::config::Config;
+
+    use super::*;
+
+    #[test]
+    fn governance_variants_are_configs_the_gateway_reads() -> anyhow::Result<()> {
+        for prefix in [None, Some("heimdall-bench:1:")] {
+            let text = governance_config(prefix)?.replace("{{MOCK_URL}}", "http://127.0.0.1:1");
+            let config = Config::from_json(&text, &|_| None)?;
+            let g = &config.governance;
+            let vk = &g.entities.virtual_keys;
+            anyhow::ensure!(vk.len() == 1 && vk[0].value == BENCH_VIRTUAL_KEY, "{vk:?}");
+            anyhow::ensure!(config.logging.store.is_none(), "logging must stay off");
+            let redis = g.redis.as_ref().map(|r| r.key_prefix.as_str());
+            anyhow::ensure!(redis == prefix, "{redis:?}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn labelled_counters_are_summed() {
+        let text = "# TYPE heimdall_governance_refusals_total counter\n\
+                    heimdall_governance_refusals_total{reason=\"budget\"} 2\n\
+                    heimdall_governance_refusals_total{reason=\"rate_limit\"} 3\n";
+        assert_eq!(
+            prometheus_counter(text, "heimdall_governance_refusals_total"),
+            5
+        );
+        assert_eq!(
+            prometheus_counter(text, "heimdall_governance_ledger_failures_total"),
+            0
+        );
+    }
 }

@@ -79,6 +79,11 @@ struct Args {
     /// logging off); PostgreSQL must accept `psql -h 127.0.0.1 -U postgres` for its half.
     #[arg(long)]
     no_logging: bool,
+    /// Skip the governance scenario (a virtual key with a budget and rate limits, counted in
+    /// memory and in Redis, measured beside governance off); Redis must answer
+    /// `redis-cli -h 127.0.0.1 -p 6379 ping` for its half.
+    #[arg(long)]
+    no_governance: bool,
     /// `taskset -c` CPU list for the gateway (and peers).
     #[arg(long)]
     gateway_cpus: Option<String>,
@@ -210,6 +215,7 @@ async fn real_main(args: Args) -> anyhow::Result<()> {
         gateway_config: args.gateway_config.as_ref().map(read).transpose()?,
         variants,
         logging: !args.no_logging && !args.quick,
+        governance: !args.no_governance && !args.quick,
         mock_latency_ms: args.mock_latency_ms,
         peers: args.peers,
         peers_dir: args.peers_dir.clone().unwrap_or_else(peers::default_dir),
@@ -268,6 +274,11 @@ async fn real_main(args: Args) -> anyhow::Result<()> {
     if !logging.is_empty() {
         out.push('\n');
         out.push_str(&logging);
+    }
+    let governance = report::governance(&result.reports, &result.governance);
+    if !governance.is_empty() {
+        out.push('\n');
+        out.push_str(&governance);
     }
     if !result.notes.is_empty() {
         out.push_str("\n### Notes\n\n");

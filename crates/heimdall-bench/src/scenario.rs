@@ -38,6 +38,16 @@ pub struct Target {
     pub pid: Option<u32>,
 }
 
+impl Target {
+    /// Sends `name: value` with every request to this target, streams included.
+    pub fn add_header(&mut self, name: HeaderName, value: HeaderValue) {
+        if let Some(stream) = &mut self.stream_request {
+            stream.headers.push((name.clone(), value.clone()));
+        }
+        self.request.headers.push((name, value));
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Options {
     pub connections: usize,

@@ -71,6 +71,13 @@ pub struct ProviderRules {
 }
 
 impl ProviderRules {
+    /// The model is listed by name (not only allowed through `*`).
+    pub fn names_model(&self, model: &str) -> bool {
+        self.models
+            .as_ref()
+            .is_some_and(|list| list.iter().any(|m| m == model))
+    }
+
     pub fn allows_model(&self, model: &str) -> bool {
         self.models
             .as_ref()

@@ -219,7 +219,7 @@ impl Governance {
 }
 
 /// One counter of a virtual key, as the admin API shows it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct LimitUsage {
     pub level: &'static str,
     /// The customer, team, virtual key or provider config it belongs to.
@@ -290,7 +290,9 @@ impl Policy for Governance {
             .providers
             .as_ref()?
             .iter()
-            .filter(|p| p.weight > 0.0 && p.allows_model(model))
+            // Only configs that name the model: `*` says what a key may use, not which
+            // provider serves a name (a Claude name would reach OpenAI).
+            .filter(|p| p.weight > 0.0 && p.names_model(model))
             .collect();
         let total: f64 = candidates.iter().map(|p| p.weight).sum();
         let mut point = rand::rng().random::<f64>() * total;

@@ -314,6 +314,8 @@ pub enum ApiErrorKind {
     Authentication,
     #[serde(rename = "not_found_error")]
     NotFound,
+    #[serde(rename = "conflict_error")]
+    Conflict,
     #[serde(rename = "api_error")]
     Api,
 }

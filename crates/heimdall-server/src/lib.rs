@@ -8,6 +8,8 @@ mod admin;
 mod api;
 pub mod cli;
 mod edge;
+mod governance;
+mod governance_api;
 mod jobs;
 mod logfmt;
 mod metrics;

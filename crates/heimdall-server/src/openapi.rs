@@ -18,6 +18,7 @@ use utoipa_axum::routes;
 
 use crate::App;
 use crate::api::ApiError;
+use crate::governance_api as gov;
 
 /// What the document says besides its paths: title, tags, the security schemes and that
 /// every operation needs one of them.
@@ -32,6 +33,8 @@ use crate::api::ApiError;
     ),
     tags(
         (name = "logs", description = "Request logs from the logs store"),
+        (name = "governance", description = "Virtual keys, teams, customers, budgets and \
+            rate limits, kept in the config store"),
         (name = "meta", description = "Metrics and the API's own description"),
     ),
     security(("basic" = []), ("bearer" = [])),
@@ -74,6 +77,36 @@ fn api() -> OpenApiRouter<App> {
     OpenApiRouter::with_openapi(Document::openapi())
         .routes(routes!(crate::api::list_logs))
         .routes(routes!(crate::api::get_log))
+        .routes(routes!(gov::virtual_keys::list, gov::virtual_keys::create))
+        .routes(routes!(
+            gov::virtual_keys::get,
+            gov::virtual_keys::update,
+            gov::virtual_keys::delete
+        ))
+        .routes(routes!(gov::teams::list, gov::teams::create))
+        .routes(routes!(
+            gov::teams::get,
+            gov::teams::update,
+            gov::teams::delete
+        ))
+        .routes(routes!(gov::customers::list, gov::customers::create))
+        .routes(routes!(
+            gov::customers::get,
+            gov::customers::update,
+            gov::customers::delete
+        ))
+        .routes(routes!(gov::budgets::list, gov::budgets::create))
+        .routes(routes!(
+            gov::budgets::get,
+            gov::budgets::update,
+            gov::budgets::delete
+        ))
+        .routes(routes!(gov::rate_limits::list, gov::rate_limits::create))
+        .routes(routes!(
+            gov::rate_limits::get,
+            gov::rate_limits::update,
+            gov::rate_limits::delete
+        ))
         .routes(routes!(crate::metrics::render))
         .routes(routes!(openapi_json))
 }

@@ -35,7 +35,7 @@ impl Seen {
 /// this returns, so a SIGHUP from then on reloads instead of ending the process.
 pub(crate) fn spawn(
     gateway: Arc<Gateway>,
-    governance: Arc<heimdall_governance::Governance>,
+    governance: Arc<crate::governance::GovernanceService>,
     path: PathBuf,
     poll: Duration,
     mut seen: Seen,
@@ -68,9 +68,7 @@ pub(crate) fn spawn(
                 }
             };
             let providers: Vec<_> = config.providers.iter().map(|p| p.name.clone()).collect();
-            let g = &config.governance;
-            if let Err(e) = governance.apply(g.entities.clone(), g.deny_empty_lists, g.enforce_auth)
-            {
+            if let Err(e) = governance.file_changed(&config).await {
                 tracing::error!(reason, error = %e, "config reload refused: governance is invalid; the running configuration stays");
                 continue;
             }

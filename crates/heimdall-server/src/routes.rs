@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::edge::RequestId;
+use crate::governance::GovernanceService;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, FromRef, OriginalUri, Path, Query, Request, State};
@@ -28,6 +29,8 @@ pub struct App {
     pub gateway: Arc<Gateway>,
     pub jobs: Arc<AsyncJobs>,
     pub store: Option<Store>,
+    /// Virtual keys, budgets and rate limits; `None` in an app built without them.
+    pub governance: Option<Arc<GovernanceService>>,
 }
 
 impl App {
@@ -37,6 +40,7 @@ impl App {
             gateway,
             jobs: AsyncJobs::new(None, Duration::from_secs(30)),
             store: None,
+            governance: None,
         }
     }
 }

@@ -8,12 +8,12 @@ use std::time::Duration;
 use anyhow::Context;
 use heimdall_core::config::{Config, StoreConfig};
 use heimdall_core::{Gateway, LogSink, RecordSink, Sinks};
-use heimdall_governance::{Catalog, Governance, MemoryLedger};
 use heimdall_store::Store;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, LogFormat};
 use crate::edge::EdgeConfig;
+use crate::governance::GovernanceService;
 use crate::jobs::AsyncJobs;
 use crate::logfmt::{EscapedFields, JsonStderr};
 use crate::routes::App;
@@ -110,26 +110,6 @@ const LOG_FLUSH: Duration = Duration::from_secs(30);
 /// How often old logs and expired async jobs are pruned.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
 
-/// Governance over the configured virtual keys, counted in this process.
-fn start_governance(config: &Config) -> anyhow::Result<Governance> {
-    let g = &config.governance;
-    let catalog = Catalog::build(g.entities.clone(), g.deny_empty_lists)
-        .map_err(|e| anyhow::anyhow!("governance: {e}"))?;
-    if !catalog.is_empty() {
-        tracing::info!(
-            virtual_keys = catalog.entities.virtual_keys.len(),
-            "governance: virtual keys loaded"
-        );
-    }
-    Ok(Governance::new(
-        catalog,
-        g.enforce_auth,
-        Arc::new(MemoryLedger::default()),
-        g.redis.as_ref().map(|r| r.on_failure).unwrap_or_default(),
-        heimdall_governance::system_clock(),
-    ))
-}
-
 /// Opens the logs store (creating the SQLite file, or connecting to PostgreSQL) and runs its
 /// migrations; a store that cannot be opened stops the start, saying which and why.
 async fn open_store(config: &StoreConfig, app_dir: &Path) -> anyhow::Result<Store> {
@@ -170,11 +150,11 @@ pub async fn serve(cli: Cli, loaded: Loaded) -> anyhow::Result<Stopped> {
         }
         None => None,
     };
-    let governance = Arc::new(start_governance(&loaded.config)?);
+    let governance = GovernanceService::start(&loaded.config, &cli.app_dir).await?;
     let gateway = Arc::new(
         Gateway::with_hooks(
             loaded.config,
-            Arc::clone(&governance) as Arc<dyn heimdall_core::Policy>,
+            Arc::clone(&governance.policy) as Arc<dyn heimdall_core::Policy>,
             Arc::new(Sinks(sinks)),
         )
         .map_err(|e| anyhow::anyhow!(e.message))?,
@@ -194,11 +174,13 @@ pub async fn serve(cli: Cli, loaded: Loaded) -> anyhow::Result<Stopped> {
         store
             .as_ref()
             .map(|s| s.spawn_maintenance(logging.retention, MAINTENANCE_EVERY)),
+        governance.spawn(),
     ];
     let app = crate::router(App {
         gateway: Arc::clone(&gateway),
         jobs: Arc::clone(&jobs),
         store,
+        governance: Some(Arc::clone(&governance)),
     });
     let edge = edge_config(&cli);
     #[cfg(unix)]
@@ -256,6 +238,8 @@ pub async fn serve(cli: Cli, loaded: Loaded) -> anyhow::Result<Stopped> {
     for task in background.into_iter().flatten() {
         task.abort();
     }
+    // Every request has settled by now: what it spent is saved.
+    governance.save_counters().await;
     // Every request has handed its record over by now: what is queued is written before exit.
     if let Some(writer) = writer {
         let closed = writer.close(LOG_FLUSH).await;

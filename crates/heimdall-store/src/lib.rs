@@ -7,6 +7,7 @@
 //! `on_engine!` macro compiles that code once per engine; what differs is the schema
 //! (`migrations/<engine>`) and `LIKE` vs `ILIKE`.
 
+mod governance;
 mod jobs;
 mod query;
 mod writer;
@@ -21,6 +22,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
+pub use governance::{EntityKind, SavedCounter};
 pub use jobs::{Job, JobResult, JobState, NewJob};
 pub use query::{LogEntry, LogPage, LogQuery, LogStats, Pagination};
 pub use writer::{Closed, DEFAULT_QUEUE, DEFAULT_QUEUE_CONTENT_BYTES, LogWriter, WriterHandle};

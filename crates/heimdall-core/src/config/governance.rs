@@ -113,7 +113,7 @@ impl GovernanceConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GovernanceConfig {
     #[serde(default)]
@@ -135,9 +135,11 @@ pub struct GovernanceConfig {
 /// credential headers.
 pub const VIRTUAL_KEY_PREFIX: &str = "sk-bf-";
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VirtualKey {
+    /// Given when created through the admin API without one.
+    #[serde(default)]
     pub id: String,
     #[serde(default)]
     pub name: String,
@@ -172,7 +174,7 @@ pub struct VirtualKey {
 }
 
 /// One provider a virtual key may use, and how.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderAccess {
     /// Given as `<key id>/<provider>` when absent.
@@ -199,9 +201,11 @@ pub struct ProviderAccess {
     pub rate_limit: Option<RateLimit>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Team {
+    /// Given when created through the admin API without one.
+    #[serde(default)]
     pub id: String,
     #[serde(default)]
     pub name: String,
@@ -215,9 +219,11 @@ pub struct Team {
     pub budgets: Vec<BudgetLine>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Customer {
+    /// Given when created through the admin API without one.
+    #[serde(default)]
     pub id: String,
     #[serde(default)]
     pub name: String,
@@ -230,7 +236,7 @@ pub struct Customer {
 }
 
 /// A budget written inside its owner.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BudgetLine {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -245,9 +251,11 @@ pub struct BudgetLine {
 }
 
 /// A budget declared under `governance.budgets`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Budget {
+    /// Given when created through the admin API without one.
+    #[serde(default)]
     pub id: String,
     pub max_limit: f64,
     pub reset_duration: String,
@@ -270,7 +278,7 @@ pub struct Budget {
     pub last_reset: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimit {
     #[serde(default, skip_serializing_if = "Option::is_none")]
