@@ -4,7 +4,8 @@ Starts one `heimdall-mock` (scripted upstream) and one `heimdall` gateway on
 port 0 in a temporary directory for the whole session, and stops both at the end.
 The gateway reaches every provider in ../providers.json through the mock. Tests of a
 gateway setting start their own stack, with that setting merged into the config
-(`direct_keys_stack`), once per session and only if a test asks for it.
+(`direct_keys_stack`; `governance_stack` in test_governance.py), once per session (module) and
+only if a test asks for it.
 
 Binaries: HEIMDALL_BIN / HEIMDALL_MOCK_BIN, defaulting to
 ${CARGO_TARGET_DIR:-<repo>/target}/debug/heimdall{,-mock}.
@@ -209,8 +210,8 @@ def _running_stack(prefix: str, config_patch: dict):
 # keys; providers.json's keys stay, so tests can show they were not used.
 DIRECT_KEYS_CONFIG = {"client": {"allow_direct_keys": True}}
 
-# The session fixtures that are a running stack.
-STACK_FIXTURES = ("stack", "direct_keys_stack")
+# The fixtures that are a running stack (`governance_stack` is test_governance.py's own).
+STACK_FIXTURES = ("stack", "direct_keys_stack", "governance_stack")
 
 
 @pytest.fixture(scope="session")
