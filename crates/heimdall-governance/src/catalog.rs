@@ -256,6 +256,30 @@ impl<'a> Resolver<'a> {
                 return Err(e);
             }
         }
+        // Every declared budget and rate limit holds on its own, used or not yet.
+        for (i, b) in g.budgets.iter().enumerate() {
+            budget_limit(
+                &b.id,
+                b.max_limit,
+                &b.reset_duration,
+                b.calendar_aligned,
+                Level::VirtualKey,
+                "",
+                &format!("governance.budgets[{i}]"),
+            )?;
+        }
+        for l in &g.rate_limits {
+            // As a reference, so that a mistake is named at its place in the list.
+            r.rate_limit(
+                &mut Vec::new(),
+                Level::VirtualKey,
+                "",
+                false,
+                None,
+                l.id.as_deref(),
+                "governance",
+            )?;
+        }
         for (i, t) in g.teams.iter().enumerate() {
             if let Some(c) = &t.customer_id
                 && !r.customers.contains_key(c.as_str())

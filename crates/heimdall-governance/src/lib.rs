@@ -324,6 +324,11 @@ impl Policy for Governance {
                 }
                 return Ok(Admission::default());
             };
+            // With no virtual key configured, governance is not in use: a key sent anyway
+            // only names the caller (async jobs, session affinity), as before.
+            if rules.catalog.is_empty() && !rules.enforce_auth {
+                return Ok(Admission::default());
+            }
             let Some(key) = rules.catalog.key_by_value(value) else {
                 return Err(refuse(
                     ErrorType::AuthenticationError,

@@ -21,6 +21,7 @@ use heimdall_store::EntityKind;
 use rand::Rng;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::App;
@@ -131,9 +132,25 @@ pub struct Listing<T> {
 /// A virtual key with the usage of every budget and rate limit that applies to it.
 #[derive(Serialize, ToSchema)]
 pub struct VirtualKeyView {
-    #[serde(flatten)]
-    pub key: VirtualKey,
+    pub virtual_key: VirtualKey,
     pub usage: Vec<LimitUsage>,
+}
+
+/// Reads a body as an entity: a JSON object only (serde would also take an array as a struct's
+/// fields in order), answered 422 like any body that is not such an entity.
+fn entity<E: Entity>(body: Value) -> Result<E, String> {
+    if !body.is_object() {
+        return Err(format!("a {} is a JSON object", E::NAME));
+    }
+    serde_json::from_value(body).map_err(|e| format!("not a {}: {e}", E::NAME))
+}
+
+fn unprocessable(message: &str) -> Response {
+    api_error(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        ApiErrorKind::InvalidRequest,
+        message,
+    )
 }
 
 fn unavailable() -> Response {
@@ -286,7 +303,11 @@ async fn get_virtual_key_view(app: App, id: String) -> Response {
         return not_found::<VirtualKey>(&id);
     };
     match gov.policy.usage(&id).await {
-        Some(Ok(usage)) => Json(VirtualKeyView { key, usage }).into_response(),
+        Some(Ok(usage)) => Json(VirtualKeyView {
+            virtual_key: key,
+            usage,
+        })
+        .into_response(),
         // Just deleted by another request.
         None => not_found::<VirtualKey>(&id),
         Some(Err(e)) => {
@@ -323,11 +344,15 @@ macro_rules! governance_routes {
                     (status = 201, description = concat!("The ", $name, " as stored (an id is given when absent)"), body = $ty),
                     (status = 400, description = "It does not hold together with the other entities", body = ApiError),
                     (status = 409, description = "The id is taken", body = ApiError),
-                    (status = 422, description = "The body is not such an entity"),
+                    (status = 415, description = "The body is not sent as `application/json`", body = ApiError),
+                    (status = 422, description = "The body is not such an entity", body = ApiError),
                     (status = 500, description = "The config store failed", body = ApiError),
                 ))]
-            pub async fn create(State(app): State<App>, Json(entity): Json<$ty>) -> Response {
-                super::put::<$ty>(app, None, entity, true).await
+            pub async fn create(State(app): State<App>, Json(body): Json<Value>) -> Response {
+                match super::entity::<$ty>(body) {
+                    Ok(entity) => super::put::<$ty>(app, None, entity, true).await,
+                    Err(message) => super::unprocessable(&message),
+                }
             }
 
             #[utoipa::path(get, path = $item, tag = "governance", operation_id = $get_id,
@@ -347,15 +372,19 @@ macro_rules! governance_routes {
                     (status = 200, description = concat!("The ", $name, " as stored"), body = $ty),
                     (status = 400, description = "It does not hold together with the other entities", body = ApiError),
                     (status = 404, description = "No such id", body = ApiError),
-                    (status = 422, description = "The body is not such an entity"),
+                    (status = 415, description = "The body is not sent as `application/json`", body = ApiError),
+                    (status = 422, description = "The body is not such an entity", body = ApiError),
                     (status = 500, description = "The config store failed", body = ApiError),
                 ))]
             pub async fn update(
                 State(app): State<App>,
                 Path(id): Path<String>,
-                Json(entity): Json<$ty>,
+                Json(body): Json<Value>,
             ) -> Response {
-                super::put::<$ty>(app, Some(id), entity, false).await
+                match super::entity::<$ty>(body) {
+                    Ok(entity) => super::put::<$ty>(app, Some(id), entity, false).await,
+                    Err(message) => super::unprocessable(&message),
+                }
             }
 
             #[utoipa::path(delete, path = $item, tag = "governance", operation_id = $delete_id,

@@ -250,14 +250,17 @@ async fn the_document_is_openapi_3_1_and_describes_every_admin_route() {
     // what it answers without credentials.
     for (path, item) in paths {
         for (method, operation) in item.as_object().unwrap() {
-            assert_eq!(method, "get", "{path}: only GET is served today");
-            assert!(operation["responses"]["401"].is_object(), "{path}");
+            assert!(operation["responses"]["401"].is_object(), "{method} {path}");
+            if method != "get" {
+                // Writes are exercised by tests/governance_admin.rs and schemathesis.
+                continue;
+            }
             let concrete = path.replace("{id}", "req_unknown");
             let res = get(&h, &concrete, auth).await;
             let status = res.status();
             let text = res.text().await.unwrap();
             assert!(
-                status == 200 || (status == 404 && text.contains("no log with id")),
+                status == 200 || (status == 404 && text.contains("with id")),
                 "{path}: {status} {text}"
             );
             assert_eq!(get(&h, &concrete, None).await.status(), 401, "{path}");

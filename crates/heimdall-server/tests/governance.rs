@@ -177,3 +177,32 @@ async fn a_budget_holds_under_fifty_concurrent_requests() {
     }
     assert_eq!(served, 10);
 }
+
+#[tokio::test]
+async fn a_model_without_a_price_is_served_counted_and_flagged() {
+    let h = Harness::with_config(|c| {
+        c["governance"] = json!({"virtual_keys": [{"id": "k", "value": "sk-bf-k",
+            "budgets": [{"max_limit": 1.0, "reset_duration": "1d"}]}]});
+    })
+    .await;
+    let mut b = body(16);
+    b["model"] = json!("openai/house-model-without-a-price");
+    for _ in 0..2 {
+        let (status, v, _) = send(&h, &[("x-bf-vk", "sk-bf-k")], &b).await;
+        assert_eq!(status, 200, "{v}");
+    }
+    let metrics = h
+        .http
+        .get(h.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let flagged = metrics
+        .lines()
+        .find(|l| l.starts_with("heimdall_governance_unpriced_requests_total{provider=\"openai\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+    assert_eq!(flagged, Some(2.0), "{metrics}");
+}

@@ -66,7 +66,11 @@ use reqwest::Method;
 #[tokio::test]
 async fn entities_change_at_run_time_and_usage_is_shown_per_level() {
     let mock = MockServer::start(MockOptions::default()).await.unwrap();
-    let gw = start(&mock, |_| {}).await;
+    // One key from the file, so that governance stays in use when the API's key is deleted.
+    let gw = start(&mock, |c| {
+        c["governance"] = json!({"virtual_keys": [{"id": "keeper", "value": "sk-bf-keeper"}]});
+    })
+    .await;
     let base = gw.base_url();
     // A customer, a team of it, and a key of the team, each with a budget.
     let (s, _) = call(
@@ -160,8 +164,7 @@ async fn entities_change_at_run_time_and_usage_is_shown_per_level() {
     }
 
     // Deactivated: refused at once. The team cannot go while the key names it.
-    let mut off = view.clone();
-    off.as_object_mut().unwrap().remove("usage");
+    let mut off = view["virtual_key"].clone();
     off["is_active"] = json!(false);
     let (s, _) = call(
         Method::PUT,
@@ -339,4 +342,71 @@ async fn three_instances_share_one_budget_and_one_rate_limit() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// A TCP relay to the local Redis; aborting its task closes it and every connection through
+/// it, which the gateway sees as Redis going away.
+async fn redis_relay() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("redis://{}/0", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        // Owned by this task: aborting it drops the set, which aborts every connection.
+        let mut connections = tokio::task::JoinSet::new();
+        while let Ok((mut client, _)) = listener.accept().await {
+            connections.spawn(async move {
+                if let Ok(mut redis) = tokio::net::TcpStream::connect("127.0.0.1:6379").await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut redis).await;
+                }
+            });
+        }
+    });
+    (url, task)
+}
+
+#[tokio::test]
+async fn when_redis_goes_away_the_configured_policy_decides() {
+    let prefix = RedisPrefix(format!("heimdall-test:{}:outage:", std::process::id()));
+    let mock = MockServer::start(MockOptions::default()).await.unwrap();
+    let (url, relay) = redis_relay().await;
+    let with = |on_failure: &'static str| {
+        let url = url.clone();
+        let key_prefix = prefix.0.clone();
+        move |c: &mut Value| {
+            c["redis"] = json!({"url": url, "key_prefix": key_prefix,
+                                "on_failure": on_failure, "timeout_ms": 300});
+            c["governance"] = json!({"virtual_keys": [{"id": "k", "value": "sk-bf-k",
+                "budgets": [{"max_limit": 1000, "reset_duration": "1d"}]}]});
+        }
+    };
+    let closed = start(&mock, with("closed")).await;
+    let open = start(&mock, with("open")).await;
+    assert_eq!(infer(closed.base_url(), "sk-bf-k").await.0, 200);
+    assert_eq!(infer(open.base_url(), "sk-bf-k").await.0, 200);
+    relay.abort();
+    let _ = relay.await;
+
+    let started = std::time::Instant::now();
+    let (s, v) = infer(closed.base_url(), "sk-bf-k").await;
+    assert_eq!(s, 503, "{v}");
+    assert_eq!(v["error"]["type"], "overloaded_error");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "bounded by the timeout"
+    );
+    let (s, v) = infer(open.base_url(), "sk-bf-k").await;
+    assert_eq!(s, 200, "admitted uncounted: {v}");
+    let metrics = heimdall_testkit::http_client()
+        .get(format!("{}/metrics", open.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("heimdall_governance_ledger_failures_total{mode=\"open\"}")),
+        "{metrics}"
+    );
 }

@@ -1,7 +1,7 @@
 """The admin API under schemathesis: cases generated from its own OpenAPI document
 (`/api/openapi.json`) sent to the real gateway, every response checked against the document
-(status, content type, headers, body schema), no 5xx, valid input accepted and invalid input
-refused, and every operation refused without credentials.
+(status, content type, headers, body schema), no 5xx, invalid input refused, and every
+operation refused without credentials.
 
 Bounded and reproducible: deterministic generation (no seed, no example database) and a cap on
 the cases per operation, so a verdict follows from the code (a few hundred requests, seconds on
@@ -30,6 +30,10 @@ def test_admin_api_conforms_to_its_openapi_document(stack):
         ST, "run", f"{stack.gateway.url}/api/openapi.json",
         "--header", f"Authorization: Bearer {ADMIN_TOKEN}",
         "--checks", "all",
+        # Governance entities must also hold together with each other (a key naming a team
+        # that exists, a reset duration such as `1d`): a body can be valid by the schema and
+        # still be refused with 400 or 409, which is what this check would call a failure.
+        "--exclude-checks", "positive_data_acceptance",
         # Stateful: the listing's link to a log feeds real ids to GET /api/logs/{id}.
         "--phases", "examples,coverage,fuzzing,stateful",
         "--max-examples", MAX_EXAMPLES,

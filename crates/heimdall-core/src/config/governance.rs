@@ -179,6 +179,7 @@ pub struct VirtualKey {
 pub struct ProviderAccess {
     /// Given as `<key id>/<provider>` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "id_text")]
+    #[schema(value_type = Option<IdText>)]
     pub id: Option<String>,
     #[serde(alias = "provider_name")]
     pub provider: String,
@@ -269,6 +270,7 @@ pub struct Budget {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub customer_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", with = "id_text")]
+    #[schema(value_type = Option<IdText>)]
     pub provider_config_id: Option<String>,
     /// Bifrost's export carries the usage; the counters are the truth here, so it is read
     /// and not used.
@@ -313,21 +315,25 @@ fn one() -> f64 {
     1.0
 }
 
+/// An id written as text or, as Bifrost numbers provider configs, as a number (read as its
+/// digits); it is given back as text.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+enum IdText {
+    Text(String),
+    Number(u64),
+}
+
 /// Bifrost numbers provider configs; ids are text here, and a number is read as its digits.
 mod id_text {
     use serde::{Deserialize, Deserializer, Serializer};
 
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Id {
-        Text(String),
-        Number(u64),
-    }
+    use super::IdText;
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-        Ok(Option::<Id>::deserialize(d)?.map(|id| match id {
-            Id::Text(s) => s,
-            Id::Number(n) => n.to_string(),
+        Ok(Option::<IdText>::deserialize(d)?.map(|id| match id {
+            IdText::Text(s) => s,
+            IdText::Number(n) => n.to_string(),
         }))
     }
 
