@@ -2,6 +2,10 @@
 //! rate limits. These are also the shapes the config store keeps and the admin API reads and
 //! writes, so one definition serves the file, the store and the API. What they mean at run
 //! time (limits, windows, admission) is the governance crate's.
+//!
+//! Unknown fields are not errors: a Bifrost file carries more (`routing_rules`, `mcp_configs`,
+//! `access_profile_id`…), and the config reader names each one it ignores in the start-up
+//! warning, as it does elsewhere.
 
 use std::time::Duration;
 
@@ -114,7 +118,6 @@ impl GovernanceConfig {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct GovernanceConfig {
     #[serde(default)]
     pub virtual_keys: Vec<VirtualKey>,
@@ -136,7 +139,6 @@ pub struct GovernanceConfig {
 pub const VIRTUAL_KEY_PREFIX: &str = "sk-bf-";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct VirtualKey {
     /// Given when created through the admin API without one.
     #[serde(default)]
@@ -175,7 +177,6 @@ pub struct VirtualKey {
 
 /// One provider a virtual key may use, and how.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct ProviderAccess {
     /// Given as `<key id>/<provider>` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "id_text")]
@@ -203,7 +204,6 @@ pub struct ProviderAccess {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Team {
     /// Given when created through the admin API without one.
     #[serde(default)]
@@ -221,7 +221,6 @@ pub struct Team {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Customer {
     /// Given when created through the admin API without one.
     #[serde(default)]
@@ -238,7 +237,6 @@ pub struct Customer {
 
 /// A budget written inside its owner.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct BudgetLine {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
@@ -253,7 +251,6 @@ pub struct BudgetLine {
 
 /// A budget declared under `governance.budgets`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Budget {
     /// Given when created through the admin API without one.
     #[serde(default)]
@@ -281,7 +278,6 @@ pub struct Budget {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct RateLimit {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,

@@ -1053,6 +1053,27 @@ mod tests {
     }
 
     #[test]
+    fn bifrost_governance_fields_heimdall_does_not_use_are_named_not_fatal() {
+        let cfg = Config::from_json(
+            r#"{"governance": {
+                 "virtual_keys": [{"id": "k", "value": "sk-bf-k", "mcp_configs": [],
+                                   "provider_configs": [{"provider": "openai", "blacklisted_models": []}]}],
+                 "routing_rules": [], "model_configs": []}}"#,
+            &env,
+        )
+        .unwrap();
+        assert_eq!(cfg.governance.entities.virtual_keys[0].id, "k");
+        let all = cfg.warnings.join("\n");
+        for field in [
+            "governance.routing_rules",
+            "governance.virtual_keys.0.mcp_configs",
+            "blacklisted_models",
+        ] {
+            assert!(all.contains(field), "{field} not in {all}");
+        }
+    }
+
+    #[test]
     fn errors_name_the_json_path() {
         let e = Config::from_json(
             r#"{"providers":{"openai":{"keys":[{"value":"k","weight":"x"}]}}}"#,
