@@ -67,7 +67,25 @@ pub struct ProviderRules {
     pub models: Option<Vec<String>>,
     /// `None`: every key.
     pub keys: Option<Arc<[String]>>,
+    /// Refused whatever `models` says.
+    pub blocked: Vec<Blocked>,
     pub limits: Vec<Limit>,
+}
+
+/// A blacklisted model: a name, or a pattern of whole names.
+#[derive(Debug, Clone)]
+pub enum Blocked {
+    Name(String),
+    Pattern(regex::Regex),
+}
+
+impl Blocked {
+    fn matches(&self, model: &str) -> bool {
+        match self {
+            Self::Name(name) => name == model,
+            Self::Pattern(re) => re.is_match(model),
+        }
+    }
 }
 
 impl ProviderRules {
@@ -76,12 +94,14 @@ impl ProviderRules {
         self.models
             .as_ref()
             .is_some_and(|list| list.iter().any(|m| m == model))
+            && self.allows_model(model)
     }
 
     pub fn allows_model(&self, model: &str) -> bool {
         self.models
             .as_ref()
             .is_none_or(|list| list.iter().any(|m| m == model))
+            && !self.blocked.iter().any(|b| b.matches(model))
     }
 }
 
@@ -416,12 +436,30 @@ impl<'a> Resolver<'a> {
                     pc.rate_limit_id.as_deref(),
                     &at,
                 )?;
+                let blocked = pc
+                    .blacklisted_models
+                    .iter()
+                    .enumerate()
+                    .map(|(k, m)| match m.strip_prefix("regex:") {
+                        None => Ok(Blocked::Name(m.clone())),
+                        // Anchored: a pattern names whole models, not parts of them.
+                        Some(p) => regex::Regex::new(&format!("^(?:{p})$"))
+                            .map(Blocked::Pattern)
+                            .map_err(|e| {
+                                error(
+                                    &format!("{at}.blacklisted_models[{k}]"),
+                                    &format!("not a pattern: {e}"),
+                                )
+                            }),
+                    })
+                    .collect::<Result<_, _>>()?;
                 out.push(ProviderRules {
                     id,
                     provider: pc.provider.clone(),
                     weight: pc.weight,
                     models: list(&pc.allowed_models),
                     keys: list(&pc.key_ids).map(Arc::from),
+                    blocked,
                     limits,
                 });
             }
@@ -658,6 +696,19 @@ mod tests {
         );
         let p = k.provider("openai").unwrap();
         assert_eq!(p.limits[0].key.as_ref(), "budget:pb");
+        let blocked = catalog(
+            r#"{"virtual_keys": [{"id": "k", "value": "v", "provider_configs": [{"provider": "openai",
+                "allowed_models": ["*"], "blacklisted_models": ["gpt-4o", "regex:o[0-9]+(-mini)?"]}]}]}"#,
+        )
+        .unwrap();
+        let b = blocked
+            .key_by_id("k")
+            .unwrap()
+            .provider("openai")
+            .unwrap()
+            .clone();
+        assert!(b.allows_model("gpt-4o-mini") && b.allows_model("xo3"));
+        assert!(!b.allows_model("gpt-4o") && !b.allows_model("o3") && !b.allows_model("o4-mini"));
         assert!(p.allows_model("gpt-4o-mini") && !p.allows_model("gpt-4o"));
         assert_eq!(p.keys.as_deref(), Some(&["main".to_owned()][..]));
         assert!(k.provider("anthropic").is_none());

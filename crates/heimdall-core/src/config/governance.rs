@@ -193,6 +193,10 @@ pub struct ProviderAccess {
     /// Provider keys (by name) it may use; `["*"]`: all of them.
     #[serde(default)]
     pub key_ids: Vec<String>,
+    /// Models refused even when `allowed_models` lets them: a name, or `regex:` and a pattern
+    /// the whole name must match.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blacklisted_models: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_id: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -1057,7 +1057,7 @@ mod tests {
         let cfg = Config::from_json(
             r#"{"governance": {
                  "virtual_keys": [{"id": "k", "value": "sk-bf-k", "mcp_configs": [],
-                                   "provider_configs": [{"provider": "openai", "blacklisted_models": []}]}],
+                                   "access_profile_id": 3}],
                  "routing_rules": [], "model_configs": []}}"#,
             &env,
         )
@@ -1067,7 +1067,7 @@ mod tests {
         for field in [
             "governance.routing_rules",
             "governance.virtual_keys.0.mcp_configs",
-            "blacklisted_models",
+            "access_profile_id",
         ] {
             assert!(all.contains(field), "{field} not in {all}");
         }
