@@ -522,14 +522,9 @@ impl<'a> Resolver<'a> {
                 &format!("{at}.budgets[{i}]"),
             )?);
         }
-        if let Some(id) = referenced {
-            let (i, b) = self.budgets.get(id).ok_or_else(|| {
-                error(
-                    &format!("{at}.budget_id"),
-                    &format!("no such budget `{id}`"),
-                )
-            })?;
-            out.push(budget_limit(
+        // A budget of `governance.budgets`, at its place `i` there.
+        let declared = |i: usize, b: &Budget| {
+            budget_limit(
                 &b.id,
                 b.max_limit,
                 &b.reset_duration,
@@ -537,19 +532,20 @@ impl<'a> Resolver<'a> {
                 level,
                 owner,
                 &format!("governance.budgets[{i}]"),
-            )?);
+            )
+        };
+        if let Some(id) = referenced {
+            let &(i, b) = self.budgets.get(id).ok_or_else(|| {
+                error(
+                    &format!("{at}.budget_id"),
+                    &format!("no such budget `{id}`"),
+                )
+            })?;
+            out.push(declared(i, b)?);
         }
         for (i, b) in self.g.budgets.iter().enumerate() {
             if names_owner(b) && referenced != Some(b.id.as_str()) {
-                out.push(budget_limit(
-                    &b.id,
-                    b.max_limit,
-                    &b.reset_duration,
-                    aligned || b.calendar_aligned,
-                    level,
-                    owner,
-                    &format!("governance.budgets[{i}]"),
-                )?);
+                out.push(declared(i, b)?);
             }
         }
         Ok(())
