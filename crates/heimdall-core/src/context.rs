@@ -9,11 +9,9 @@ use heimdall_providers::DirectKeyHeader;
 use heimdall_protocol::dialect::FrontDoor;
 use http::HeaderMap;
 
+use crate::config::VIRTUAL_KEY_PREFIX;
 use crate::error::GatewayError;
 use crate::exchange::Snapshot;
-
-/// Prefix of Bifrost-style virtual keys presented in the usual credential headers.
-const VIRTUAL_KEY_PREFIX: &str = "sk-bf-";
 
 pub struct RequestContext {
     /// `req_…`, on every answer and record.

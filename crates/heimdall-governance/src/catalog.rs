@@ -120,6 +120,18 @@ pub struct KeyRules {
 }
 
 impl KeyRules {
+    /// Every limit a request through `provider` draws on, in the order admission reserves
+    /// them: the key's own (with its customer's and team's budgets), then the provider
+    /// config's.
+    pub fn limits_through<'a>(
+        &'a self,
+        provider: Option<&'a ProviderRules>,
+    ) -> impl Iterator<Item = &'a Limit> {
+        self.limits
+            .iter()
+            .chain(provider.into_iter().flat_map(|p| &p.limits))
+    }
+
     pub fn provider(&self, name: &str) -> Option<&ProviderRules> {
         self.providers.as_ref()?.iter().find(|p| p.provider == name)
     }

@@ -19,7 +19,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use futures_util::future::BoxFuture;
-use heimdall_core::config::{ConfigError, FailMode, GovernanceConfig};
+use heimdall_core::config::{FailMode, GovernanceConfig};
 use heimdall_core::{Admission, GatewayError, Plan, Policy, RequestContext, RequestRecord};
 use heimdall_protocol::canonical::Usage;
 use heimdall_protocol::dialect::Endpoint;
@@ -94,23 +94,8 @@ impl Governance {
         }));
     }
 
-    /// Builds a catalog from `entities` and puts it in place.
-    pub fn apply(
-        &self,
-        entities: GovernanceConfig,
-        deny_empty: bool,
-        enforce_auth: bool,
-    ) -> Result<(), ConfigError> {
-        self.replace(Catalog::build(entities, deny_empty)?, enforce_auth);
-        Ok(())
-    }
-
     pub fn entities(&self) -> GovernanceConfig {
         self.rules.load().catalog.entities.clone()
-    }
-
-    pub fn ledger_engine(&self) -> &'static str {
-        self.ledger.engine()
     }
 
     /// Usage of every budget and rate limit of virtual key `id`, or `None` when there is no
@@ -155,11 +140,8 @@ impl Governance {
                 ..Usage::default()
             },
         );
-        let limits = key
-            .limits
-            .iter()
-            .chain(provider.iter().flat_map(|p| &p.limits));
-        let draws = limits
+        let draws = key
+            .limits_through(provider)
             .map(|l| Draw {
                 key: Arc::clone(&l.key),
                 max: l.max,
@@ -176,12 +158,10 @@ impl Governance {
     }
 
     fn settle_holds(&self, held: Held, actual: impl Fn(&Limit, &Hold) -> f64) {
-        let limits = held.key.limits.iter().chain(
-            held.provider
-                .and_then(|i| held.key.providers.as_ref()?.get(i))
-                .into_iter()
-                .flat_map(|p| &p.limits),
-        );
+        let provider = held
+            .provider
+            .and_then(|i| held.key.providers.as_ref()?.get(i));
+        let limits = held.key.limits_through(provider);
         let now = (self.clock)();
         let settlements: Vec<Settlement> = limits
             .zip(held.holds)
@@ -200,20 +180,22 @@ impl Governance {
             metrics::counter!("heimdall_governance_settle_failures_total").increment(1);
             tracing::error!(engine, error = %e, "governance: a settlement could not be written");
         };
-        // In memory the work is already done; Redis takes a round trip, off the request.
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => {
-                handle.spawn(async move {
-                    if let Err(e) = done.await {
-                        report(e);
-                    }
-                });
-            }
-            Err(_) => {
-                if let Err(e) = futures_util::FutureExt::now_or_never(done).unwrap_or(Ok(())) {
-                    report(e);
+        // In memory the work is done already (no task for it); Redis takes a round trip,
+        // which runs detached, off the request.
+        let mut done = done;
+        match futures_util::FutureExt::now_or_never(&mut done) {
+            Some(Ok(())) => {}
+            Some(Err(e)) => report(e),
+            None => match tokio::runtime::Handle::try_current() {
+                Ok(handle) => {
+                    handle.spawn(async move {
+                        if let Err(e) = done.await {
+                            report(e);
+                        }
+                    });
                 }
-            }
+                Err(_) => report(LedgerError("no runtime to finish the settlement on".into())),
+            },
         }
     }
 }
@@ -255,25 +237,11 @@ impl LimitUsage {
             used: r.used,
             reserved: r.reserved,
             remaining: (l.max - r.used - r.reserved).max(0.0),
-            reset_duration: format!("{}{}", every.count, unit_letter(every.unit)),
+            reset_duration: every.to_string(),
             calendar_aligned: l.window.aligned,
             window_start_ms: r.start_ms,
             next_reset_ms: r.start_ms.map(|s| l.window.end(s)).filter(|e| *e > now),
         }
-    }
-}
-
-fn unit_letter(unit: heimdall_core::config::ResetUnit) -> &'static str {
-    use heimdall_core::config::ResetUnit as U;
-    match unit {
-        U::Second => "s",
-        U::Minute => "m",
-        U::Hour => "h",
-        U::Day => "d",
-        U::Week => "w",
-        U::Month => "M",
-        U::Quarter => "Q",
-        U::Year => "Y",
     }
 }
 
@@ -416,11 +384,7 @@ impl Policy for Governance {
                     })),
                 }),
                 Ok(Reservation::Refused { index, start_ms }) => {
-                    let limit = key
-                        .limits
-                        .iter()
-                        .chain(rules_of.iter().flat_map(|p| &p.limits))
-                        .nth(index);
+                    let limit = key.limits_through(rules_of).nth(index);
                     Err(limit.map_or_else(
                         || GatewayError::internal("governance: refused by an unknown limit"),
                         |l| over_limit(l, start_ms, now),
@@ -491,9 +455,7 @@ fn over_limit(limit: &Limit, start_ms: i64, now: i64) -> GatewayError {
             "budget_exceeded",
             format!(
                 "budget `{}` of {whose} is spent (${:.2} per {}); it resets in {reset_in_s} s",
-                limit.id,
-                limit.max,
-                reset_text(limit)
+                limit.id, limit.max, limit.window.every
             ),
         ),
         Measure::Requests | Measure::Tokens => {
@@ -511,21 +473,11 @@ fn over_limit(limit: &Limit, start_ms: i64, now: i64) -> GatewayError {
                 },
                 format!(
                     "rate limit `{}` of {whose} reached: {} {what} per {}; try again in {reset_in_s} s",
-                    limit.id,
-                    limit.max,
-                    reset_text(limit)
+                    limit.id, limit.max, limit.window.every
                 ),
             );
             e.retry_after = HeaderValue::from_str(&reset_in_s.to_string()).ok();
             e
         }
     }
-}
-
-fn reset_text(limit: &Limit) -> String {
-    format!(
-        "{}{}",
-        limit.window.every.count,
-        unit_letter(limit.window.every.unit)
-    )
 }

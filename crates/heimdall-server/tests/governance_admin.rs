@@ -410,3 +410,47 @@ async fn when_redis_goes_away_the_configured_policy_decides() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn a_reloaded_file_adds_its_keys_and_keeps_the_api_s() {
+    let mock = MockServer::start(MockOptions::default()).await.unwrap();
+    let with_keys = |keys: Value| {
+        config(&mock.base_url(), |c| {
+            c["governance"] = json!({"virtual_keys": keys});
+        })
+    };
+    let gw = GatewayProcess::start(
+        bin(),
+        Some(&with_keys(json!([{"id": "a", "value": "sk-bf-a"}]))),
+        &[],
+        &["--config-poll-ms", "100"],
+    )
+    .await
+    .unwrap();
+    let base = gw.base_url();
+    let (s, _) = call(
+        Method::POST,
+        base,
+        "/api/governance/virtual-keys",
+        Some(json!({"id": "api", "value": "sk-bf-api"})),
+    )
+    .await;
+    assert_eq!(s, 201);
+    assert_eq!(infer(base, "sk-bf-b").await.0, 401);
+    let text = serde_json::to_vec_pretty(&with_keys(json!([
+        {"id": "a", "value": "sk-bf-a"}, {"id": "b", "value": "sk-bf-b"}
+    ])))
+    .unwrap();
+    std::fs::write(gw.app_dir().join("config.json"), text).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while infer(base, "sk-bf-b").await.0 != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reloaded key never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The key made through the API is still there: the file defines what it names only.
+    assert_eq!(infer(base, "sk-bf-api").await.0, 200);
+    assert_eq!(infer(base, "sk-bf-a").await.0, 200);
+}

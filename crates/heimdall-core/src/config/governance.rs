@@ -353,6 +353,23 @@ pub struct ResetDuration {
     pub unit: ResetUnit,
 }
 
+/// Written back as it is read: `1h`, `30d`, `1M`.
+impl std::fmt::Display for ResetDuration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let unit = match self.unit {
+            ResetUnit::Second => "s",
+            ResetUnit::Minute => "m",
+            ResetUnit::Hour => "h",
+            ResetUnit::Day => "d",
+            ResetUnit::Week => "w",
+            ResetUnit::Month => "M",
+            ResetUnit::Quarter => "Q",
+            ResetUnit::Year => "Y",
+        };
+        write!(f, "{}{unit}", self.count)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ResetUnit {
     Second,
@@ -421,6 +438,9 @@ mod tests {
         assert_eq!(d("30s").ok(), Some((30, ResetUnit::Second)));
         assert_eq!(d("1Q").ok(), Some((1, ResetUnit::Quarter)));
         assert_eq!(d("2Y").ok(), Some((2, ResetUnit::Year)));
+        for text in ["1m", "1M", "30s", "1Q", "2Y", "7d", "1w", "12h"] {
+            assert_eq!(ResetDuration::parse("x", text).unwrap().to_string(), text);
+        }
         for bad in ["", "m", "0d", "1x", "1.5h", "-1h", "11Y", "1 h"] {
             assert!(d(bad).is_err(), "{bad}");
         }
