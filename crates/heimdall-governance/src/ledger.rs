@@ -72,7 +72,7 @@ pub struct Reading {
     pub reserved: f64,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
 pub struct LedgerError(pub String);
 

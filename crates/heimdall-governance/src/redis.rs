@@ -12,21 +12,30 @@
 //! **Why Lua.** The rules of [`crate::ledger`] read a counter, bring its window up to date,
 //! decide and write. As separate commands, two instances could both see room for the last
 //! slot of a rate limit. A script runs alone on the server, so reserving on every counter a
-//! request draws on, all or none, is atomic across keys. The scripts mirror `Tally` step by
+//! request draws on, all or none, is atomic across keys. The script mirrors `Tally` step by
 //! step (same comparisons, same epsilon, IEEE doubles on both sides), so that the engines
 //! agree to the last bit.
 //!
-//! **One round trip.** `reserve`, `settle` (all settlements of a request together) and `read`
-//! are one `EVALSHA` each. The scripts are loaded when connecting; should the server have lost
-//! them since (a restart), the call that meets `NOSCRIPT` loads its script and tries again.
+//! **Group commit.** Operations (a request's reservation, its settlements, a reading) queue on
+//! a bounded channel; one task sends whatever has queued as one `EVALSHA` of one script, which
+//! applies them in order, each as it would alone, and answers each. So a request still costs
+//! one round trip at admission and one at settlement, but under load many requests share it:
+//! the server runs one script for a batch instead of one per operation, reads each counter a
+//! batch touches once and writes it once, and both sides make one system call where they made
+//! dozens. At most one batch is in flight, so a batch is whatever arrived while the previous
+//! one was on the wire: nothing waits for a batch to fill. The script is loaded when
+//! connecting; should the server have lost it since (a restart), the call that meets
+//! `NOSCRIPT` loads it and tries again.
 //!
-//! **Timeouts.** Connecting and every operation are bounded by `redis.timeout`; past it, or on
-//! any Redis error, the operation fails with a [`LedgerError`] and admission follows
-//! `redis.on_failure`. An operation that timed out may still have run on the server: a
-//! reservation made that way is never settled and holds its amount until its counter's window
-//! starts over; a settlement may or may not have been counted. A lost connection is made
-//! again in the background, one attempt at a time: while the server is away, operations fail
-//! at once with the cause rather than each waiting out the timeout.
+//! **Timeouts and bounds.** Connecting and every operation are bounded by `redis.timeout`,
+//! counted from when the operation is queued; past it, when the queue is full, or on any Redis
+//! error, the operation fails with a [`LedgerError`] and admission follows
+//! `redis.on_failure`. A reservation or reading whose caller gave up before its batch left is
+//! not sent. One that timed out on the wire may still have run on the server: such a
+//! reservation is never settled and holds its amount until its counter's window starts over;
+//! a settlement may or may not have been counted. A lost connection is made again in the
+//! background, one attempt at a time: while the server is away, operations fail at once with
+//! the cause rather than each waiting out the timeout.
 
 use std::future::Future;
 use std::str::FromStr;
@@ -37,6 +46,7 @@ use futures_util::future::BoxFuture;
 use heimdall_core::config::RedisSettings;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisResult, Script};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::ledger::{Draw, Hold, Ledger, LedgerError, Reading, Reservation, Settlement};
 use crate::window::Span;
@@ -47,137 +57,191 @@ const DAY_MS: i64 = 86_400_000;
 /// accepts (530 weeks).
 const ALIGNED_TTL_MS: i64 = 3_720 * DAY_MS;
 
-/// The ledger's rules in Lua, shared by the scripts below.
-const RULES_LUA: &str = r"
+/// Operations waiting for a batch; past this, an operation fails at once (admission then
+/// follows `redis.on_failure`) rather than queueing without bound.
+const QUEUE: usize = 16_384;
+
+/// Operations in one script call: large enough that a batch is whatever queued, small enough
+/// that one call's arguments and reply stay a few hundred kilobytes.
+const BATCH: usize = 512;
+
+/// The ledger's rules in Lua.
+///
+/// KEYS: the counters of every operation, in order. ARGV: per operation its kind (`reserve`,
+/// `settle` or `read`), the time it was made at and its number of counters, then per counter:
+/// - reserve: kind, span value, ttl, max, amount, whole (`1` or `0`);
+/// - settle: kind, span value, ttl, the hold's start, what it reserved, the actual amount;
+/// - read: kind, span value.
+///
+/// Reply: per operation, `granted` and per counter its window's start and what it reserved,
+/// or `refused`, the counter's index and its window's start; `settled`; or per counter its
+/// start (empty when never used), used and reserved.
+const BATCH_LUA: &str = r"
 local EPSILON = 1e-9 -- ledger::EPSILON
 
 local function fmt(x)
   return string.format('%.17g', x)
 end
 
-local function load(key)
-  local h = redis.call('HMGET', key, 'start', 'used', 'reserved')
-  return tonumber(h[1]), tonumber(h[2]) or 0, tonumber(h[3]) or 0
+-- Counters as the batch has left them so far, read once; and the ones to write back, in
+-- the order first written, each with the expiry of its last write.
+local counters = {}
+local written = {}
+
+local function counter(key)
+  local c = counters[key]
+  if not c then
+    local h = redis.call('HMGET', key, 'start', 'used', 'reserved')
+    c = {start = tonumber(h[1]), used = tonumber(h[2]) or 0, reserved = tonumber(h[3]) or 0}
+    counters[key] = c
+  end
+  return c
 end
 
--- Tally::bring_up_to_date, and Tally::new when there is no start yet: the window as it
--- stands at now, and whether it started over.
-local function up_to_date(start, used, reserved, kind, value, now)
-  if start then
+local function write(key, c, ttl)
+  if not c.ttl then
+    written[#written + 1] = key
+  end
+  c.ttl = ttl
+end
+
+-- Tally::bring_up_to_date, and Tally::new when there is no start yet: whether the window
+-- started over.
+local function up_to_date(c, kind, value, now)
+  if c.start then
     local ended
     if kind == 'rolling' then
-      ended = now >= start + value
+      ended = now >= c.start + value
     else
-      ended = value > start
+      ended = value > c.start
     end
     if not ended then
-      return start, used, reserved, false
+      return false
     end
   end
   if kind == 'rolling' then
-    return now, 0, 0, true
-  end
-  return value, 0, 0, true
-end
-
-local function store(key, start, used, reserved, ttl)
-  redis.call('HSET', key, 'start', fmt(start), 'used', fmt(used), 'reserved', fmt(reserved))
-  redis.call('PEXPIRE', key, ttl)
-end
-";
-
-/// ARGV: now, then per draw: kind, span value, ttl, max, amount, whole (`1` or `0`).
-/// Reply: `granted` and per draw its window's start and what it reserved, or `refused`, the
-/// draw's index and its window's start.
-const RESERVE_LUA: &str = r"
-local now = tonumber(ARGV[1])
-local takes = {}
-for i, key in ipairs(KEYS) do
-  local a = 1 + (i - 1) * 6
-  local kind, value, ttl = ARGV[a + 1], tonumber(ARGV[a + 2]), ARGV[a + 3]
-  local max, amount = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5])
-  local start, used, reserved = load(key)
-  local reset
-  start, used, reserved, reset = up_to_date(start, used, reserved, kind, value, now)
-  if reset then
-    store(key, start, used, reserved, ttl)
-  end
-  -- Tally::take
-  local room = max - used - reserved
-  local take
-  if ARGV[a + 6] == '1' then
-    if amount <= room + EPSILON then
-      take = amount
-    end
-  elseif room > EPSILON then
-    take = math.max(math.min(amount, room), 0)
-  end
-  if not take then
-    return {'refused', tostring(i - 1), fmt(start)}
-  end
-  takes[i] = take
-end
-local reply = {'granted'}
-for i, key in ipairs(KEYS) do
-  -- Read again: a counter may be drawn on twice.
-  local start, used, reserved = load(key)
-  reserved = reserved + takes[i]
-  redis.call('HSET', key, 'reserved', fmt(reserved))
-  redis.call('PEXPIRE', key, ARGV[1 + (i - 1) * 6 + 3])
-  reply[#reply + 1] = fmt(start)
-  reply[#reply + 1] = fmt(takes[i])
-end
-return reply
-";
-
-/// ARGV: now, then per settlement: kind, span value, ttl, the hold's start, what it
-/// reserved, the actual amount.
-const SETTLE_LUA: &str = r"
-local now = tonumber(ARGV[1])
-for i, key in ipairs(KEYS) do
-  local a = 1 + (i - 1) * 6
-  local start, used, reserved = load(key)
-  start, used, reserved = up_to_date(start, used, reserved, ARGV[a + 1], tonumber(ARGV[a + 2]), now)
-  -- Tally::settle
-  if tonumber(ARGV[a + 4]) == start then
-    reserved = math.max(reserved - tonumber(ARGV[a + 5]), 0)
-  end
-  store(key, start, used + tonumber(ARGV[a + 6]), reserved, ARGV[a + 3])
-end
-return 1
-";
-
-/// ARGV: now, then per counter: kind, span value. Reply: per counter its start (empty when
-/// never used), used and reserved. Writes nothing.
-const READ_LUA: &str = r"
-local now = tonumber(ARGV[1])
-local reply = {}
-for i, key in ipairs(KEYS) do
-  local a = 1 + (i - 1) * 2
-  local start, used, reserved = load(key)
-  if start then
-    start, used, reserved = up_to_date(start, used, reserved, ARGV[a + 1], tonumber(ARGV[a + 2]), now)
-    reply[#reply + 1] = fmt(start)
+    c.start = now
   else
-    reply[#reply + 1] = ''
+    c.start = value
   end
-  reply[#reply + 1] = fmt(used)
-  reply[#reply + 1] = fmt(reserved)
+  c.used, c.reserved = 0, 0
+  return true
 end
-return reply
+
+local function reserve(now, k, a, n)
+  local takes = {}
+  for j = 0, n - 1 do
+    local key, b = KEYS[k + j], a + j * 6
+    local c = counter(key)
+    if up_to_date(c, ARGV[b], tonumber(ARGV[b + 1]), now) then
+      write(key, c, ARGV[b + 2])
+    end
+    -- Tally::take
+    local max, amount = tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4])
+    local room = max - c.used - c.reserved
+    local take
+    if ARGV[b + 5] == '1' then
+      if amount <= room + EPSILON then
+        take = amount
+      end
+    elseif room > EPSILON then
+      take = math.max(math.min(amount, room), 0)
+    end
+    if not take then
+      return {'refused', tostring(j), fmt(c.start)}
+    end
+    takes[j] = take
+  end
+  -- Taken only once every counter had room; a counter may be drawn on twice.
+  local reply = {'granted'}
+  for j = 0, n - 1 do
+    local key = KEYS[k + j]
+    local c = counter(key)
+    c.reserved = c.reserved + takes[j]
+    write(key, c, ARGV[a + j * 6 + 2])
+    reply[#reply + 1] = fmt(c.start)
+    reply[#reply + 1] = fmt(takes[j])
+  end
+  return reply
+end
+
+local function settle(now, k, a, n)
+  for j = 0, n - 1 do
+    local key, b = KEYS[k + j], a + j * 6
+    local c = counter(key)
+    up_to_date(c, ARGV[b], tonumber(ARGV[b + 1]), now)
+    -- Tally::settle
+    if tonumber(ARGV[b + 3]) == c.start then
+      c.reserved = math.max(c.reserved - tonumber(ARGV[b + 4]), 0)
+    end
+    c.used = c.used + tonumber(ARGV[b + 5])
+    write(key, c, ARGV[b + 2])
+  end
+  return {'settled'}
+end
+
+-- Writes nothing: a window brought up to date is only shown.
+local function read(now, k, a, n)
+  local reply = {}
+  for j = 0, n - 1 do
+    local c = counter(KEYS[k + j])
+    if c.start then
+      local shown = {start = c.start, used = c.used, reserved = c.reserved}
+      up_to_date(shown, ARGV[a + j * 2], tonumber(ARGV[a + j * 2 + 1]), now)
+      reply[#reply + 1] = fmt(shown.start)
+      reply[#reply + 1] = fmt(shown.used)
+      reply[#reply + 1] = fmt(shown.reserved)
+    else
+      reply[#reply + 1] = ''
+      reply[#reply + 1] = fmt(c.used)
+      reply[#reply + 1] = fmt(c.reserved)
+    end
+  end
+  return reply
+end
+
+local replies = {}
+local a, k = 1, 1
+while a <= #ARGV do
+  local op, now, n = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  a = a + 3
+  if op == 'reserve' then
+    replies[#replies + 1] = reserve(now, k, a, n)
+    a = a + n * 6
+  elseif op == 'settle' then
+    replies[#replies + 1] = settle(now, k, a, n)
+    a = a + n * 6
+  else
+    replies[#replies + 1] = read(now, k, a, n)
+    a = a + n * 2
+  end
+  k = k + n
+end
+for _, key in ipairs(written) do
+  local c = counters[key]
+  redis.call('HSET', key, 'start', fmt(c.start), 'used', fmt(c.used), 'reserved', fmt(c.reserved))
+  redis.call('PEXPIRE', key, c.ttl)
+end
+return replies
 ";
 
-fn script(body: &str) -> Script {
-    Script::new(&format!("{RULES_LUA}{body}"))
-}
+static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(BATCH_LUA));
 
-static RESERVE: LazyLock<Script> = LazyLock::new(|| script(RESERVE_LUA));
-static SETTLE: LazyLock<Script> = LazyLock::new(|| script(SETTLE_LUA));
-static READ: LazyLock<Script> = LazyLock::new(|| script(READ_LUA));
+/// One operation for the script: its counters' keys and its arguments, and where its reply
+/// goes.
+struct Operation {
+    keys: Vec<String>,
+    args: Vec<String>,
+    /// A settlement is sent even when nobody waits for its answer any more.
+    settles: bool,
+    reply: oneshot::Sender<Result<Vec<String>, LedgerError>>,
+}
 
 /// The Redis engine of [`Ledger`]: counters shared by every instance using the same server
 /// and key prefix. See the module documentation for the data layout and guarantees.
 pub struct RedisLedger {
+    queue: mpsc::Sender<Operation>,
+    #[cfg(test)]
     conn: ConnectionManager,
     prefix: Arc<str>,
     timeout: Duration,
@@ -193,7 +257,9 @@ impl std::fmt::Debug for RedisLedger {
 }
 
 impl RedisLedger {
-    /// Connects to `settings.url` and loads the scripts, within `settings.timeout` for each.
+    /// Connects to `settings.url`, loads the script and starts the task that sends batches,
+    /// within `settings.timeout` for each step. The task ends once the ledger is dropped and
+    /// what it queued is sent.
     pub async fn connect(settings: &RedisSettings) -> Result<Self, LedgerError> {
         // Errors of the client name the problem, never the URL, so no password can leak.
         let client = redis::Client::open(settings.url.expose())
@@ -211,17 +277,17 @@ impl RedisLedger {
         )
         .await?;
         // Loaded now, so that the first requests take one round trip too.
-        let mut load = redis::pipe();
-        for s in [&*RESERVE, &*SETTLE, &*READ] {
-            load.load_script(s);
-        }
         bounded(
             settings.timeout,
-            "loading scripts",
-            load.query_async::<()>(&mut conn),
+            "loading the script",
+            SCRIPT.prepare_invoke().load_async(&mut conn),
         )
         .await?;
+        let (queue, waiting) = mpsc::channel(QUEUE);
+        tokio::spawn(send_batches(waiting, conn.clone(), settings.timeout));
         Ok(Self {
+            queue,
+            #[cfg(test)]
             conn,
             prefix: settings.key_prefix.as_str().into(),
             timeout: settings.timeout,
@@ -231,9 +297,104 @@ impl RedisLedger {
     fn key(&self, counter: &str) -> String {
         format!("{}{counter}", self.prefix)
     }
+
+    /// Queues an operation of `kind` made at `now_ms` on `keys`, each with `per_key`
+    /// arguments from `args`; the future answers the script's reply for it.
+    fn submit(
+        &self,
+        kind: &'static str,
+        now_ms: i64,
+        keys: Vec<String>,
+        args: impl IntoIterator<Item = String>,
+    ) -> impl Future<Output = Result<Vec<String>, LedgerError>> + Send + 'static {
+        let (reply, answer) = oneshot::channel();
+        let operation = Operation {
+            args: [kind.to_owned(), now_ms.to_string(), keys.len().to_string()]
+                .into_iter()
+                .chain(args)
+                .collect(),
+            keys,
+            settles: kind == "settle",
+            reply,
+        };
+        let queued = self.queue.try_send(operation).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => LedgerError(format!(
+                "redis {kind}: {QUEUE} operations already waiting for the server"
+            )),
+            mpsc::error::TrySendError::Closed(_) => {
+                LedgerError(format!("redis {kind}: the batch task has stopped"))
+            }
+        });
+        let timeout = self.timeout;
+        async move {
+            queued?;
+            match tokio::time::timeout(timeout, answer).await {
+                Ok(Ok(reply)) => reply,
+                Ok(Err(_)) => Err(LedgerError(format!(
+                    "redis {kind}: the batch task stopped before answering"
+                ))),
+                Err(_) => Err(no_answer(kind, timeout)),
+            }
+        }
+    }
 }
 
-/// Runs one Redis operation within `timeout`.
+/// Sends what has queued as one script call at a time, until the ledger is dropped.
+async fn send_batches(
+    mut waiting: mpsc::Receiver<Operation>,
+    mut conn: ConnectionManager,
+    timeout: Duration,
+) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while waiting.recv_many(&mut batch, BATCH).await > 0 {
+        // Nobody would learn of a reservation or reading whose caller gave up.
+        batch.retain(|op| op.settles || !op.reply.is_closed());
+        if batch.is_empty() {
+            continue;
+        }
+        let mut call = SCRIPT.prepare_invoke();
+        for op in &batch {
+            for key in &op.keys {
+                call.key(key);
+            }
+            for arg in &op.args {
+                call.arg(arg);
+            }
+        }
+        let replies: Result<Vec<Vec<String>>, LedgerError> =
+            bounded(timeout, "batch", call.invoke_async(&mut conn)).await;
+        match replies {
+            Ok(replies) if replies.len() == batch.len() => {
+                for (op, reply) in batch.drain(..).zip(replies) {
+                    // A caller that gave up meanwhile drops its answer.
+                    let _ = op.reply.send(Ok(reply));
+                }
+            }
+            outcome => {
+                let error = match outcome {
+                    Err(e) => e,
+                    Ok(replies) => LedgerError(format!(
+                        "redis: {} replies to {} operations",
+                        replies.len(),
+                        batch.len()
+                    )),
+                };
+                for op in batch.drain(..) {
+                    let _ = op.reply.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+}
+
+fn no_answer(what: &str, timeout: Duration) -> LedgerError {
+    LedgerError(format!(
+        "redis {what}: no answer within {} ms",
+        timeout.as_millis()
+    ))
+}
+
+/// Runs one Redis call within `timeout`.
 async fn bounded<T>(
     timeout: Duration,
     what: &str,
@@ -242,19 +403,17 @@ async fn bounded<T>(
     match tokio::time::timeout(timeout, op).await {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) => Err(LedgerError(format!("redis {what}: {e}"))),
-        Err(_) => Err(LedgerError(format!(
-            "redis {what}: no answer within {} ms",
-            timeout.as_millis()
-        ))),
+        Err(_) => Err(no_answer(what, timeout)),
     }
 }
 
-/// A span as the scripts take it: its kind, its value and the counter's expiry.
-fn span_args(span: Span) -> (&'static str, i64, i64) {
-    match span {
+/// A span as the script takes it: its kind, its value and the counter's expiry.
+fn span_args(span: Span) -> [String; 3] {
+    let (kind, value, ttl) = match span {
         Span::Rolling { length_ms } => ("rolling", length_ms, length_ms.saturating_mul(2).max(1)),
         Span::Aligned { start_ms } => ("aligned", start_ms, ALIGNED_TTL_MS),
-    }
+    };
+    [kind.to_owned(), value.to_string(), ttl.to_string()]
 }
 
 fn number<T: FromStr>(text: &str) -> Result<T, LedgerError> {
@@ -315,27 +474,23 @@ impl Ledger for RedisLedger {
         now_ms: i64,
         draws: &'a [Draw],
     ) -> BoxFuture<'a, Result<Reservation, LedgerError>> {
-        Box::pin(async move {
-            if draws.is_empty() {
-                return Ok(Reservation::Granted(Vec::new()));
-            }
-            let mut call = RESERVE.prepare_invoke();
-            call.arg(now_ms);
-            for d in draws {
-                let (kind, value, ttl) = span_args(d.span);
-                call.key(self.key(&d.key))
-                    .arg(kind)
-                    .arg(value)
-                    .arg(ttl)
-                    .arg(d.max)
-                    .arg(d.amount)
-                    .arg(if d.whole { "1" } else { "0" });
-            }
-            let mut conn = self.conn.clone();
-            let reply: Vec<String> =
-                bounded(self.timeout, "reserve", call.invoke_async(&mut conn)).await?;
-            reservation(draws, &reply)
-        })
+        if draws.is_empty() {
+            return Box::pin(std::future::ready(Ok(Reservation::Granted(Vec::new()))));
+        }
+        let keys = draws.iter().map(|d| self.key(&d.key)).collect();
+        let args = draws.iter().flat_map(|d| {
+            let [kind, value, ttl] = span_args(d.span);
+            [
+                kind,
+                value,
+                ttl,
+                d.max.to_string(),
+                d.amount.to_string(),
+                if d.whole { "1" } else { "0" }.to_owned(),
+            ]
+        });
+        let answer = self.submit("reserve", now_ms, keys, args);
+        Box::pin(async move { reservation(draws, &answer.await?) })
     }
 
     fn settle(
@@ -343,26 +498,28 @@ impl Ledger for RedisLedger {
         now_ms: i64,
         settlements: Vec<Settlement>,
     ) -> BoxFuture<'static, Result<(), LedgerError>> {
-        // Everything the call needs is built here, so that the future owns it.
-        let mut call = SETTLE.prepare_invoke();
-        call.arg(now_ms);
-        for s in &settlements {
-            let (kind, value, ttl) = span_args(s.span);
-            call.key(self.key(&s.hold.key))
-                .arg(kind)
-                .arg(value)
-                .arg(ttl)
-                .arg(s.hold.start_ms)
-                .arg(s.hold.reserved)
-                .arg(s.actual);
+        if settlements.is_empty() {
+            return Box::pin(std::future::ready(Ok(())));
         }
-        let mut conn = self.conn.clone();
-        let timeout = self.timeout;
+        // Queued now, so that it is sent even if the future is never polled.
+        let keys = settlements.iter().map(|s| self.key(&s.hold.key)).collect();
+        let args = settlements.iter().flat_map(|s| {
+            let [kind, value, ttl] = span_args(s.span);
+            [
+                kind,
+                value,
+                ttl,
+                s.hold.start_ms.to_string(),
+                s.hold.reserved.to_string(),
+                s.actual.to_string(),
+            ]
+        });
+        let answer = self.submit("settle", now_ms, keys, args);
         Box::pin(async move {
-            if settlements.is_empty() {
-                return Ok(());
+            match answer.await?.as_slice() {
+                [tag] if tag == "settled" => Ok(()),
+                other => Err(unexpected(other)),
             }
-            bounded(timeout, "settle", call.invoke_async::<()>(&mut conn)).await
         })
     }
 
@@ -371,21 +528,16 @@ impl Ledger for RedisLedger {
         now_ms: i64,
         counters: &'a [(Arc<str>, Span)],
     ) -> BoxFuture<'a, Result<Vec<Reading>, LedgerError>> {
-        Box::pin(async move {
-            if counters.is_empty() {
-                return Ok(Vec::new());
-            }
-            let mut call = READ.prepare_invoke();
-            call.arg(now_ms);
-            for (key, span) in counters {
-                let (kind, value, _) = span_args(*span);
-                call.key(self.key(key)).arg(kind).arg(value);
-            }
-            let mut conn = self.conn.clone();
-            let reply: Vec<String> =
-                bounded(self.timeout, "read", call.invoke_async(&mut conn)).await?;
-            readings(counters.len(), &reply)
-        })
+        if counters.is_empty() {
+            return Box::pin(std::future::ready(Ok(Vec::new())));
+        }
+        let keys = counters.iter().map(|(key, _)| self.key(key)).collect();
+        let args = counters.iter().flat_map(|(_, span)| {
+            let [kind, value, _] = span_args(*span);
+            [kind, value]
+        });
+        let answer = self.submit("read", now_ms, keys, args);
+        Box::pin(async move { readings(counters.len(), &answer.await?) })
     }
 
     fn engine(&self) -> &'static str {
@@ -461,9 +613,32 @@ mod tests {
         clean_up(&l).await;
     }
 
-    /// The same random operations give the same answers, bit for bit, in memory and in Redis.
+    /// The same random operations give the same answers, bit for bit, in memory and in Redis,
+    /// also when many of them share one batch (and so the script's view of a counter).
     #[tokio::test]
     async fn redis_agrees_with_memory() {
+        enum Op {
+            Reserve(Vec<Draw>),
+            Settle(Vec<Settlement>),
+            Read(Vec<(Arc<str>, Span)>),
+        }
+        #[derive(Debug, PartialEq)]
+        enum Outcome {
+            Reserved(Reservation),
+            Settled,
+            Read(Vec<Reading>),
+        }
+        async fn apply(ledger: &dyn Ledger, now: i64, op: &Op) -> Outcome {
+            match op {
+                Op::Reserve(draws) => Outcome::Reserved(ledger.reserve(now, draws).await.unwrap()),
+                Op::Settle(s) => {
+                    ledger.settle(now, s.clone()).await.unwrap();
+                    Outcome::Settled
+                }
+                Op::Read(counters) => Outcome::Read(ledger.read(now, counters).await.unwrap()),
+            }
+        }
+
         let redis = ledger(&unique_prefix("agree")).await;
         let memory = MemoryLedger::default();
         let mut rng = StdRng::seed_from_u64(7);
@@ -479,57 +654,67 @@ mod tests {
         let mut holds: Vec<(Hold, usize)> = Vec::new();
         // Granted, refused, settled: each must happen often for the comparison to mean much.
         let mut seen = [0; 3];
-        for _ in 0..400 {
-            now += rng.random_range(0..150);
-            match rng.random_range(0..3) {
-                0 => {
-                    let draws: Vec<Draw> = (0..rng.random_range(1..4))
-                        .map(|_| {
-                            let i = rng.random_range(0..3);
-                            Draw {
-                                key: Arc::clone(&keys[i]),
-                                max: [1.0, 0.3, 5.0][i],
-                                span: span(i, now),
-                                amount: rng.random_range(0.0..0.4),
-                                whole: i == 1 || rng.random_bool(0.2),
-                            }
-                        })
-                        .collect();
-                    let m = memory.reserve(now, &draws).await.unwrap();
-                    let r = redis.reserve(now, &draws).await.unwrap();
-                    assert_eq!(m, r, "at {now}: {draws:?}");
-                    match r {
-                        Reservation::Granted(granted) => {
-                            seen[0] += 1;
-                            holds.extend(granted.into_iter().map(|h| {
-                                let i = keys.iter().position(|k| *k == h.key).unwrap();
-                                (h, i)
-                            }));
-                        }
-                        Reservation::Refused { .. } => seen[1] += 1,
+        for _ in 0..100 {
+            // Queued together before any is sent (this runtime has one thread), so they make
+            // one batch; settlements draw on holds of earlier batches.
+            let mut ops = Vec::new();
+            for _ in 0..rng.random_range(1..9) {
+                now += rng.random_range(0..60);
+                let op = match rng.random_range(0..3) {
+                    0 => Op::Reserve(
+                        (0..rng.random_range(1..4))
+                            .map(|_| {
+                                let i = rng.random_range(0..3);
+                                Draw {
+                                    key: Arc::clone(&keys[i]),
+                                    max: [1.0, 0.3, 5.0][i],
+                                    span: span(i, now),
+                                    amount: rng.random_range(0.0..0.4),
+                                    whole: i == 1 || rng.random_bool(0.2),
+                                }
+                            })
+                            .collect(),
+                    ),
+                    1 if !holds.is_empty() => Op::Settle(
+                        (0..rng.random_range(1..3).min(holds.len()))
+                            .map(|_| {
+                                let (hold, i) = holds.swap_remove(rng.random_range(0..holds.len()));
+                                Settlement {
+                                    actual: hold.reserved * rng.random_range(0.0..1.5),
+                                    span: span(i, now),
+                                    hold,
+                                }
+                            })
+                            .collect(),
+                    ),
+                    _ => Op::Read(
+                        (0..3)
+                            .map(|i| (Arc::clone(&keys[i]), span(i, now)))
+                            .collect(),
+                    ),
+                };
+                ops.push((now, op));
+            }
+            let mut expected = Vec::new();
+            for (now, op) in &ops {
+                expected.push(apply(&memory, *now, op).await);
+            }
+            let actual =
+                futures_util::future::join_all(ops.iter().map(|(now, op)| apply(&redis, *now, op)))
+                    .await;
+            assert_eq!(expected, actual);
+            for outcome in actual {
+                match outcome {
+                    Outcome::Reserved(Reservation::Granted(granted)) => {
+                        seen[0] += 1;
+                        holds.extend(granted.into_iter().map(|h| {
+                            let i = keys.iter().position(|k| *k == h.key).unwrap();
+                            (h, i)
+                        }));
                     }
-                }
-                1 if !holds.is_empty() => {
-                    let mut settlements = Vec::new();
-                    for _ in 0..rng.random_range(1..3).min(holds.len()) {
-                        let (hold, i) = holds.swap_remove(rng.random_range(0..holds.len()));
-                        settlements.push(Settlement {
-                            actual: hold.reserved * rng.random_range(0.0..1.5),
-                            span: span(i, now),
-                            hold,
-                        });
-                    }
-                    seen[2] += 1;
-                    memory.settle(now, settlements.clone()).await.unwrap();
-                    redis.settle(now, settlements).await.unwrap();
-                }
-                _ => {
-                    let counters: Vec<(Arc<str>, Span)> = (0..3)
-                        .map(|i| (Arc::clone(&keys[i]), span(i, now)))
-                        .collect();
-                    let m = memory.read(now, &counters).await.unwrap();
-                    let r = redis.read(now, &counters).await.unwrap();
-                    assert_eq!(m, r, "at {now}");
+                    Outcome::Reserved(Reservation::Refused { .. }) => seen[1] += 1,
+                    Outcome::Settled => seen[2] += 1,
+                    Outcome::Read(_) => {}
                 }
             }
         }
