@@ -53,6 +53,10 @@ struct Args {
     /// Duration of each max-throughput run.
     #[arg(long, default_value_t = 5.0)]
     max_secs: f64,
+    /// Max-throughput runs per target, the targets taking turns each round; the median is
+    /// reported (the variant comparisons need 3 or more to rise above the machine's drift).
+    #[arg(long, default_value_t = 1)]
+    max_rounds: usize,
     /// Arrival rate of the streaming runs.
     #[arg(long, default_value_t = 500.0)]
     stream_rate: f64,
@@ -196,6 +200,7 @@ async fn real_main(args: Args) -> anyhow::Result<()> {
         options.rates = args.rates.clone();
         options.rate_duration = secs(args.rate_secs);
         options.max_duration = secs(args.max_secs);
+        options.max_rounds = args.max_rounds.max(1);
         options.stream_rate = args.stream_rate;
         options.stream_duration = secs(args.stream_secs);
     }
@@ -241,7 +246,7 @@ async fn real_main(args: Args) -> anyhow::Result<()> {
 
     let mut out = String::new();
     out.push_str(&format!(
-        "## Run of {started}\n\n- command: `{}`\n- machine: {}; {} CPUs ({}); {}\n- load average before / after: {} / {}\n- settings: {} connections; max throughput {:.0} s closed loop; fixed rates {} for {:.0} s each; streams at {:.0}/s for {:.0} s ({} words each); {} open streams held {} ms; mock latency {} ms; load generator threads {}{}{}\n\n",
+        "## Run of {started}\n\n- command: `{}`\n- machine: {}; {} CPUs ({}); {}\n- load average before / after: {} / {}\n- settings: {} connections; max throughput {:.0} s closed loop, median of {} rounds; fixed rates {} for {:.0} s each; streams at {:.0}/s for {:.0} s ({} words each); {} open streams held {} ms; mock latency {} ms; load generator threads {}{}{}\n\n",
         std::env::args().collect::<Vec<_>>().join(" "),
         shell("uname -srm"),
         shell("nproc"),
@@ -251,6 +256,7 @@ async fn real_main(args: Args) -> anyhow::Result<()> {
         load_after,
         options.connections,
         options.max_duration.as_secs_f64(),
+        options.max_rounds,
         options.rates.iter().map(|r| format!("{r:.0}/s")).collect::<Vec<_>>().join(", "),
         options.rate_duration.as_secs_f64(),
         options.stream_rate,

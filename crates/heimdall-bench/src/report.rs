@@ -218,17 +218,28 @@ pub fn render(
     s
 }
 
-/// Maximum throughput of the default gateway's translated path to OpenAI: the "off" side of
+/// The default gateway's translated path to OpenAI: the "off" side of
 /// scenario 5's comparisons.
-fn translated_off_max(reports: &[TargetReport]) -> Option<f64> {
-    reports
-        .iter()
-        .find(|r| {
-            !r.target.direct
-                && r.target.scenario.starts_with('3')
-                && r.target.upstream == Upstream::OpenAi
-        })
-        .and_then(|r| r.max.as_ref().map(LoadResult::throughput))
+fn translated_off(reports: &[TargetReport]) -> Option<&TargetReport> {
+    reports.iter().find(|r| {
+        !r.target.direct
+            && r.target.scenario.starts_with('3')
+            && r.target.upstream == Upstream::OpenAi
+    })
+}
+
+/// A target's maximum throughput, with the range of its rounds when there were several.
+fn max_with_range(r: &TargetReport) -> String {
+    let Some(max) = &r.max else {
+        return "–".into();
+    };
+    let lowest = r.max_rounds.iter().copied().fold(f64::INFINITY, f64::min);
+    let highest = r.max_rounds.iter().copied().fold(0.0, f64::max);
+    if r.max_rounds.len() > 1 {
+        format!("{:.0} ({lowest:.0}–{highest:.0})", max.throughput())
+    } else {
+        format!("{:.0}", max.throughput())
+    }
 }
 
 /// The cells `variant | max req/s | off max req/s | cost` of the variant whose target is
@@ -236,14 +247,14 @@ fn translated_off_max(reports: &[TargetReport]) -> Option<f64> {
 fn variant_cost(
     reports: &[TargetReport],
     target: &str,
-    off: Option<f64>,
+    off: Option<&TargetReport>,
     limit: f64,
 ) -> (String, &'static str) {
-    let on = reports
-        .iter()
-        .find(|r| r.target.name == target)
-        .and_then(|r| r.max.as_ref().map(LoadResult::throughput));
-    let cost = on.zip(off).map(|(on, off)| 1.0 - on / off);
+    let on = reports.iter().find(|r| r.target.name == target);
+    let throughput = |r: Option<&TargetReport>| r?.max.as_ref().map(LoadResult::throughput);
+    let cost = throughput(on)
+        .zip(throughput(off))
+        .map(|(on, off)| 1.0 - on / off);
     let met = match cost {
         Some(c) if c <= limit => "yes",
         Some(_) => "**no**",
@@ -251,8 +262,8 @@ fn variant_cost(
     };
     let cells = format!(
         "{target} | {} | {} | {}",
-        opt(on, |v| format!("{v:.0}")),
-        opt(off, |v| format!("{v:.0}")),
+        opt(on, max_with_range),
+        opt(off, max_with_range),
         opt(cost, |c| format!("{:.1} %", c * 100.0)),
     );
     (cells, met)
@@ -269,10 +280,14 @@ pub fn logging(reports: &[TargetReport], logging: &[LoggingReport]) -> String {
     if logging.is_empty() {
         return s;
     }
-    let off = translated_off_max(reports);
+    let off = translated_off(reports);
     let _ = writeln!(
         s,
         "### Request logging on vs off (scenario 5, translated path)\n"
+    );
+    let _ = writeln!(
+        s,
+        "With several rounds, max req/s is their median (lowest–highest in brackets).\n"
     );
     let _ = writeln!(
         s,
@@ -299,14 +314,14 @@ pub fn governance(reports: &[TargetReport], governance: &[GovernanceReport]) -> 
     if governance.is_empty() {
         return s;
     }
-    let off = translated_off_max(reports);
+    let off = translated_off(reports);
     let _ = writeln!(
         s,
         "### Governance on vs off (scenario 5, translated path)\n"
     );
     let _ = writeln!(
         s,
-        "One virtual key with a budget, a request and a token rate limit (limits far above the run), sent in `x-bf-vk`. Refusals should be 0.\n"
+        "One virtual key with a budget, a request and a token rate limit (limits far above the run), sent in `x-bf-vk`. Refusals should be 0. With several rounds, max req/s is their median (lowest–highest in brackets).\n"
     );
     let _ = writeln!(
         s,

@@ -52,6 +52,9 @@ impl Target {
 pub struct Options {
     pub connections: usize,
     pub max_duration: Duration,
+    /// Max-throughput runs per target, the targets taking turns each round; the report gives
+    /// the median, so that the machine's drift over a run weighs on every target alike.
+    pub max_rounds: usize,
     pub rates: Vec<f64>,
     pub rate_duration: Duration,
     /// Skip a fixed rate above this fraction of the target's measured maximum.
@@ -66,6 +69,7 @@ impl Options {
         Self {
             connections: 16,
             max_duration: Duration::from_secs(5),
+            max_rounds: 1,
             rates: vec![1000.0, 5000.0],
             rate_duration: Duration::from_secs(10),
             rate_headroom: 0.9,
@@ -80,6 +84,7 @@ impl Options {
         Self {
             connections: 4,
             max_duration: Duration::from_millis(300),
+            max_rounds: 1,
             rates: vec![200.0],
             rate_duration: Duration::from_millis(300),
             rate_headroom: 1.0,
@@ -109,6 +114,8 @@ pub struct TargetReport {
     /// Peak RSS and CPU seconds per 1k requests during the max-throughput run.
     pub max_rss: Option<u64>,
     pub max_cpu_per_1k: Option<f64>,
+    /// Throughput of every max-throughput round, in the order run; `max` is their median.
+    pub max_rounds: Vec<f64>,
     pub rates: Vec<RateRun>,
     pub stream: Option<LoadResult>,
     /// Arrival rate of the streaming run.
@@ -397,6 +404,7 @@ pub async fn run(targets: &[Target], opts: &Options) -> Vec<TargetReport> {
             max_error: None,
             max_rss: None,
             max_cpu_per_1k: None,
+            max_rounds: Vec::new(),
             rates: Vec::new(),
             stream: None,
             stream_rate: 0.0,
@@ -404,48 +412,74 @@ pub async fn run(targets: &[Target], opts: &Options) -> Vec<TargetReport> {
         })
         .collect();
 
-    for r in &mut reports {
-        let mut cfg = LoadConfig::new(
-            opts.connections,
-            Mode::Closed {
-                duration: opts.max_duration,
-            },
-        );
-        cfg.warmup = opts.warmup;
-        log(&format!("max throughput: {}", r.target.name));
-        let sampler = r.target.pid.map(RssSampler::start);
-        let cpu0 = r.target.pid.map(|p| procs::usage(p).cpu_seconds);
-        let res = load::run(r.target.addr, &r.target.request, &cfg).await;
-        let cpu1 = r.target.pid.map(|p| procs::usage(p).cpu_seconds);
-        if let Some(s) = sampler {
-            r.max_rss = Some(s.finish().await);
-        }
-        match res {
-            Ok(res) => {
-                if let (Some(a), Some(b)) = (cpu0, cpu1)
-                    && res.ok > 0
-                {
+    // Per target, each round's result with its peak RSS and CPU per 1k requests.
+    type Round = (LoadResult, Option<u64>, Option<f64>);
+    let mut rounds: Vec<Vec<Round>> = vec![Vec::new(); reports.len()];
+    for round in 0..opts.max_rounds.max(1) {
+        for (r, kept) in reports.iter_mut().zip(&mut rounds) {
+            if r.max_error.is_some() {
+                continue;
+            }
+            let mut cfg = LoadConfig::new(
+                opts.connections,
+                Mode::Closed {
+                    duration: opts.max_duration,
+                },
+            );
+            cfg.warmup = opts.warmup;
+            log(&format!(
+                "max throughput (round {} of {}): {}",
+                round + 1,
+                opts.max_rounds.max(1),
+                r.target.name
+            ));
+            let sampler = r.target.pid.map(RssSampler::start);
+            let cpu0 = r.target.pid.map(|p| procs::usage(p).cpu_seconds);
+            let res = load::run(r.target.addr, &r.target.request, &cfg).await;
+            let cpu1 = r.target.pid.map(|p| procs::usage(p).cpu_seconds);
+            let rss = match sampler {
+                Some(s) => Some(s.finish().await),
+                None => None,
+            };
+            match res {
+                Ok(res) => {
                     // Warm-up requests are not counted in `res.ok`; estimate them at the
                     // measured rate so they don't inflate the figure.
-                    let warm = opts.warmup.as_secs_f64() * res.throughput();
-                    r.max_cpu_per_1k = Some((b - a) / ((res.ok as f64 + warm) / 1000.0));
+                    let cpu = match (cpu0, cpu1) {
+                        (Some(a), Some(b)) if res.ok > 0 => {
+                            let warm = opts.warmup.as_secs_f64() * res.throughput();
+                            Some((b - a) / ((res.ok as f64 + warm) / 1000.0))
+                        }
+                        _ => None,
+                    };
+                    log(&format!(
+                        "  {:.0} req/s, {} errors{}",
+                        res.throughput(),
+                        res.errors,
+                        res.first_error
+                            .as_deref()
+                            .map(|e| format!(" (first: {e})"))
+                            .unwrap_or_default()
+                    ));
+                    r.max_rounds.push(res.throughput());
+                    kept.push((res, rss, cpu));
                 }
-                log(&format!(
-                    "  {:.0} req/s, {} errors{}",
-                    res.throughput(),
-                    res.errors,
-                    res.first_error
-                        .as_deref()
-                        .map(|e| format!(" (first: {e})"))
-                        .unwrap_or_default()
-                ));
-                r.max = Some(res);
-            }
-            Err(e) => {
-                log(&format!("  failed: {e:#}"));
-                r.max_error = Some(format!("{e:#}"));
+                Err(e) => {
+                    log(&format!("  failed: {e:#}"));
+                    r.max_error = Some(format!("{e:#}"));
+                }
             }
         }
+    }
+    for (r, mut kept) in reports.iter_mut().zip(rounds) {
+        if r.max_error.is_some() || kept.is_empty() {
+            continue;
+        }
+        kept.sort_by(|a, b| a.0.throughput().total_cmp(&b.0.throughput()));
+        let (res, rss, cpu) = kept.swap_remove(kept.len() / 2);
+        r.max = Some(res);
+        r.max_rss = rss;
+        r.max_cpu_per_1k = cpu;
     }
 
     for &rate in &opts.rates {
