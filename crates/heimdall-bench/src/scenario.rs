@@ -393,6 +393,28 @@ fn log(msg: &str) {
     eprintln!("[heimdall-bench] {msg}");
 }
 
+/// One load run against `target`, with its peak RSS and its CPU seconds before and after
+/// (when its process is known).
+async fn measured(
+    target: &Target,
+    cfg: &LoadConfig,
+) -> (
+    anyhow::Result<LoadResult>,
+    Option<u64>,
+    Option<f64>,
+    Option<f64>,
+) {
+    let sampler = target.pid.map(RssSampler::start);
+    let cpu0 = target.pid.map(|p| procs::usage(p).cpu_seconds);
+    let res = load::run(target.addr, &target.request, cfg).await;
+    let cpu1 = target.pid.map(|p| procs::usage(p).cpu_seconds);
+    let rss = match sampler {
+        Some(s) => Some(s.finish().await),
+        None => None,
+    };
+    (res, rss, cpu0, cpu1)
+}
+
 /// Runs max throughput, the fixed rates and the streaming run against every target.
 /// Baselines and gateways alternate at each step, so drift of the machine affects both.
 pub async fn run(targets: &[Target], opts: &Options) -> Vec<TargetReport> {
@@ -433,14 +455,7 @@ pub async fn run(targets: &[Target], opts: &Options) -> Vec<TargetReport> {
                 opts.max_rounds.max(1),
                 r.target.name
             ));
-            let sampler = r.target.pid.map(RssSampler::start);
-            let cpu0 = r.target.pid.map(|p| procs::usage(p).cpu_seconds);
-            let res = load::run(r.target.addr, &r.target.request, &cfg).await;
-            let cpu1 = r.target.pid.map(|p| procs::usage(p).cpu_seconds);
-            let rss = match sampler {
-                Some(s) => Some(s.finish().await),
-                None => None,
-            };
+            let (res, rss, cpu0, cpu1) = measured(&r.target, &cfg).await;
             match res {
                 Ok(res) => {
                     // Warm-up requests are not counted in `res.ok`; estimate them at the
@@ -505,14 +520,7 @@ pub async fn run(targets: &[Target], opts: &Options) -> Vec<TargetReport> {
                 },
             );
             cfg.warmup = opts.warmup;
-            let sampler = r.target.pid.map(RssSampler::start);
-            let cpu0 = r.target.pid.map(|p| procs::usage(p).cpu_seconds);
-            let res = load::run(r.target.addr, &r.target.request, &cfg).await;
-            let cpu1 = r.target.pid.map(|p| procs::usage(p).cpu_seconds);
-            let rss = match sampler {
-                Some(s) => Some(s.finish().await),
-                None => None,
-            };
+            let (res, rss, cpu0, cpu1) = measured(&r.target, &cfg).await;
             match res {
                 Ok(res) => {
                     // Warm-up requests also burn CPU; they are few next to the measured run
