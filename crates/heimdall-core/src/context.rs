@@ -41,6 +41,8 @@ pub struct RequestContext {
     pub async_headers: HeaderMap,
     /// W3C `traceparent`: the client's trace, which the request's span continues.
     pub traceparent: Option<String>,
+    /// The `x-bf-cache-*` headers (read only with the `semantic_cache` plugin on).
+    pub cache_options: heimdall_cache::RequestOptions,
     /// Runs as an async job (`x-bf-async`), not on the client's connection.
     pub is_async: bool,
     pub received: Instant,
@@ -124,6 +126,11 @@ impl RequestContext {
             .filter(|(name, _)| name.as_str().starts_with("x-bf-async"))
             .map(|(n, v)| (n.clone(), v.clone()))
             .collect();
+        let cache_options = if config.cache.is_some() {
+            heimdall_cache::RequestOptions::from_headers(headers)
+        } else {
+            heimdall_cache::RequestOptions::default()
+        };
         Self {
             request_id,
             config,
@@ -137,6 +144,7 @@ impl RequestContext {
             client_keys,
             async_headers,
             traceparent: text("traceparent").map(str::to_owned),
+            cache_options,
             is_async: false,
             received: Instant::now(),
             started_at: SystemTime::now(),

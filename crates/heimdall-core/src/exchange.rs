@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
+use heimdall_cache::Cache;
 use heimdall_protocol::canonical::{self, Assembler};
 use heimdall_protocol::dialect::{
     Endpoint, FrontDoor, RequestHead, ResponseContext, UpstreamCodec, UpstreamDialect,
@@ -21,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::affinity::Affinity;
 use crate::attempt::{self, Answer, Call, read_body};
+use crate::cache::{self, CacheStatus, Lookup, Pending};
 use crate::config::{Config, ProviderConfig};
 use crate::context::RequestContext;
 use crate::error::GatewayError;
@@ -54,10 +56,13 @@ pub struct Served {
     pub attempts: u32,
 }
 
-/// An answer and who gave it (`None`: Heimdall answered itself, e.g. a token estimate).
+/// An answer and who gave it (`None`: Heimdall answered itself, e.g. a token estimate or a
+/// cache hit).
 pub struct Answered<T> {
     pub body: T,
     pub served: Option<Served>,
+    /// Whether the semantic cache answered (`None`: the request was not looked up).
+    pub cache: Option<CacheStatus>,
 }
 
 /// The running configuration and what is built from it. A reload replaces it whole; requests
@@ -114,6 +119,8 @@ impl Snapshot {
 
 pub struct Gateway {
     live: ArcSwap<Snapshot>,
+    /// The semantic cache's entries; they outlive reloads, which change only its settings.
+    cache: Arc<Cache>,
     policy: Arc<dyn Policy>,
     sink: Arc<dyn RecordSink>,
     pub(crate) models: ModelsCache,
@@ -126,6 +133,17 @@ pub struct Gateway {
 enum Exchanged {
     Json(Bytes),
     Stream(Box<StreamParts>),
+    /// The semantic cache answered.
+    Cached(cache::Hit),
+}
+
+/// An exchange's answer, who gave it, and the cache entry it may fill.
+struct Done {
+    answer: Exchanged,
+    served: Option<Served>,
+    /// The cache was looked up and missed.
+    missed: bool,
+    pending: Option<Pending>,
 }
 
 struct StreamParts {
@@ -174,11 +192,25 @@ impl Gateway {
     ) -> Result<Self, GatewayError> {
         Ok(Self {
             live: ArcSwap::from_pointee(Snapshot::build(config, None)?),
+            cache: Arc::default(),
             models: ModelsCache::default(),
             policy,
             sink,
             abort: CancellationToken::new(),
         })
+    }
+
+    /// The semantic cache's entries (the server restores them from its store and clears them
+    /// through the admin API).
+    pub fn cache(&self) -> &Arc<Cache> {
+        &self.cache
+    }
+
+    /// Drops expired cache entries from memory and updates the cache gauges.
+    pub fn purge_cache(&self) -> usize {
+        let n = self.cache.purge_expired();
+        cache::gauges(&self.cache);
+        n
     }
 
     /// The running configuration. A request takes it once, into its `RequestContext`.
@@ -249,22 +281,36 @@ impl Gateway {
         if live.logging.keeps_content() {
             guard.record.content = Some(Content::of_request(body.clone()));
         }
-        match self
+        let done = match self
             .abortable(self.exchange(&live, &ctx, &body, &mut guard))
             .await
         {
-            Ok((Exchanged::Json(bytes), served)) => {
+            Ok(done) => done,
+            Err(e) => {
+                guard.fail(&e);
+                return Err(e);
+            }
+        };
+        let cache = done.missed.then_some(CacheStatus::Miss);
+        match done.answer {
+            Exchanged::Json(bytes) => {
                 guard.record.outcome = Outcome::Success;
                 guard.record.first_byte = Some(ctx.received.elapsed());
                 if let Some(content) = &mut guard.record.content {
                     content.push_response(&bytes);
                 }
+                if let (Some(pending), Some(s)) = (done.pending, &done.served)
+                    && cache::storable(guard.record.stop_reason.as_deref())
+                {
+                    pending.store(bytes.clone(), &s.provider, &s.model);
+                }
                 Ok(Answered {
                     body: Reply::Json(bytes),
-                    served: Some(served),
+                    served: done.served,
+                    cache,
                 })
             }
-            Ok((Exchanged::Stream(parts), served)) => {
+            Exchanged::Stream(parts) => {
                 let StreamParts {
                     response,
                     framer,
@@ -273,6 +319,10 @@ impl Gateway {
                     secret,
                     slot,
                 } = *parts;
+                let capture = done
+                    .pending
+                    .zip(done.served.as_ref())
+                    .map(|(p, s)| cache::Capture::new(p, s.provider.clone(), s.model.clone()));
                 Ok(Answered {
                     body: Reply::Stream(stream::body(Pump {
                         response,
@@ -283,13 +333,31 @@ impl Gateway {
                         secret,
                         abort: self.abort.clone(),
                         slot,
+                        capture,
                     })),
-                    served: Some(served),
+                    served: done.served,
+                    cache,
                 })
             }
-            Err(e) => {
-                guard.fail(&e);
-                Err(e)
+            Exchanged::Cached(hit) => {
+                guard.record.outcome = Outcome::Success;
+                guard.record.first_byte = Some(ctx.received.elapsed());
+                if let Some(content) = &mut guard.record.content {
+                    content.push_response(&hit.body);
+                }
+                let body = if hit.stream {
+                    let replay = hit.body;
+                    Reply::Stream(Box::pin(futures_util::stream::once(
+                        async move { Ok(replay) },
+                    )))
+                } else {
+                    Reply::Json(hit.body)
+                };
+                Ok(Answered {
+                    body,
+                    served: None,
+                    cache: Some(hit.status),
+                })
             }
         }
     }
@@ -390,7 +458,7 @@ impl Gateway {
         ctx: &RequestContext,
         body: &Bytes,
         guard: &mut RecordGuard,
-    ) -> Result<(Exchanged, Served), GatewayError> {
+    ) -> Result<Done, GatewayError> {
         if let Some(refusal) = &ctx.refusal {
             return Err(refusal.clone());
         }
@@ -414,6 +482,8 @@ impl Gateway {
         // The sticky place first, then the chain in order.
         let order = std::iter::once(start).chain((0..chain.len()).filter(|&i| i != start));
         let mut canonical: Option<canonical::Request> = None;
+        // Looked up once, by the first model the policy admits.
+        let mut lookup = (!cache::applies(live, ctx)).then_some(Lookup::Off);
         let mut tries = 0u32;
         let mut first_miss: Option<GatewayError> = None;
         for (tried, position) in order.enumerate() {
@@ -438,11 +508,20 @@ impl Gateway {
                 guard,
                 candidate,
                 &mut canonical,
+                &mut lookup,
                 &mut tries,
             ))
             .await;
             guard.record.attempts = tries;
             match result {
+                Ok((answer @ Exchanged::Cached(_), _)) => {
+                    return Ok(Done {
+                        answer,
+                        served: None,
+                        missed: false,
+                        pending: None,
+                    });
+                }
                 Ok((exchanged, key)) => {
                     let served = Served {
                         provider: guard.record.provider.clone().unwrap_or_default(),
@@ -461,7 +540,16 @@ impl Gateway {
                             ctx.session_ttl,
                         );
                     }
-                    return Ok((exchanged, served));
+                    let (missed, pending) = match lookup {
+                        Some(Lookup::Miss(pending)) => (true, pending),
+                        _ => (false, None),
+                    };
+                    return Ok(Done {
+                        answer: exchanged,
+                        served: Some(served),
+                        missed,
+                        pending,
+                    });
                 }
                 Err(Miss::Final(e)) => return Err(e),
                 Err(Miss::FailOver(e)) => {
@@ -496,6 +584,7 @@ impl Gateway {
         guard: &mut RecordGuard,
         candidate: Candidate<'l, '_>,
         canonical: &mut Option<canonical::Request>,
+        lookup: &mut Option<Lookup>,
         tries: &mut u32,
     ) -> Result<(Exchanged, String), Miss> {
         let Candidate {
@@ -522,6 +611,24 @@ impl Gateway {
             .await
             .map_err(Miss::Final)?;
         let allowed_keys = guard.admission.keys.clone();
+        // After admission, so a cached answer is never a way around the policy.
+        if lookup.is_none() {
+            let request = match canonical {
+                Some(r) => Some(&*r),
+                None => front
+                    .decode_request(body, Endpoint::Messages)
+                    .ok()
+                    .map(|r| &*canonical.insert(r)),
+            };
+            let found = match request {
+                Some(r) => cache::lookup(&self.cache, live, ctx, r).await,
+                None => Lookup::Off,
+            };
+            if let Lookup::Hit(hit) = found {
+                return Ok((Exchanged::Cached(hit), String::new()));
+            }
+            *lookup = Some(found);
+        }
         let upstream_body = match t.codec {
             None => passthrough_body(front, body, head, t.upstream_model).map_err(Miss::Final)?,
             Some(codec) => {
@@ -704,6 +811,7 @@ impl Gateway {
         let estimated = |count| Answered {
             body: Bytes::from(front.encode_token_count(count)),
             served: None,
+            cache: None,
         };
         // A translated dialect with a count of its own asks the upstream in its terms;
         // otherwise a translated request (or an upstream that cannot count) is estimated here.
@@ -780,6 +888,7 @@ impl Gateway {
                     return Ok(Answered {
                         body: bytes,
                         served: Some(served),
+                        cache: None,
                     });
                 }
             },
@@ -794,6 +903,7 @@ impl Gateway {
         Ok(Answered {
             body: Bytes::from(front.encode_token_count(count)),
             served: Some(served),
+            cache: None,
         })
     }
 }

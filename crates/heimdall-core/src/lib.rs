@@ -7,6 +7,7 @@
 
 mod affinity;
 mod attempt;
+mod cache;
 pub mod config;
 mod context;
 mod error;
@@ -25,6 +26,7 @@ mod stream;
 pub mod telemetry;
 mod tokens;
 
+pub use cache::CacheStatus;
 pub use context::{ClientKeys, RequestContext, header_text, virtual_key_fingerprint};
 pub use error::{GatewayError, UpstreamAnswer};
 pub use exchange::{Answered, Gateway, Reply, Served, Snapshot};

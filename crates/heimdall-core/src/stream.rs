@@ -17,6 +17,7 @@ use heimdall_providers::{ByteStream, UpstreamResponse};
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
+use crate::cache::Capture;
 use crate::error::{scrub, scrub_bytes};
 use crate::guard::RecordGuard;
 use crate::limits::Slot;
@@ -51,6 +52,8 @@ pub(crate) struct Pump {
     pub abort: CancellationToken,
     /// The provider slot (`concurrency_and_buffer_size`) the stream holds until it ends.
     pub slot: Option<Slot>,
+    /// Keeps the events for the semantic cache, which stores them once the stream is complete.
+    pub capture: Option<Capture>,
 }
 
 /// When a stream's events came and how long it waited on either side, for its record.
@@ -82,6 +85,7 @@ struct State {
     deltas: Vec<Delta>,
     done: bool,
     timing: Timing,
+    capture: Option<Capture>,
     /// Held, not read: dropping the state gives the slot back.
     _slot: Option<Slot>,
 }
@@ -104,12 +108,16 @@ pub(crate) fn body(pump: Pump) -> BodyStream {
         deltas: Vec::new(),
         done: false,
         timing: Timing::default(),
+        capture: pump.capture,
         _slot: pump.slot,
     };
     // A translated stream's message start goes out at once, before the first upstream chunk.
     let mut first = BytesMut::new();
     if let Mode::Translate { assembler, .. } = &mut state.mode {
         assembler.start(&mut first);
+    }
+    if let Some(capture) = &mut state.capture {
+        capture.push(&first);
     }
     let head = futures_util::stream::iter((!first.is_empty()).then(|| Ok(first.freeze())));
     Box::pin(head.chain(futures_util::stream::unfold(state, next_chunk)))
@@ -168,6 +176,16 @@ async fn next_chunk(mut s: State) -> Option<(Result<Bytes, std::io::Error>, Stat
     let chunk = out.freeze();
     if let Some(content) = &mut s.guard.record.content {
         content.push_response(&chunk);
+    }
+    if let Some(capture) = &mut s.capture {
+        capture.push(&chunk);
+        // Stored only once the whole stream went out and ended normally.
+        if s.done
+            && s.guard.record.outcome == Outcome::Success
+            && let Some(capture) = s.capture.take()
+        {
+            capture.finish(s.guard.record.stop_reason.as_deref());
+        }
     }
     s.timing.handed = Some(Instant::now());
     Some((Ok(chunk), s))

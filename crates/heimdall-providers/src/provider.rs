@@ -17,6 +17,9 @@ pub enum Operation {
     Messages,
     CountTokens,
     ListModels,
+    /// One text's vector (the semantic cache), in the shape of the dialect's
+    /// `UpstreamDialect::embeddings`.
+    Embeddings,
 }
 
 /// One upstream request, before and after authorization.

@@ -6,6 +6,7 @@
 
 mod admin;
 mod api;
+mod cache_api;
 pub mod cli;
 mod edge;
 mod governance;

@@ -129,7 +129,45 @@ fn describe() {
     describe_counter!(
         "bifrost_cache_hits_total",
         Unit::Count,
-        "Semantic-cache hits (no cache yet: always 0)."
+        "Semantic-cache hits, by cache_type: direct or semantic."
+    );
+    describe_counter!(
+        "heimdall_cache_misses_total",
+        Unit::Count,
+        "Requests looked up in the semantic cache and not found."
+    );
+    describe_counter!(
+        "heimdall_cache_stores_total",
+        Unit::Count,
+        "Complete answers stored in the semantic cache."
+    );
+    describe_counter!(
+        "heimdall_cache_full_total",
+        Unit::Count,
+        "Answers not stored because the cache held its max_size_mb."
+    );
+    describe_gauge!(
+        "heimdall_cache_entries",
+        "Entries held by the semantic cache."
+    );
+    describe_gauge!(
+        "heimdall_cache_bytes",
+        "Bytes held by the semantic cache's entries (answers and vectors)."
+    );
+    describe_counter!(
+        "heimdall_cache_embedding_requests_total",
+        Unit::Count,
+        "Embedding requests of the semantic cache, by provider and outcome (success, error)."
+    );
+    describe_histogram!(
+        "heimdall_cache_embedding_seconds",
+        Unit::Seconds,
+        "Time an embedding request of the semantic cache took, retries included."
+    );
+    describe_counter!(
+        "heimdall_cache_journal_dropped_total",
+        Unit::Count,
+        "Semantic-cache changes not persisted because the store's queue was full."
     );
     describe_histogram!(
         "bifrost_stream_first_token_latency_seconds",

@@ -26,7 +26,7 @@ use crate::governance_api as gov;
 #[openapi(
     info(
         title = "Heimdall admin API",
-        description = "Request logs, metrics and this document. With `client.admin_auth` set in \
+        description = "Request logs, governance, the semantic cache, metrics and this document. With `client.admin_auth` set in \
             config.json every operation needs its credentials (HTTP Basic or a bearer token, \
             whichever it configures); without it the API is open to anyone who can reach the \
             gateway's port.",
@@ -35,6 +35,7 @@ use crate::governance_api as gov;
         (name = "logs", description = "Request logs from the logs store"),
         (name = "governance", description = "Virtual keys, teams, customers, budgets and \
             rate limits, kept in the config store"),
+        (name = "cache", description = "The semantic cache's entries (`semantic_cache` plugin)"),
         (name = "meta", description = "Metrics and the API's own description"),
     ),
     security(("basic" = []), ("bearer" = [])),
@@ -107,6 +108,9 @@ fn api() -> OpenApiRouter<App> {
             gov::rate_limits::update,
             gov::rate_limits::delete
         ))
+        .routes(routes!(crate::cache_api::clear_entry))
+        .routes(routes!(crate::cache_api::clear_key))
+        .routes(routes!(crate::cache_api::clear_all))
         .routes(routes!(crate::metrics::render))
         .routes(routes!(openapi_json))
 }
@@ -196,6 +200,9 @@ mod tests {
         assert_eq!(
             listed,
             [
+                "/api/cache/clear",
+                "/api/cache/clear-by-key/{key}",
+                "/api/cache/clear/{id}",
                 "/api/governance/budgets",
                 "/api/governance/budgets/{id}",
                 "/api/governance/customers",
@@ -231,6 +238,7 @@ mod tests {
             "VirtualKey",
             "VirtualKeyView",
             "LimitUsage",
+            "Cleared",
         ] {
             assert!(schemas.contains_key(name), "{name} missing");
         }

@@ -12,7 +12,9 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
-use heimdall_core::{Gateway, GatewayError, ModelsQuery, Reply, RequestContext, Served};
+use heimdall_core::{
+    CacheStatus, Gateway, GatewayError, ModelsQuery, Reply, RequestContext, Served,
+};
 use heimdall_protocol::dialect::FrontDoor;
 use heimdall_protocol::dialect::anthropic::Anthropic;
 use heimdall_protocol::error::ErrorType;
@@ -281,7 +283,44 @@ async fn messages(State(app): State<App>, req: Request) -> Response {
             .into_response(),
     };
     add_served_headers(&mut response, answered.served.as_ref());
+    add_cache_headers(&mut response, answered.cache.as_ref());
     response
+}
+
+/// What the semantic cache did, in the names of Bifrost's `cache_debug` fields:
+/// `x-bf-cache-hit` (`true`/`false`, only on requests that were looked up), and on a hit
+/// `x-bf-cache-hit-type` (`direct`/`semantic`), `x-bf-cache-id` (for
+/// `/api/cache/clear/{id}`), `x-bf-cache-similarity` and `x-bf-cache-threshold`.
+fn add_cache_headers(response: &mut Response, status: Option<&CacheStatus>) {
+    const HIT: HeaderName = HeaderName::from_static("x-bf-cache-hit");
+    const HIT_TYPE: HeaderName = HeaderName::from_static("x-bf-cache-hit-type");
+    const ID: HeaderName = HeaderName::from_static("x-bf-cache-id");
+    const SIMILARITY: HeaderName = HeaderName::from_static("x-bf-cache-similarity");
+    const THRESHOLD: HeaderName = HeaderName::from_static("x-bf-cache-threshold");
+    let headers = response.headers_mut();
+    match status {
+        None => {}
+        Some(CacheStatus::Miss) => {
+            headers.insert(HIT, HeaderValue::from_static("false"));
+        }
+        Some(CacheStatus::Hit {
+            kind,
+            id,
+            similarity,
+            threshold,
+        }) => {
+            headers.insert(HIT, HeaderValue::from_static("true"));
+            headers.insert(HIT_TYPE, HeaderValue::from_static(kind.as_str()));
+            if let Ok(v) = HeaderValue::from_str(id) {
+                headers.insert(ID, v);
+            }
+            for (name, value) in [(SIMILARITY, similarity), (THRESHOLD, threshold)] {
+                if let Ok(v) = HeaderValue::from_str(&format!("{value:.4}")) {
+                    headers.insert(name, v);
+                }
+            }
+        }
+    }
 }
 
 /// Who answered: `x-bf-provider`, `x-bf-model` (a fallback's when one answered),

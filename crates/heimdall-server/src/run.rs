@@ -109,6 +109,60 @@ const ABORT_FLUSH: Duration = Duration::from_secs(2);
 const LOG_FLUSH: Duration = Duration::from_secs(30);
 /// How often old logs and expired async jobs are pruned.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
+/// How long the semantic cache's queued changes get to be written at exit.
+const CACHE_FLUSH: Duration = Duration::from_secs(10);
+/// How often expired semantic-cache entries leave memory and the store.
+const CACHE_PURGE_EVERY: Duration = Duration::from_secs(30);
+
+/// The semantic cache's persistence: entries read back from the logs store into memory, the
+/// journal writing every change back (its writer runs until exit), and a task dropping
+/// expired entries. `None` without a logs store (entries then live in memory only).
+async fn start_cache(
+    gateway: &Arc<Gateway>,
+    store: Option<&Store>,
+) -> Option<(
+    Arc<heimdall_store::CacheJournal>,
+    tokio::task::JoinHandle<()>,
+)> {
+    let store = store?;
+    let cache = gateway.cache();
+    let max_bytes = gateway
+        .config()
+        .cache
+        .as_ref()
+        .map_or(u64::MAX, |c| c.max_bytes);
+    match store.cache_entries(cache.now_ms()).await {
+        Ok(entries) => {
+            let n = cache.restore(entries, max_bytes);
+            if n > 0 {
+                tracing::info!(entries = n, "semantic cache entries restored");
+            }
+        }
+        Err(e) => tracing::warn!(
+            error = format!("{e:#}"),
+            "semantic cache: reading stored entries failed; starting empty"
+        ),
+    }
+    gateway.purge_cache();
+    let (journal, _writer) = store.start_cache_journal();
+    cache.set_journal(Arc::clone(&journal) as Arc<dyn heimdall_cache::Journal>);
+    let purger = {
+        let gateway = Arc::clone(gateway);
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(CACHE_PURGE_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                gateway.purge_cache();
+                if let Err(e) = store.prune_cache(gateway.cache().now_ms()).await {
+                    tracing::warn!(error = format!("{e:#}"), "pruning cache entries failed");
+                }
+            }
+        })
+    };
+    Some((journal, purger))
+}
 
 /// Opens the logs store (creating the SQLite file, or connecting to PostgreSQL) and runs its
 /// migrations; a store that cannot be opened stops the start, saying which and why.
@@ -169,12 +223,14 @@ pub async fn serve(cli: Cli, loaded: Loaded) -> anyhow::Result<Stopped> {
         loaded.seen,
     );
     let jobs = AsyncJobs::new(store.clone(), cli.async_job_lease_seconds);
+    let (cache_journal, cache_purger) = start_cache(&gateway, store.as_ref()).await.unzip();
     let background = [
         jobs.spawn_lease_keeper(),
         store
             .as_ref()
             .map(|s| s.spawn_maintenance(logging.retention, MAINTENANCE_EVERY)),
         governance.spawn(),
+        cache_purger,
     ];
     let app = crate::router(App {
         gateway: Arc::clone(&gateway),
@@ -240,6 +296,20 @@ pub async fn serve(cli: Cli, loaded: Loaded) -> anyhow::Result<Stopped> {
     }
     // Every request has settled by now: what it spent is saved.
     governance.save_counters().await;
+    if gateway
+        .config()
+        .cache
+        .as_ref()
+        .is_some_and(|c| c.cleanup_on_shutdown)
+    {
+        let n = gateway.cache().clear();
+        tracing::info!(entries = n, "semantic cache cleared (cleanup_on_shutdown)");
+    }
+    if let Some(journal) = &cache_journal
+        && !journal.flush(CACHE_FLUSH).await
+    {
+        tracing::warn!("semantic cache changes still queued at exit were not written");
+    }
     // Every request has handed its record over by now: what is queued is written before exit.
     if let Some(writer) = writer {
         let closed = writer.close(LOG_FLUSH).await;

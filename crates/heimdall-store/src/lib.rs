@@ -1,4 +1,5 @@
-//! The logs store: request logs and async jobs, in SQLite (embedded default) or PostgreSQL.
+//! The logs store: request logs, async jobs and the semantic cache's entries, in SQLite
+//! (embedded default) or PostgreSQL.
 //!
 //! Nothing here runs on the request path: records reach the store through [`LogWriter`], a
 //! [`RecordSink`](heimdall_core::RecordSink) that only queues them; one writer task turns them
@@ -7,6 +8,7 @@
 //! `on_engine!` macro compiles that code once per engine; what differs is the schema
 //! (`migrations/<engine>`) and `LIKE` vs `ILIKE`.
 
+mod cache;
 mod governance;
 mod jobs;
 mod query;
@@ -22,6 +24,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
+pub use cache::{CACHE_QUEUE, CacheJournal};
 pub use governance::{EntityKind, SavedCounter};
 pub use jobs::{Job, JobResult, JobState, NewJob};
 pub use query::{LogEntry, LogPage, LogQuery, LogStats, Pagination};

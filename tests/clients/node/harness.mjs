@@ -46,6 +46,17 @@ export const MOCK_OPENAI_KEY = PROVIDERS_JSON.config.providers.openai.keys[0].va
 /** The key clients use; the gateway must never forward it upstream. */
 export const CLIENT_KEY = 'sk-client-secret-must-not-leak-0000';
 
+/** The `semantic_cache` plugin with the mock's OpenAI-compatible (trigram) embeddings. */
+export const CACHE_CONFIG = {
+  plugins: [
+    {
+      enabled: true,
+      name: 'semantic_cache',
+      config: { provider: 'openai', embedding_model: 'trigram-256', dimension: 256, threshold: 0.8, ttl: '5m' },
+    },
+  ],
+};
+
 const LISTEN_RE = /listening on (http:\/\/[0-9.:[\]a-z]+)/;
 const START_TIMEOUT_MS = 30_000;
 

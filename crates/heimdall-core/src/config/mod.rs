@@ -243,6 +243,8 @@ pub struct Config {
     pub logging: LoggingConfig,
     /// The `otel` plugin, when configured.
     pub otel: Option<OtelConfig>,
+    /// The `semantic_cache` plugin, when configured.
+    pub cache: Option<heimdall_cache::CacheConfig>,
     /// Model prices for the records' cost (Heimdall's `pricing` section over a list).
     pub pricing: Pricing,
     /// `client.admin_auth`: what the admin API asks of callers; `None`: open.
@@ -272,6 +274,7 @@ impl Config {
             session_affinity: AffinitySettings::default(),
             logging: LoggingConfig::default(),
             otel: None,
+            cache: None,
             pricing: Pricing::default(),
             admin_auth: None,
             governance: GovernanceSettings {
@@ -499,7 +502,12 @@ impl Config {
         )?;
         config.pricing = Pricing::new(raw.pricing);
         config.admin_auth = admin::parse(client.admin_auth, env, &mut warnings)?;
-        config.otel = observability::plugins(raw.plugins, env, &mut warnings)?;
+        let plugins = observability::plugins(raw.plugins, env, &mut warnings)?;
+        config.otel = plugins.otel;
+        config.cache = plugins
+            .cache
+            .map(|(i, cache)| config.check_cache(i, cache))
+            .transpose()?;
         config.check_fallbacks(&mut warnings)?;
         config.warnings = warnings;
         Ok(config)
@@ -507,6 +515,31 @@ impl Config {
 }
 
 impl Config {
+    /// The cache's embedding provider is configured and has an embedding API Heimdall speaks.
+    fn check_cache(
+        &self,
+        index: usize,
+        cache: heimdall_cache::CacheConfig,
+    ) -> Result<heimdall_cache::CacheConfig, ConfigError> {
+        if let Some(e) = &cache.embedding {
+            let path = format!("plugins[{index}].config.provider");
+            let provider = self.provider(&e.provider).ok_or_else(|| ConfigError {
+                path: path.clone(),
+                message: format!("provider `{}` is not configured", e.provider),
+            })?;
+            if provider.provider.dialect(&e.model).embeddings().is_none() {
+                return Err(ConfigError {
+                    path,
+                    message: format!(
+                        "provider `{}` has no embedding API Heimdall speaks (OpenAI-compatible, Gemini, Ollama)",
+                        e.provider
+                    ),
+                });
+            }
+        }
+        Ok(cache)
+    }
+
     /// Every configured fallback names a model the gateway can route; one whose provider is
     /// not configured is reported (a reload may add it) and skipped at request time.
     fn check_fallbacks(&self, warnings: &mut Vec<String>) -> Result<(), ConfigError> {

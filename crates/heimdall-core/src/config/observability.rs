@@ -226,15 +226,36 @@ impl RawLogsStore {
     }
 }
 
-/// Reads `plugins`: the `otel` plugin's settings; other plugins are named in `warnings`.
+/// The plugins Heimdall runs.
+#[derive(Default)]
+pub(super) struct Plugins {
+    pub otel: Option<OtelConfig>,
+    /// With its place in the list, for errors found once providers are known.
+    pub cache: Option<(usize, heimdall_cache::CacheConfig)>,
+}
+
+/// Reads `plugins`: the `otel` and `semantic_cache` plugins' settings; other plugins are
+/// named in `warnings`.
 pub(super) fn plugins(
     list: Vec<RawPlugin>,
     env: &dyn Fn(&str) -> Option<String>,
     warnings: &mut Vec<String>,
-) -> Result<Option<OtelConfig>, ConfigError> {
-    let mut otel = None;
+) -> Result<Plugins, ConfigError> {
+    let mut found = Plugins::default();
     for (i, plugin) in list.into_iter().enumerate() {
         if !plugin.enabled {
+            continue;
+        }
+        if plugin.name == "semantic_cache" {
+            let cache = heimdall_cache::parse(plugin.config).map_err(|e| ConfigError {
+                path: if e.field.is_empty() {
+                    format!("plugins[{i}].config")
+                } else {
+                    format!("plugins[{i}].config.{}", e.field)
+                },
+                message: e.message,
+            })?;
+            found.cache = Some((i, cache));
             continue;
         }
         if plugin.name != "otel" {
@@ -274,14 +295,14 @@ pub(super) fn plugins(
                 Ok((name, Secret::new(resolve(&path, &value, env)?)))
             })
             .collect::<Result<_, ConfigError>>()?;
-        otel = Some(OtelConfig {
+        found.otel = Some(OtelConfig {
             collector_url,
             protocol,
             service_name: raw.service_name.unwrap_or_else(|| "heimdall".to_owned()),
             headers,
         });
     }
-    Ok(otel)
+    Ok(found)
 }
 
 /// `client.log_retention_days` (0: forever) and `client.async_job_result_ttl` (seconds; 0 or

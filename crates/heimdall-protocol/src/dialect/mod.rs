@@ -9,6 +9,7 @@
 
 pub mod anthropic;
 pub mod bedrock;
+pub mod embeddings;
 pub mod gemini;
 pub mod ollama;
 pub mod openai_chat;
@@ -134,6 +135,10 @@ pub trait UpstreamDialect: Send + Sync {
     /// on Bedrock: `{"inputTokens": n}`): the count, for the front door to encode. `None`: the
     /// answer is the front door's own and goes back as it came.
     fn pass_through_count(&self, _body: &[u8]) -> Option<Result<u64, TranslateError>> {
+        None
+    }
+    /// The shape of this upstream's embedding API; `None`: it has none Heimdall speaks.
+    fn embeddings(&self) -> Option<embeddings::EmbeddingWire> {
         None
     }
 }

@@ -59,6 +59,11 @@ impl Provider for AnthropicProvider {
             Operation::Messages => "/v1/messages",
             Operation::CountTokens => "/v1/messages/count_tokens",
             Operation::ListModels => "/v1/models",
+            Operation::Embeddings => {
+                return Err(ProviderError::Unsupported {
+                    provider: self.name().to_owned(),
+                });
+            }
         };
         let headers = anthropic_headers(client_headers, Some(DEFAULT_VERSION));
         Ok(json_request(url(&self.settings.base_url, path), headers, body))

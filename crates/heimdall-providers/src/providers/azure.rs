@@ -135,7 +135,7 @@ impl Provider for Azure {
             let path = match op {
                 Operation::Messages => "/anthropic/v1/messages",
                 Operation::CountTokens => "/anthropic/v1/messages/count_tokens",
-                Operation::ListModels => return Err(unsupported()),
+                Operation::ListModels | Operation::Embeddings => return Err(unsupported()),
             };
             let headers = anthropic_headers(client_headers, Some(ANTHROPIC_VERSION));
             return Ok(json_request(url(&endpoint, path), headers, body));

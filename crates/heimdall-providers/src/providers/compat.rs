@@ -127,6 +127,7 @@ impl Provider for Compatible {
         let path = match op {
             Operation::Messages => "/chat/completions",
             Operation::ListModels => "/models",
+            Operation::Embeddings => "/embeddings",
             Operation::CountTokens => {
                 return Err(ProviderError::Unsupported {
                     provider: self.name().to_owned(),

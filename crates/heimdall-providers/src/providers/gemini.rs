@@ -56,6 +56,9 @@ impl Provider for GeminiProvider {
             Operation::CountTokens => {
                 format!("/v1beta/models/{}:countTokens", model_segment(model))
             }
+            Operation::Embeddings => {
+                format!("/v1beta/models/{}:embedContent", model_segment(model))
+            }
         };
         Ok(json_request(
             url(&self.settings.base_url, &path),

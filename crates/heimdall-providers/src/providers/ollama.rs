@@ -49,6 +49,7 @@ impl Provider for OllamaProvider {
         let path = match op {
             Operation::Messages => "/api/chat",
             Operation::ListModels => "/api/tags",
+            Operation::Embeddings => "/api/embed",
             Operation::CountTokens => {
                 return Err(ProviderError::Unsupported {
                     provider: self.name().to_owned(),

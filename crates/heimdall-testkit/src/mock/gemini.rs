@@ -252,6 +252,7 @@ async fn gemini_call(
     };
     let stream = match action {
         "countTokens" => return count_tokens(req, vertex),
+        "embedContent" => return super::embeddings::gemini(model, req),
         "generateContent" => false,
         "streamGenerateContent" => {
             if !uri

@@ -11,6 +11,7 @@ pub mod directives;
 
 mod anthropic;
 mod bedrock;
+pub mod embeddings;
 mod faults;
 mod gemini;
 mod media;
@@ -261,6 +262,8 @@ impl Shared {
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/embeddings", post(embeddings::openai))
+        .route("/api/embed", post(embeddings::ollama))
         .route("/v1/messages", post(anthropic::messages))
         .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
         // Azure OpenAI (deployment and v1 forms) and Claude on Azure AI Foundry.

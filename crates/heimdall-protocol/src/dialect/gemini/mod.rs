@@ -35,6 +35,10 @@ impl Gemini {
 }
 
 impl UpstreamDialect for Gemini {
+    fn embeddings(&self) -> Option<crate::dialect::embeddings::EmbeddingWire> {
+        Some(crate::dialect::embeddings::EmbeddingWire::Gemini)
+    }
+
     fn id(&self) -> DialectId {
         DIALECT
     }

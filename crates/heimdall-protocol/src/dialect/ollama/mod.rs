@@ -535,6 +535,10 @@ impl UsageTap for OllamaTap {
 }
 
 impl UpstreamDialect for Ollama {
+    fn embeddings(&self) -> Option<crate::dialect::embeddings::EmbeddingWire> {
+        Some(crate::dialect::embeddings::EmbeddingWire::Ollama)
+    }
+
     fn id(&self) -> DialectId {
         DIALECT
     }

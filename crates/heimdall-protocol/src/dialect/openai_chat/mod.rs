@@ -37,6 +37,10 @@ impl OpenAiChat {
 }
 
 impl UpstreamDialect for OpenAiChat {
+    fn embeddings(&self) -> Option<crate::dialect::embeddings::EmbeddingWire> {
+        Some(crate::dialect::embeddings::EmbeddingWire::OpenAi)
+    }
+
     fn id(&self) -> DialectId {
         DIALECT
     }

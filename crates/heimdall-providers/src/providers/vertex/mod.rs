@@ -269,7 +269,7 @@ impl Provider for VertexProvider {
                 format!("/publishers/google/models/{segment}:countTokens"),
                 body,
             ),
-            Operation::ListModels => {
+            Operation::ListModels | Operation::Embeddings => {
                 return Err(ProviderError::Unsupported {
                     provider: self.name().to_owned(),
                 });

@@ -1,0 +1,376 @@
+//! The `semantic_cache` plugin end to end: the real binary against the mock, whose embeddings
+//! are trigram vectors (`heimdall_testkit::mock::embeddings`), so a paraphrase's similarity is
+//! known before the request is sent.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use heimdall_testkit::mock::embeddings::similarity;
+use serde_json::{Value, json};
+
+const DIMENSION: usize = 256;
+const QUESTION: &str = "What is the capital of France?";
+const PARAPHRASE: &str = "What is the capital of France, please?";
+const UNRELATED: &str = "Write a haiku about autumn leaves";
+
+/// The plugin with the mock's OpenAI-compatible embeddings, threshold 0.8.
+fn with_cache(extra: Value) -> impl FnOnce(&mut Value) {
+    move |c: &mut Value| {
+        let mut config = json!({
+            "provider": "openai", "embedding_model": format!("trigram-{DIMENSION}"),
+            "dimension": DIMENSION, "threshold": 0.8, "ttl": "5m"
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            config[k] = v.clone();
+        }
+        c["plugins"] = json!([{"enabled": true, "name": "semantic_cache", "config": config}]);
+    }
+}
+
+async fn send(h: &Harness, body: &Value, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut req = h
+        .http
+        .post(h.url("/anthropic/v1/messages"))
+        .header("anthropic-version", "2023-06-01");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.json(body).send().await.unwrap()
+}
+
+fn header<'r>(res: &'r reqwest::Response, name: &str) -> Option<&'r str> {
+    res.headers().get(name).map(|v| v.to_str().unwrap())
+}
+
+/// The answer's text, and whether the cache hit (and how).
+async fn ask(h: &Harness, text: &str, headers: &[(&str, &str)]) -> (String, Option<String>) {
+    let res = send(h, &request(CLAUDE, text, false), headers).await;
+    assert_eq!(res.status(), 200);
+    let hit = match header(&res, "x-bf-cache-hit") {
+        Some("true") => Some(header(&res, "x-bf-cache-hit-type").unwrap().to_owned()),
+        Some("false") => None,
+        other => panic!("x-bf-cache-hit: {other:?}"),
+    };
+    let v: Value = res.json().await.unwrap();
+    (v["content"][0]["text"].as_str().unwrap().to_owned(), hit)
+}
+
+fn upstream_messages(h: &Harness) -> usize {
+    h.mock
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/v1/messages")
+        .count()
+}
+
+fn embedding_calls(h: &Harness) -> usize {
+    h.mock
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/v1/embeddings")
+        .count()
+}
+
+const KEY: (&str, &str) = ("x-bf-cache-key", "tenant-a");
+
+#[tokio::test]
+async fn an_identical_request_is_a_direct_hit_with_the_same_answer() {
+    let h = Harness::with_config(with_cache(json!({}))).await;
+    let first = send(&h, &request(CLAUDE, QUESTION, false), &[KEY]).await;
+    assert_eq!(header(&first, "x-bf-cache-hit"), Some("false"));
+    assert_eq!(header(&first, "x-bf-provider"), Some("anthropic"));
+    let first = first.bytes().await.unwrap();
+    let second = send(&h, &request(CLAUDE, QUESTION, false), &[KEY]).await;
+    assert_eq!(header(&second, "x-bf-cache-hit"), Some("true"));
+    assert_eq!(header(&second, "x-bf-cache-hit-type"), Some("direct"));
+    assert!(header(&second, "x-bf-cache-id").unwrap().starts_with("ce_"));
+    assert_eq!(
+        header(&second, "x-bf-provider"),
+        None,
+        "no upstream answered"
+    );
+    assert_eq!(second.bytes().await.unwrap(), first, "the stored bytes");
+    assert_eq!(upstream_messages(&h), 1);
+    // Another cache key never sees tenant-a's entries; no key, no caching at all.
+    let (_, hit) = ask(&h, QUESTION, &[("x-bf-cache-key", "tenant-b")]).await;
+    assert_eq!(hit, None);
+    let res = send(&h, &request(CLAUDE, QUESTION, false), &[]).await;
+    assert_eq!(header(&res, "x-bf-cache-hit"), None);
+    assert_eq!(upstream_messages(&h), 3);
+    let metrics = h
+        .http
+        .get(h.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("bifrost_cache_hits_total{cache_type=\"direct\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("heimdall_cache_entries 2"), "{metrics}");
+}
+
+#[tokio::test]
+async fn a_paraphrase_above_the_threshold_is_a_semantic_hit_and_an_unrelated_text_misses() {
+    let close = similarity(
+        &format!("user: {QUESTION}"),
+        &format!("user: {PARAPHRASE}"),
+        DIMENSION,
+    );
+    let far = similarity(
+        &format!("user: {QUESTION}"),
+        &format!("user: {UNRELATED}"),
+        DIMENSION,
+    );
+    assert!(
+        close >= 0.8 && far < 0.8,
+        "texts chosen for 0.8: {close} {far}"
+    );
+    let h = Harness::with_config(with_cache(json!({}))).await;
+    assert_eq!(ask(&h, QUESTION, &[KEY]).await, (QUESTION.to_owned(), None));
+    let res = send(&h, &request(CLAUDE, PARAPHRASE, false), &[KEY]).await;
+    assert_eq!(header(&res, "x-bf-cache-hit-type"), Some("semantic"));
+    let reported: f32 = header(&res, "x-bf-cache-similarity")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((reported - close).abs() < 1e-3, "{reported} vs {close}");
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(
+        v["content"][0]["text"], QUESTION,
+        "the first question's answer"
+    );
+    assert_eq!(
+        ask(&h, UNRELATED, &[KEY]).await,
+        (UNRELATED.to_owned(), None)
+    );
+    assert_eq!(upstream_messages(&h), 2);
+    // One embedding per lookup that missed directly.
+    assert_eq!(embedding_calls(&h), 3);
+}
+
+#[tokio::test]
+async fn per_request_headers_change_threshold_kind_ttl_and_storing() {
+    let h = Harness::with_config(with_cache(json!({}))).await;
+    ask(&h, QUESTION, &[KEY]).await;
+    // A threshold above the paraphrase's similarity misses; `direct` never embeds.
+    let (_, hit) = ask(
+        &h,
+        PARAPHRASE,
+        &[
+            KEY,
+            ("x-bf-cache-threshold", "0.999"),
+            ("x-bf-cache-no-store", "true"),
+        ],
+    )
+    .await;
+    assert_eq!(hit, None);
+    let before = embedding_calls(&h);
+    let (_, hit) = ask(
+        &h,
+        PARAPHRASE,
+        &[
+            KEY,
+            ("x-bf-cache-type", "direct"),
+            ("x-bf-cache-no-store", "true"),
+        ],
+    )
+    .await;
+    assert_eq!(hit, None);
+    assert_eq!(embedding_calls(&h), before, "direct lookups embed nothing");
+    let (_, hit) = ask(&h, QUESTION, &[KEY, ("x-bf-cache-type", "semantic")]).await;
+    assert_eq!(hit.as_deref(), Some("semantic"));
+    // No-store: looked up, answered, not kept.
+    let (_, hit) = ask(&h, UNRELATED, &[KEY, ("x-bf-cache-no-store", "true")]).await;
+    assert_eq!(hit, None);
+    let (_, hit) = ask(&h, UNRELATED, &[KEY]).await;
+    assert_eq!(hit, None, "the no-store answer was not kept");
+    // A one-second lifetime answers at once and not after it.
+    let key = ("x-bf-cache-key", "short-lived");
+    ask(&h, QUESTION, &[key, ("x-bf-cache-ttl", "1s")]).await;
+    assert_eq!(ask(&h, QUESTION, &[key]).await.1.as_deref(), Some("direct"));
+    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    assert_eq!(ask(&h, QUESTION, &[key]).await.1, None, "expired");
+}
+
+#[tokio::test]
+async fn a_stream_is_replayed_byte_for_byte_and_keeps_the_grammar() {
+    let h = Harness::with_config(with_cache(json!({}))).await;
+    let body = request(CLAUDE, "Tell me a story [[mock:words 40]]", true);
+    let first = send(&h, &body, &[KEY]).await;
+    assert_eq!(header(&first, "x-bf-cache-hit"), Some("false"));
+    let first = first.text().await.unwrap();
+    assert_grammar(&parse_sse(&first), false);
+    let second = send(&h, &body, &[KEY]).await;
+    assert_eq!(header(&second, "x-bf-cache-hit-type"), Some("direct"));
+    assert!(
+        header(&second, "content-type")
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let second = second.text().await.unwrap();
+    assert_eq!(second, first);
+    heimdall_testkit::grammar::assert_stream(&second, Ending::MessageStop);
+    // A stream and a JSON answer of the same request are different entries.
+    let res = send(
+        &h,
+        &request(CLAUDE, "Tell me a story [[mock:words 40]]", false),
+        &[KEY],
+    )
+    .await;
+    assert_eq!(header(&res, "x-bf-cache-hit"), Some("false"));
+    // A translated stream (OpenAI upstream) is cached the same way.
+    let body = request(GPT, "Count to five", true);
+    let first = send(&h, &body, &[KEY]).await.text().await.unwrap();
+    let second = send(&h, &body, &[KEY]).await;
+    assert_eq!(header(&second, "x-bf-cache-hit-type"), Some("direct"));
+    let second = second.text().await.unwrap();
+    assert_eq!(second, first);
+    heimdall_testkit::grammar::assert_stream(&second, Ending::MessageStop);
+}
+
+#[tokio::test]
+async fn cut_short_and_failed_answers_are_not_stored() {
+    let h = Harness::with_config(with_cache(json!({}))).await;
+    for text in ["long [[mock:finish max_tokens]]", "oops [[mock:error 500]]"] {
+        for _ in 0..2 {
+            let res = send(&h, &request(CLAUDE, text, false), &[KEY]).await;
+            assert_ne!(header(&res, "x-bf-cache-hit"), Some("true"), "{text}");
+        }
+    }
+    let body = request(CLAUDE, "cut [[mock:eof after_content]]", true);
+    for _ in 0..2 {
+        let res = send(&h, &body, &[KEY]).await;
+        assert_eq!(header(&res, "x-bf-cache-hit"), Some("false"));
+        assert_grammar(&parse_sse(&res.text().await.unwrap()), true);
+    }
+}
+
+#[tokio::test]
+async fn an_embedding_provider_that_is_down_leaves_direct_caching_working() {
+    let h = Harness::with_config(|c| {
+        with_cache(json!({}))(c);
+        // Nothing listens on port 9: every embedding call fails to connect.
+        c["providers"]["openai"]["network_config"]["base_url"] = json!("http://127.0.0.1:9");
+    })
+    .await;
+    assert_eq!(ask(&h, QUESTION, &[KEY]).await, (QUESTION.to_owned(), None));
+    assert_eq!(
+        ask(&h, PARAPHRASE, &[KEY]).await,
+        (PARAPHRASE.to_owned(), None)
+    );
+    assert_eq!(ask(&h, QUESTION, &[KEY]).await.1.as_deref(), Some("direct"));
+    assert!(
+        h.gateway
+            .output()
+            .contains("semantic cache embedding failed"),
+        "{}",
+        h.gateway.output()
+    );
+}
+
+#[tokio::test]
+async fn direct_only_mode_needs_no_embedding_provider() {
+    let h = Harness::with_config(|c| {
+        c["plugins"] = json!([{"name": "semantic_cache", "config": {"dimension": 1, "ttl": 60}}]);
+    })
+    .await;
+    ask(&h, QUESTION, &[KEY]).await;
+    assert_eq!(ask(&h, QUESTION, &[KEY]).await.1.as_deref(), Some("direct"));
+    assert_eq!(ask(&h, PARAPHRASE, &[KEY]).await.1, None);
+    assert_eq!(embedding_calls(&h), 0);
+}
+
+#[tokio::test]
+async fn the_admin_api_clears_by_id_by_key_and_everything() {
+    let h = Harness::with_config(with_cache(json!({}))).await;
+    let clear = |path: &str| h.http.delete(h.url(path)).send();
+    ask(&h, QUESTION, &[KEY]).await;
+    let res = send(&h, &request(CLAUDE, QUESTION, false), &[KEY]).await;
+    let id = header(&res, "x-bf-cache-id").unwrap().to_owned();
+    let res = clear(&format!("/api/cache/clear/{id}")).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.unwrap(), json!({"cleared": 1}));
+    assert_eq!(
+        clear(&format!("/api/cache/clear/{id}"))
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(ask(&h, QUESTION, &[KEY]).await.1, None, "cleared");
+    ask(&h, UNRELATED, &[KEY]).await;
+    let res = clear("/api/cache/clear-by-key/tenant-a").await.unwrap();
+    assert_eq!(res.json::<Value>().await.unwrap(), json!({"cleared": 2}));
+    ask(&h, QUESTION, &[KEY]).await;
+    let res = clear("/api/cache/clear").await.unwrap();
+    assert_eq!(res.json::<Value>().await.unwrap(), json!({"cleared": 1}));
+}
+
+#[tokio::test]
+async fn entries_survive_a_restart_and_cleanup_on_shutdown_removes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("logs.db");
+    let mock = heimdall_testkit::MockServer::start(heimdall_testkit::MockOptions::default())
+        .await
+        .unwrap();
+    let config = |cleanup: bool| {
+        let mut c = config(
+            &mock.base_url(),
+            with_cache(json!({"cleanup_on_shutdown": cleanup})),
+        );
+        c["logs_store"] = json!({"enabled": true, "type": "sqlite", "config": {"path": db}});
+        c
+    };
+    let start = |c: Value| async move {
+        heimdall_testkit::GatewayProcess::start(bin(), Some(&c), &[], &[])
+            .await
+            .unwrap()
+    };
+    let ask_at = |gateway: &heimdall_testkit::GatewayProcess, text: &str| {
+        let url = format!("{}/anthropic/v1/messages", gateway.base_url());
+        let body = request(CLAUDE, text, false);
+        async move {
+            let res = heimdall_testkit::http_client()
+                .post(url)
+                .header("anthropic-version", "2023-06-01")
+                .header(KEY.0, KEY.1)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            res.headers()["x-bf-cache-hit"].to_str().unwrap().to_owned()
+        }
+    };
+    for cleanup in [false, true] {
+        let mut gateway = start(config(cleanup)).await;
+        ask_at(&gateway, QUESTION).await;
+        terminate(&gateway);
+        gateway
+            .wait_exit(std::time::Duration::from_secs(20))
+            .await
+            .unwrap();
+        let gateway = start(config(false)).await;
+        let hit = ask_at(&gateway, PARAPHRASE).await;
+        assert_eq!(
+            hit,
+            if cleanup { "false" } else { "true" },
+            "cleanup {cleanup}"
+        );
+        drop(gateway);
+        if !cleanup {
+            // Start the second round empty.
+            let mut gateway = start(config(true)).await;
+            terminate(&gateway);
+            gateway
+                .wait_exit(std::time::Duration::from_secs(20))
+                .await
+                .unwrap();
+        }
+    }
+}
