@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use heimdall_core::{Content, Outcome, RecordSink, RequestRecord};
 use heimdall_protocol::dialect::{Endpoint, front_door};
-use sqlx::QueryBuilder;
+use sqlx::{PgPool, QueryBuilder, Sqlite, SqlitePool};
 use tokio::sync::mpsc;
 
-use crate::{Store, duration_ms, millis, on_engine};
+use crate::{Db, Store, duration_ms, millis};
 
 /// A queue size that absorbs several seconds of bursts at 10k requests/s.
 pub const DEFAULT_QUEUE: usize = 65_536;
@@ -227,61 +227,200 @@ impl Store {
         )
     }
 
-    /// Inserts `rows` in one transaction; a row already there (same id) is left as it is, so
-    /// a retried batch cannot duplicate. Rows are bound by value: their text moves into the
-    /// statement's arguments instead of being copied once more.
+    /// Inserts `rows` atomically; a row already there (same id) is left as it is, so a retried
+    /// batch cannot duplicate. Rows are bound by value: their text moves into the statement's
+    /// arguments instead of being copied once more.
     async fn insert_logs(&self, rows: Vec<Row>) -> anyhow::Result<()> {
-        on_engine!(self, write, DB, pool => {
-            let mut tx = pool.begin().await?;
-            let mut rows = rows.into_iter().peekable();
-            while rows.peek().is_some() {
-                let chunk = rows.by_ref().take(ROWS_PER_INSERT);
-                let mut q = QueryBuilder::<DB>::new(
-                    "INSERT INTO logs (id, started_at, front_door, endpoint, provider, model, \
-                     served_model, fallback_index, key_name, virtual_key, status, status_code, \
-                     error_type, error_message, latency_ms, first_byte_ms, overhead_ms, \
-                     input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost, \
-                     stop_reason, stream, pass_through, attempts, is_async, input, output, \
-                     content_truncated) ",
-                );
-                q.push_values(chunk, |mut b, r| {
-                    b.push_bind(r.id)
-                        .push_bind(r.started_at)
-                        .push_bind(r.front_door)
-                        .push_bind(r.endpoint)
-                        .push_bind(r.provider)
-                        .push_bind(r.model)
-                        .push_bind(r.served_model)
-                        .push_bind(r.fallback_index)
-                        .push_bind(r.key_name)
-                        .push_bind(r.virtual_key)
-                        .push_bind(r.status)
-                        .push_bind(r.status_code)
-                        .push_bind(r.error_type)
-                        .push_bind(r.error_message)
-                        .push_bind(r.latency_ms)
-                        .push_bind(r.first_byte_ms)
-                        .push_bind(r.overhead_ms)
-                        .push_bind(r.tokens[0])
-                        .push_bind(r.tokens[1])
-                        .push_bind(r.tokens[2])
-                        .push_bind(r.tokens[3])
-                        .push_bind(r.cost)
-                        .push_bind(r.stop_reason)
-                        .push_bind(r.stream)
-                        .push_bind(r.pass_through)
-                        .push_bind(r.attempts)
-                        .push_bind(r.is_async)
-                        .push_bind(r.input)
-                        .push_bind(r.output)
-                        .push_bind(r.content_truncated);
-                });
-                q.push(" ON CONFLICT (id) DO NOTHING");
-                q.build().execute(&mut *tx).await?;
-            }
-            tx.commit().await?;
+        match &self.db {
+            Db::Sqlite { write, .. } => insert_rows(write, rows).await,
+            Db::Postgres(pool) => insert_columns(pool, rows).await,
+        }
+    }
+}
+
+/// The columns of `logs` in the order [`Row`]s bind them (a macro so that `concat!` can build
+/// the statements from it at compile time).
+macro_rules! log_columns {
+    () => {
+        "id, started_at, front_door, endpoint, provider, model, served_model, fallback_index, \
+         key_name, virtual_key, status, status_code, error_type, error_message, latency_ms, \
+         first_byte_ms, overhead_ms, input_tokens, output_tokens, cache_read_tokens, \
+         cache_write_tokens, cost, stop_reason, stream, pass_through, attempts, is_async, \
+         input, output, content_truncated"
+    };
+}
+
+/// SQLite: multi-row `INSERT`s in one transaction. The statement of a full chunk is the same
+/// text every time, so it is prepared once and cached.
+async fn insert_rows(pool: &SqlitePool, rows: Vec<Row>) -> anyhow::Result<()> {
+    let mut tx = pool.begin().await?;
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk = rows.by_ref().take(ROWS_PER_INSERT);
+        let mut q =
+            QueryBuilder::<Sqlite>::new(concat!("INSERT INTO logs (", log_columns!(), ") "));
+        q.push_values(chunk, |mut b, r| {
+            b.push_bind(r.id)
+                .push_bind(r.started_at)
+                .push_bind(r.front_door)
+                .push_bind(r.endpoint)
+                .push_bind(r.provider)
+                .push_bind(r.model)
+                .push_bind(r.served_model)
+                .push_bind(r.fallback_index)
+                .push_bind(r.key_name)
+                .push_bind(r.virtual_key)
+                .push_bind(r.status)
+                .push_bind(r.status_code)
+                .push_bind(r.error_type)
+                .push_bind(r.error_message)
+                .push_bind(r.latency_ms)
+                .push_bind(r.first_byte_ms)
+                .push_bind(r.overhead_ms)
+                .push_bind(r.tokens[0])
+                .push_bind(r.tokens[1])
+                .push_bind(r.tokens[2])
+                .push_bind(r.tokens[3])
+                .push_bind(r.cost)
+                .push_bind(r.stop_reason)
+                .push_bind(r.stream)
+                .push_bind(r.pass_through)
+                .push_bind(r.attempts)
+                .push_bind(r.is_async)
+                .push_bind(r.input)
+                .push_bind(r.output)
+                .push_bind(r.content_truncated);
         });
-        Ok(())
+        q.push(" ON CONFLICT (id) DO NOTHING");
+        q.build().execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// PostgreSQL: the whole batch as one array per column, unnested by one statement. Its text
+/// never changes, so the server parses and plans it once per connection, where a multi-row
+/// `VALUES` of thousands of placeholders is parsed and planned anew for every batch (measured
+/// in BENCHMARKS.md, the logging scenario). One statement is atomic: no transaction needed.
+async fn insert_columns(pool: &PgPool, rows: Vec<Row>) -> anyhow::Result<()> {
+    let mut c = Columns::default();
+    for r in rows {
+        c.push(r);
+    }
+    let [
+        input_tokens,
+        output_tokens,
+        cache_read_tokens,
+        cache_write_tokens,
+    ] = c.tokens;
+    sqlx::query(concat!(
+        "INSERT INTO logs (",
+        log_columns!(),
+        ") SELECT * FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[], \
+         $6::text[], $7::text[], $8::int8[], $9::text[], $10::text[], $11::text[], \
+         $12::int8[], $13::text[], $14::text[], $15::float8[], $16::float8[], $17::float8[], \
+         $18::int8[], $19::int8[], $20::int8[], $21::int8[], $22::float8[], $23::text[], \
+         $24::bool[], $25::bool[], $26::int8[], $27::bool[], $28::text[], $29::text[], \
+         $30::bool[]) ON CONFLICT (id) DO NOTHING"
+    ))
+    .bind(c.id)
+    .bind(c.started_at)
+    .bind(c.front_door)
+    .bind(c.endpoint)
+    .bind(c.provider)
+    .bind(c.model)
+    .bind(c.served_model)
+    .bind(c.fallback_index)
+    .bind(c.key_name)
+    .bind(c.virtual_key)
+    .bind(c.status)
+    .bind(c.status_code)
+    .bind(c.error_type)
+    .bind(c.error_message)
+    .bind(c.latency_ms)
+    .bind(c.first_byte_ms)
+    .bind(c.overhead_ms)
+    .bind(input_tokens)
+    .bind(output_tokens)
+    .bind(cache_read_tokens)
+    .bind(cache_write_tokens)
+    .bind(c.cost)
+    .bind(c.stop_reason)
+    .bind(c.stream)
+    .bind(c.pass_through)
+    .bind(c.attempts)
+    .bind(c.is_async)
+    .bind(c.input)
+    .bind(c.output)
+    .bind(c.content_truncated)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// A batch of [`Row`]s turned column-wise, for [`insert_columns`].
+#[derive(Default)]
+struct Columns {
+    id: Vec<String>,
+    started_at: Vec<i64>,
+    front_door: Vec<&'static str>,
+    endpoint: Vec<&'static str>,
+    provider: Vec<Option<String>>,
+    model: Vec<Option<String>>,
+    served_model: Vec<Option<String>>,
+    fallback_index: Vec<i64>,
+    key_name: Vec<Option<String>>,
+    virtual_key: Vec<Option<String>>,
+    status: Vec<&'static str>,
+    status_code: Vec<i64>,
+    error_type: Vec<Option<&'static str>>,
+    error_message: Vec<Option<String>>,
+    latency_ms: Vec<f64>,
+    first_byte_ms: Vec<Option<f64>>,
+    overhead_ms: Vec<f64>,
+    tokens: [Vec<i64>; 4],
+    cost: Vec<Option<f64>>,
+    stop_reason: Vec<Option<String>>,
+    stream: Vec<bool>,
+    pass_through: Vec<bool>,
+    attempts: Vec<i64>,
+    is_async: Vec<bool>,
+    input: Vec<Option<String>>,
+    output: Vec<Option<String>>,
+    content_truncated: Vec<bool>,
+}
+
+impl Columns {
+    fn push(&mut self, r: Row) {
+        self.id.push(r.id);
+        self.started_at.push(r.started_at);
+        self.front_door.push(r.front_door);
+        self.endpoint.push(r.endpoint);
+        self.provider.push(r.provider);
+        self.model.push(r.model);
+        self.served_model.push(r.served_model);
+        self.fallback_index.push(r.fallback_index);
+        self.key_name.push(r.key_name);
+        self.virtual_key.push(r.virtual_key);
+        self.status.push(r.status);
+        self.status_code.push(r.status_code);
+        self.error_type.push(r.error_type);
+        self.error_message.push(r.error_message);
+        self.latency_ms.push(r.latency_ms);
+        self.first_byte_ms.push(r.first_byte_ms);
+        self.overhead_ms.push(r.overhead_ms);
+        for (column, n) in self.tokens.iter_mut().zip(r.tokens) {
+            column.push(n);
+        }
+        self.cost.push(r.cost);
+        self.stop_reason.push(r.stop_reason);
+        self.stream.push(r.stream);
+        self.pass_through.push(r.pass_through);
+        self.attempts.push(r.attempts);
+        self.is_async.push(r.is_async);
+        self.input.push(r.input);
+        self.output.push(r.output);
+        self.content_truncated.push(r.content_truncated);
     }
 }
 

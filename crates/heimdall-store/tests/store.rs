@@ -28,6 +28,7 @@ on_both_engines!(
     prune_old_logs,
     maintenance_prunes,
     full_queue_drops_and_counts,
+    a_record_written_again_is_not_duplicated,
     job_lifecycle,
     abandoned_jobs_fail_on_another_instance,
 );
@@ -68,6 +69,26 @@ async fn records_through_the_sink_are_all_written(db: TestDb) {
     assert_eq!(page.logs.len(), 50);
     assert_eq!(page.logs[0].id, "req_04999", "newest first");
     assert!(store.log("late").await.unwrap().is_none());
+}
+
+/// A batch retried after its first write went through (its commit's answer was lost) leaves
+/// the rows as the first write made them, and the rest of the batch is written.
+async fn a_record_written_again_is_not_duplicated(db: TestDb) {
+    let store = db.open().await;
+    let first = record("req_again", 1_000);
+    let mut again = record("req_again", 1_000);
+    again.cost = Some(9.0);
+    let mut nul = record("req_nul", 2_000);
+    nul.error_message = Some("bad\0byte".to_owned());
+    nul.outcome = failed("x", 0, 500).outcome;
+    assert_eq!(write_all(&store, vec![first]).await.written, 1);
+    assert_eq!(write_all(&store, vec![again, nul]).await.written, 2);
+    let page = store.logs(&LogQuery::default()).await.unwrap();
+    assert_eq!(page.pagination.total_count, 2);
+    let kept = store.log("req_again").await.unwrap().unwrap();
+    assert_eq!(kept.cost, Some(0.25));
+    let nul = store.log("req_nul").await.unwrap().unwrap();
+    assert_eq!(nul.error_message.as_deref(), Some("bad\u{FFFD}byte"));
 }
 
 async fn filters_pagination_and_totals(db: TestDb) {
@@ -423,8 +444,10 @@ async fn maintenance_prunes(db: TestDb) {
         .await
         .unwrap();
     // The first round runs at once.
-    let task =
-        store.spawn_maintenance(Some(Duration::from_secs(86_400)), Duration::from_secs(3600));
+    let task = store.spawn_maintenance(
+        || Some(Duration::from_secs(86_400)),
+        Duration::from_secs(3600),
+    );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while store.log("old").await.unwrap().is_some() {
         assert!(tokio::time::Instant::now() < deadline, "old log not pruned");
