@@ -116,6 +116,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     if args.micro {
         println!("{}", heimdall_bench::micro::report());
+        println!("{}", heimdall_bench::micro::cache::report());
         return ExitCode::SUCCESS;
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -1,5 +1,7 @@
 //! Micro-benchmarks of pure code on the request path, run by `heimdall-bench --micro`.
 
+pub mod cache;
+
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
-use crate::index::VectorIndex;
+use crate::index::{Sketch, VectorIndex};
 use crate::request::{Digest, hex};
 
 /// One stored answer.
@@ -270,6 +270,8 @@ impl Cache {
     }
 
     fn put(&self, entry: Entry, max_bytes: u64) -> Result<Arc<Entry>, NotStored> {
+        // Computed before taking the lock, which lookups share.
+        let sketch = entry.vector.as_deref().map(Sketch::of);
         let mut inner = self.write();
         if let Some(&old) = inner.direct.get(&entry.direct) {
             inner.remove_slot(old, true);
@@ -280,13 +282,13 @@ impl Cache {
         let slot = inner.next;
         inner.next += 1;
         let mut entry = entry;
-        if let Some(v) = &entry.vector {
+        if let (Some(v), Some(sketch)) = (&entry.vector, sketch) {
             let ix = inner
                 .scopes
                 .entry(entry.scope)
                 .or_insert_with(|| VectorIndex::new(v.len()));
             // A vector of another length (the dimension changed) leaves the entry direct-only.
-            if !ix.insert(slot, entry.expires_ms, v) {
+            if !ix.insert(slot, entry.expires_ms, v, sketch) {
                 entry.vector = None;
             }
         }

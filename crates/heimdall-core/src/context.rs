@@ -2,6 +2,7 @@
 //! which front door, and the client headers that later stages may act on.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use heimdall_providers::DirectKeyHeader;
@@ -48,6 +49,66 @@ pub struct RequestContext {
     pub received: Instant,
     /// `received` by the wall clock, for records.
     pub started_at: SystemTime,
+    /// Raised when the request gets a record (whose sinks write its log line), so the edge
+    /// writes a line for the requests that get none.
+    pub recorded: Option<RecordedFlag>,
+}
+
+/// Whether a request got a record; shared by the edge that answers it and the core that
+/// records it.
+#[derive(Clone, Default)]
+pub struct RecordedFlag(Arc<AtomicBool>);
+
+impl RecordedFlag {
+    pub fn raise(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_raised(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// The `x-bf-*` request headers Heimdall acts on; any other is refused (a Bifrost control
+/// header ignored in silence would change security or billing unnoticed).
+const SUPPORTED_CONTROL_HEADERS: &[&str] = &[
+    "x-bf-vk",
+    "x-bf-api-key",
+    "x-bf-session-id",
+    "x-bf-session-ttl",
+    "x-bf-async",
+    "x-bf-async-id",
+    "x-bf-async-job-result-ttl",
+    "x-bf-cache-key",
+    "x-bf-cache-ttl",
+    "x-bf-cache-threshold",
+    "x-bf-cache-type",
+    "x-bf-cache-no-store",
+    "x-bf-direct-key",
+];
+
+/// The first `x-bf-*` header of `headers` that Heimdall does not implement, as a refusal.
+/// `x-bf-eh-*` (extra upstream headers) are the header rules'. `x-bf-direct-key` is taken only
+/// as `true`: Heimdall uses a client's key whenever `client.allow_direct_keys` is on, so
+/// `false` could not be honoured.
+fn unsupported_control_header(headers: &HeaderMap) -> Option<GatewayError> {
+    headers.iter().find_map(|(name, value)| {
+        let name = name.as_str();
+        if !name.starts_with("x-bf-") || name.starts_with(crate::headers::EXPLICIT_PREFIX) {
+            return None;
+        }
+        if !SUPPORTED_CONTROL_HEADERS.contains(&name) {
+            return Some(GatewayError::invalid_request(format!(
+                "header `{name}` is not supported by this gateway (Heimdall); remove it, or see the README's feature table"
+            )));
+        }
+        let direct = value.to_str().map(str::trim).unwrap_or_default();
+        (name == "x-bf-direct-key" && !direct.eq_ignore_ascii_case("true")).then(|| {
+            GatewayError::invalid_request(
+                "header `x-bf-direct-key`: only `true` is supported (direct keys follow client.allow_direct_keys)",
+            )
+        })
+    })
 }
 
 /// The provider keys in a request's credential headers.
@@ -79,7 +140,7 @@ impl RequestContext {
     ) -> Self {
         let text = |name: &str| header_text(headers, name);
         let (forward_headers, refusal) = match config.header_rules.forwarded(headers) {
-            Ok(forwarded) => (forwarded, None),
+            Ok(forwarded) => (forwarded, unsupported_control_header(headers)),
             Err(e) => (HeaderMap::new(), Some(e)),
         };
         let bearer = text("authorization").and_then(|v| v.strip_prefix("Bearer "));
@@ -148,6 +209,7 @@ impl RequestContext {
             is_async: false,
             received: Instant::now(),
             started_at: SystemTime::now(),
+            recorded: None,
         }
     }
 
@@ -199,6 +261,95 @@ mod tests {
             h.insert(*k, http::HeaderValue::from_static(v));
         }
         RequestContext::from_headers("req_1".into(), &Anthropic, &h, live())
+    }
+
+    #[test]
+    fn unimplemented_control_headers_are_refused_by_name() {
+        for (name, value) in [
+            ("x-bf-prom-team", "blue"),
+            ("x-bf-mcp-include-tools", "fs"),
+            ("x-bf-send-back-raw-response", "true"),
+            ("x-bf-direct-key", "false"),
+        ] {
+            let c = ctx(&[(name, value)]);
+            let refusal = c.refusal.expect(name);
+            assert_eq!(refusal.status, 400);
+            assert!(refusal.message.contains(name), "{}", refusal.message);
+        }
+        for (name, value) in [
+            ("x-bf-vk", "sk-bf-1"),
+            ("x-bf-cache-key", "k"),
+            ("x-bf-eh-x-team", "blue"),
+            ("x-bf-direct-key", "true"),
+            ("x-bf-async-job-result-ttl", "60"),
+        ] {
+            assert!(ctx(&[(name, value)]).refusal.is_none(), "{name}");
+        }
+    }
+
+    /// The README's feature table names every control header the code acts on as working,
+    /// refuses what it lists as not there yet, and names every provider of the registry.
+    #[test]
+    fn the_readme_feature_table_matches_the_code() {
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+                .expect("README.md");
+        let table = readme
+            .split("<!-- feature-status:start -->")
+            .nth(1)
+            .and_then(|rest| rest.split("<!-- feature-status:end -->").next())
+            .expect("the feature table's markers");
+        let rows: Vec<(&str, &str)> = table
+            .lines()
+            .filter_map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                // `| area | feature | status |` splits into 5 cells, the outer two empty.
+                (cells.len() == 5).then(|| (cells[2], cells[3]))
+            })
+            .collect();
+        let status_of = |name: &str| {
+            let quoted = format!("`{name}`");
+            rows.iter()
+                .find(|(feature, _)| feature.contains(&quoted))
+                .map(|(_, status)| *status)
+        };
+        for name in SUPPORTED_CONTROL_HEADERS {
+            let status = status_of(name).unwrap_or_else(|| panic!("{name} not in the table"));
+            assert!(
+                status.starts_with("works") || status.starts_with("partial"),
+                "{name}: {status}"
+            );
+        }
+        let refused_row = rows
+            .iter()
+            .find(|(feature, status)| feature.contains("`x-bf-") && status.contains("400"))
+            .expect("the row of refused headers");
+        for header in refused_row.0.split(", ") {
+            let name = header.trim_matches('`').replace('*', "x");
+            assert!(
+                !SUPPORTED_CONTROL_HEADERS.contains(&name.as_str()),
+                "{name}"
+            );
+            let mut h = HeaderMap::new();
+            h.insert(
+                http::HeaderName::try_from(name.as_str()).expect("a header name"),
+                http::HeaderValue::from_static("1"),
+            );
+            let c = RequestContext::from_headers("req_1".into(), &Anthropic, &h, live());
+            assert_eq!(
+                c.refusal.map(|r| r.status),
+                Some(400),
+                "{name} is not refused"
+            );
+        }
+        for factory in heimdall_providers::factories() {
+            if factory.name == "dummy" {
+                continue;
+            }
+            let status = status_of(factory.name)
+                .unwrap_or_else(|| panic!("provider {} not in the table", factory.name));
+            assert!(status.starts_with("works"), "{}: {status}", factory.name);
+        }
     }
 
     #[test]

@@ -35,6 +35,9 @@ impl RecordGuard {
         record.virtual_key = ctx.virtual_key_id();
         record.is_async = ctx.is_async;
         record.traceparent.clone_from(&ctx.traceparent);
+        if let Some(flag) = &ctx.recorded {
+            flag.raise();
+        }
         Self {
             record,
             admission: Admission::default(),

@@ -21,7 +21,7 @@ pub const ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-ver
 pub const ANTHROPIC_BETA: HeaderName = HeaderName::from_static("anthropic-beta");
 
 /// A header sent as `x-bf-eh-<name>` is forwarded as `<name>`.
-const EXPLICIT_PREFIX: &str = "x-bf-eh-";
+pub(crate) const EXPLICIT_PREFIX: &str = "x-bf-eh-";
 /// Longest value Heimdall forwards; a longer one is refused rather than cut.
 pub const MAX_FORWARDED_VALUE_BYTES: usize = 8 * 1024;
 
@@ -62,6 +62,16 @@ pub struct HeaderRules {
 impl HeaderRules {
     pub fn new(allow: Vec<HeaderName>, deny: Vec<HeaderName>) -> Self {
         Self { allow, deny }
+    }
+
+    /// The names of `allowlist`, as configured (for the admin API's settings).
+    pub fn allowlist(&self) -> &[HeaderName] {
+        &self.allow
+    }
+
+    /// The names of `denylist`, as configured.
+    pub fn denylist(&self) -> &[HeaderName] {
+        &self.deny
     }
 
     fn permits(&self, name: &HeaderName) -> bool {

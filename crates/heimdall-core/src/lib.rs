@@ -27,7 +27,7 @@ pub mod telemetry;
 mod tokens;
 
 pub use cache::CacheStatus;
-pub use context::{ClientKeys, RequestContext, header_text, virtual_key_fingerprint};
+pub use context::{ClientKeys, RecordedFlag, RequestContext, header_text, virtual_key_fingerprint};
 pub use error::{GatewayError, UpstreamAnswer};
 pub use exchange::{Answered, Gateway, Reply, Served, Snapshot};
 pub use headers::HeaderRules;

@@ -220,6 +220,8 @@ impl RecordSink for Sinks {
 pub struct LogSink;
 
 impl RecordSink for LogSink {
+    /// One line per request, the same fields whatever the outcome: the status, who served it
+    /// (provider, model, key), how long it took, and on a failure its kind and cause.
     fn record(&self, r: &Arc<RequestRecord>) {
         let elapsed_ms = r.latency.as_secs_f64() * 1e3;
         let u = r.usage;
@@ -227,10 +229,12 @@ impl RecordSink for LogSink {
         let model = r.model.as_deref().unwrap_or("-");
         let key = r.key_name.as_deref().unwrap_or("-");
         let served_model = r.served_model.as_deref().unwrap_or(model);
+        let error_type = r.outcome.error_type().map(ErrorType::as_str);
         macro_rules! emit {
             ($level:ident, $msg:literal) => {
                 tracing::$level!(
                     request_id = %r.request_id,
+                    status = r.outcome.status(),
                     provider = %provider,
                     model = %model,
                     key = %key,
@@ -243,27 +247,16 @@ impl RecordSink for LogSink {
                     cache_read_input_tokens = u.cache_read_input_tokens,
                     cache_creation_input_tokens = u.cache_creation_input_tokens,
                     elapsed_ms,
+                    error_type,
+                    error = r.error_message.as_deref(),
                     $msg
                 )
             };
         }
         match r.outcome {
             Outcome::Success => emit!(info, "request completed"),
-            Outcome::Failed { status, kind } => tracing::info!(
-                request_id = %r.request_id,
-                provider = %provider,
-                model = %model,
-                served_model = %served_model,
-                attempts = r.attempts,
-                status,
-                error_type = kind.as_str(),
-                error = r.error_message.as_deref().unwrap_or_default(),
-                elapsed_ms,
-                "request failed"
-            ),
-            Outcome::StreamError { .. } => {
-                emit!(warn, "stream ended with an error")
-            }
+            Outcome::Failed { .. } => emit!(info, "request failed"),
+            Outcome::StreamError { .. } => emit!(warn, "stream ended with an error"),
             Outcome::Cancelled => emit!(info, "client disconnected; upstream request cancelled"),
         }
     }

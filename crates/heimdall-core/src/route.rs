@@ -25,8 +25,12 @@ pub fn split_model<'m>(
         return Ok((DEFAULT_PROVIDER, model));
     };
     if heimdall_providers::factory(prefix).is_none() && config.provider(prefix).is_none() {
+        let names = config.providers.iter().map(|p| p.name.as_str());
+        let hint = crate::config::support::nearest(prefix, names)
+            .map_or_else(String::new, |n| format!("; did you mean `{n}`?"));
         return Err(GatewayError::invalid_request(format!(
-            "model `{model}`: unknown provider `{prefix}` (use `provider/model`, e.g. `openai/gpt-4o-mini`)"
+            "model `{model}`: unknown provider `{prefix}`{hint} (use `provider/model`, e.g. `openai/gpt-4o-mini`; {})",
+            config.configured_providers()
         )));
     }
     if rest.is_empty() {
@@ -88,7 +92,8 @@ pub fn resolve<'a>(config: &'a Config, model: &'a str) -> Result<Route<'a>, Gate
         let how = heimdall_providers::factory(name)
             .map_or_else(String::new, |f| format!("set {} or ", f.env_var));
         GatewayError::invalid_request(format!(
-            "provider `{name}` is not configured: {how}add providers.{name} to config.json"
+            "provider `{name}` is not configured: {how}add providers.{name} to config.json ({})",
+            config.configured_providers()
         ))
     })?;
     Ok(Route {
@@ -163,7 +168,29 @@ mod tests {
         let err = resolve(&config, "openai/gpt-4o-mini").err().unwrap();
         assert_eq!(
             err.message,
-            "provider `openai` is not configured: set OPENAI_API_KEY or add providers.openai to config.json"
+            "provider `openai` is not configured: set OPENAI_API_KEY or add providers.openai to config.json (no provider is configured)"
+        );
+        let config = Config::from_json(
+            r#"{"providers": {"anthropic": {"keys": [{"value": "k"}]}, "groq": {"keys": [{"value": "k"}]}}}"#,
+            &|_| None,
+        )
+        .unwrap();
+        let err = resolve(&config, "openai/gpt-4o-mini").err().unwrap();
+        assert!(
+            err.message
+                .ends_with("(configured providers: anthropic, groq)"),
+            "{}",
+            err.message
+        );
+        let err = resolve(&config, "grok/llama").err().unwrap();
+        assert!(
+            err.message
+                .contains("unknown provider `grok`; did you mean `groq`?")
+                && err
+                    .message
+                    .contains("configured providers: anthropic, groq"),
+            "{}",
+            err.message
         );
     }
 }

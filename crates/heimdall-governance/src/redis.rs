@@ -41,6 +41,12 @@
 //! a settlement may or may not have been counted. A lost connection is made again in the
 //! background, one attempt at a time: while the server is away, operations fail at once with
 //! the cause rather than each waiting out the timeout.
+//!
+//! **A server that is not there at start.** Only an invalid URL stops the gateway. When the
+//! first connection fails, the gateway starts anyway (a Redis restarted a moment later must
+//! not keep the gateway down with it): a background task tries again every
+//! [`RETRY_CONNECT`], and until one attempt succeeds every operation fails at once with the
+//! last attempt's cause, so admission follows `redis.on_failure` as for a server lost later.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -52,7 +58,7 @@ use heimdall_core::config::RedisSettings;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisResult, Script};
 use rmpv::Value;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::ledger::{Draw, Hold, Ledger, LedgerError, Reading, Reservation, Settlement};
 use crate::window::Span;
@@ -70,6 +76,9 @@ const QUEUE: usize = 16_384;
 /// Operations in one script call: large enough that a batch is whatever queued, small enough
 /// that one call's argument and reply stay a few hundred kilobytes.
 const BATCH: usize = 512;
+
+/// Pause between attempts at a first connection that failed.
+const RETRY_CONNECT: Duration = Duration::from_secs(1);
 
 /// The script's names for operations and window kinds.
 const RESERVE: i64 = 1;
@@ -264,7 +273,7 @@ struct Operation {
 pub struct RedisLedger {
     queue: mpsc::Sender<Operation>,
     #[cfg(test)]
-    conn: ConnectionManager,
+    connected: watch::Receiver<Connection>,
     prefix: Arc<str>,
     timeout: Duration,
 }
@@ -280,39 +289,32 @@ impl std::fmt::Debug for RedisLedger {
 
 impl RedisLedger {
     /// Connects to `settings.url`, loads the script and starts the task that sends batches,
-    /// within `settings.timeout` for each step. The task ends once the ledger is dropped and
-    /// what it queued is sent.
+    /// within `settings.timeout` for each step. Fails only on an invalid URL: a server that
+    /// cannot be reached is tried again in the background (see the module documentation),
+    /// with a warning in the log. The tasks end once the ledger is dropped and what it queued
+    /// is sent.
     pub async fn connect(settings: &RedisSettings) -> Result<Self, LedgerError> {
         // Errors of the client name the problem, never the URL, so no password can leak.
         let client = redis::Client::open(settings.url.expose())
             .map_err(|e| LedgerError(format!("redis.url: {e}")))?;
-        // One attempt per reconnection, the next when a later operation finds the connection
-        // down, rather than retries with backoff that every operation would wait behind.
-        let config = ConnectionManagerConfig::new()
-            .set_number_of_retries(0)
-            .set_connection_timeout(Some(settings.timeout))
-            .set_response_timeout(Some(settings.timeout));
-        let mut conn = bounded(
-            settings.timeout,
-            "connect",
-            ConnectionManager::new_with_config(client, config),
-        )
-        .await?;
-        // Loaded now, so that the first requests take one round trip too.
-        bounded(
-            settings.timeout,
-            "loading the script",
-            SCRIPT.prepare_invoke().load_async(&mut conn),
-        )
-        .await?;
+        let timeout = settings.timeout;
+        let first = establish(&client, timeout).await;
+        let (report, connected) = watch::channel(first);
+        if let Err(e) = &*connected.borrow() {
+            tracing::warn!(
+                "{e}; the gateway starts without Redis and connects once it answers (trying every {} s); until then redis.on_failure decides admission",
+                RETRY_CONNECT.as_secs()
+            );
+            tokio::spawn(keep_connecting(client, timeout, report));
+        }
         let (queue, waiting) = mpsc::channel(QUEUE);
-        tokio::spawn(send_batches(waiting, conn.clone(), settings.timeout));
+        tokio::spawn(send_batches(waiting, connected.clone(), timeout));
         Ok(Self {
             queue,
             #[cfg(test)]
-            conn,
+            connected,
             prefix: settings.key_prefix.as_str().into(),
-            timeout: settings.timeout,
+            timeout,
         })
     }
 
@@ -366,12 +368,65 @@ impl RedisLedger {
     }
 }
 
-/// Sends what has queued as one script call at a time, until the ledger is dropped.
+/// The connection, or why there is none yet.
+type Connection = Result<ConnectionManager, LedgerError>;
+
+/// A connection with the script loaded, each step within `timeout`.
+async fn establish(client: &redis::Client, timeout: Duration) -> Connection {
+    // One attempt per reconnection, the next when a later operation finds the connection
+    // down, rather than retries with backoff that every operation would wait behind.
+    let config = ConnectionManagerConfig::new()
+        .set_number_of_retries(0)
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout));
+    let mut conn = bounded(
+        timeout,
+        "connect",
+        ConnectionManager::new_with_config(client.clone(), config),
+    )
+    .await?;
+    // Loaded now, so that the first requests take one round trip too.
+    bounded(
+        timeout,
+        "loading the script",
+        SCRIPT.prepare_invoke().load_async(&mut conn),
+    )
+    .await?;
+    Ok(conn)
+}
+
+/// Tries to connect every [`RETRY_CONNECT`] until it works, reporting each attempt's
+/// outcome; ends early when the ledger is gone.
+async fn keep_connecting(
+    client: redis::Client,
+    timeout: Duration,
+    report: watch::Sender<Connection>,
+) {
+    loop {
+        tokio::time::sleep(RETRY_CONNECT).await;
+        if report.is_closed() {
+            return;
+        }
+        let attempt = establish(&client, timeout).await;
+        let done = attempt.is_ok();
+        if done {
+            tracing::info!("redis: connected");
+        }
+        if report.send(attempt).is_err() || done {
+            return;
+        }
+    }
+}
+
+/// Sends what has queued as one script call at a time, until the ledger is dropped. Before
+/// the first connection exists (`connected` holds its latest failure), a batch fails at
+/// once with that failure.
 async fn send_batches(
     mut waiting: mpsc::Receiver<Operation>,
-    mut conn: ConnectionManager,
+    connected: watch::Receiver<Connection>,
     timeout: Duration,
 ) {
+    let mut conn: Option<ConnectionManager> = None;
     let mut batch = Vec::with_capacity(BATCH);
     while waiting.recv_many(&mut batch, BATCH).await > 0 {
         // Lets the tasks that are ready to run go first, so that under load their operations
@@ -389,15 +444,24 @@ async fn send_batches(
         if batch.is_empty() {
             continue;
         }
-        let replies = match encode(&batch) {
-            Ok((keys, argument)) => {
+        if conn.is_none() {
+            conn = connected.borrow().as_ref().ok().cloned();
+        }
+        let replies = match (&mut conn, encode(&batch)) {
+            (Some(conn), Ok((keys, argument))) => {
                 let mut call = SCRIPT.prepare_invoke();
                 call.key(keys).arg(argument);
-                bounded(timeout, "batch", call.invoke_async::<Vec<u8>>(&mut conn))
+                bounded(timeout, "batch", call.invoke_async::<Vec<u8>>(conn))
                     .await
                     .and_then(|reply| decode(&reply, batch.len()))
             }
-            Err(e) => Err(e),
+            (None, _) => Err(connected
+                .borrow()
+                .as_ref()
+                .err()
+                .cloned()
+                .unwrap_or_else(|| LedgerError("redis: not connected yet".into()))),
+            (_, Err(e)) => Err(e),
         };
         match replies {
             Ok(replies) => {
@@ -681,9 +745,16 @@ mod tests {
             .unwrap()
     }
 
+    impl RedisLedger {
+        /// The ledger's own connection, once it has one.
+        fn test_conn(&self) -> ConnectionManager {
+            self.connected.borrow().clone().expect("connected")
+        }
+    }
+
     /// Deletes every key under the ledger's prefix.
     async fn clean_up(ledger: &RedisLedger) {
-        let mut conn = ledger.conn.clone();
+        let mut conn = ledger.test_conn();
         let keys: Vec<String> = redis::cmd("KEYS")
             .arg(format!("{}*", ledger.prefix))
             .query_async(&mut conn)
@@ -860,18 +931,29 @@ mod tests {
         clean_up(&instances[0]).await;
     }
 
-    /// No server, or one that never answers: a prompt error, never a hang, and no password
-    /// in it.
+    fn one_request() -> [Draw; 1] {
+        [Draw {
+            key: "k".into(),
+            max: 1.0,
+            span: Span::Rolling { length_ms: 1_000 },
+            amount: 1.0,
+            whole: true,
+        }]
+    }
+
+    /// No server, or one that never answers: the ledger is made (the gateway starts), and
+    /// its operations fail promptly, never hang, and never show the password.
     #[tokio::test]
     async fn an_unreachable_server_fails_within_the_timeout() {
         let timeout = Duration::from_millis(300);
         let bound = timeout * 2 + Duration::from_millis(500);
         let began = Instant::now();
-        let refused =
-            RedisLedger::connect(&settings("redis://:hunter2@127.0.0.1:1", "x:", timeout))
-                .await
-                .unwrap_err();
+        let l = RedisLedger::connect(&settings("redis://:hunter2@127.0.0.1:1", "x:", timeout))
+            .await
+            .expect("a server that is down does not stop the start");
+        let refused = l.reserve(0, &one_request()).await.unwrap_err();
         assert!(began.elapsed() < bound, "{:?}", began.elapsed());
+        assert!(refused.0.contains("connect"), "{refused}");
         assert!(!refused.0.contains("hunter2"), "{refused}");
 
         // Accepts connections and answers nothing.
@@ -884,25 +966,68 @@ mod tests {
             }
         });
         let began = Instant::now();
-        let outcome = match RedisLedger::connect(&settings(&url, "x:", timeout)).await {
-            Err(e) => e,
-            Ok(l) => l
-                .reserve(
-                    0,
-                    &[Draw {
-                        key: "k".into(),
-                        max: 1.0,
-                        span: Span::Rolling { length_ms: 1_000 },
-                        amount: 1.0,
-                        whole: true,
-                    }],
-                )
-                .await
-                .unwrap_err(),
-        };
+        let l = RedisLedger::connect(&settings(&url, "x:", timeout))
+            .await
+            .unwrap();
+        let outcome = l.reserve(0, &one_request()).await.unwrap_err();
         assert!(began.elapsed() < bound * 2, "{:?}", began.elapsed());
         assert!(!outcome.0.contains("hunter2"), "{outcome}");
         held.abort();
+
+        let invalid = RedisLedger::connect(&settings("mysql://127.0.0.1", "x:", timeout))
+            .await
+            .unwrap_err();
+        assert!(invalid.0.starts_with("redis.url"), "{invalid}");
+    }
+
+    /// A server that comes up after the gateway started is used once it answers: here a
+    /// relay to the machine's Redis opens on a port that was closed when the ledger was made.
+    #[tokio::test]
+    async fn a_server_that_comes_up_later_is_used() {
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = free.local_addr().unwrap();
+        drop(free);
+        let prefix = unique_prefix("later");
+        let l = RedisLedger::connect(&settings(
+            &format!("redis://{addr}"),
+            &prefix,
+            Duration::from_millis(500),
+        ))
+        .await
+        .unwrap();
+        assert!(
+            l.reserve(0, &one_request()).await.is_err(),
+            "nothing listens yet"
+        );
+
+        let upstream = server()
+            .trim_start_matches("redis://")
+            .trim_end_matches('/')
+            .to_owned();
+        let relay = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let relaying = tokio::spawn(async move {
+            while let Ok((mut client, _)) = relay.accept().await {
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        });
+        let deadline = Instant::now() + RETRY_CONNECT * 5;
+        loop {
+            match l.reserve(0, &one_request()).await {
+                Ok(granted) => {
+                    assert!(matches!(granted, Reservation::Granted(_)), "{granted:?}");
+                    break;
+                }
+                Err(e) => assert!(Instant::now() < deadline, "still not connected: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        clean_up(&l).await;
+        relaying.abort();
     }
 
     /// Settlement runs detached from the request, after the ledger that made it is gone.
@@ -950,7 +1075,7 @@ mod tests {
     #[tokio::test]
     async fn a_lost_connection_comes_back() {
         let l = ledger(&unique_prefix("reconnect")).await;
-        let mut conn = l.conn.clone();
+        let mut conn = l.test_conn();
         let id: i64 = redis::cmd("CLIENT")
             .arg("ID")
             .query_async(&mut conn)
@@ -1020,7 +1145,7 @@ mod tests {
             l.reserve(0, &draws).await.unwrap(),
             Reservation::Granted(_)
         ));
-        let mut conn = l.conn.clone();
+        let mut conn = l.test_conn();
         for (key, ttl) in [("rolling", 120_000), ("aligned", ALIGNED_TTL_MS)] {
             let left: i64 = redis::cmd("PTTL")
                 .arg(l.key(key))
@@ -1063,7 +1188,7 @@ mod tests {
         }
         for tasks in [1, 8, 64, 256] {
             let l = Arc::new(ledger(&unique_prefix("cost")).await);
-            let mut conn = l.conn.clone();
+            let mut conn = l.test_conn();
             let requests = 40_000;
             let before = server_stats(&mut conn).await;
             let started = Instant::now();

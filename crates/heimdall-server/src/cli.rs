@@ -81,6 +81,12 @@ pub struct Cli {
     /// so with it on, a vanished client's upstream request runs until its answer is written.
     #[arg(long, env = "HEIMDALL_ALLOW_HALF_CLOSE")]
     pub allow_half_close: bool,
+    /// Start (and reload) even when config.json holds settings Heimdall does not implement
+    /// that change security or billing (`mcp`, `routing_rules`, `encryption_key`, unknown
+    /// plugins, …). Without it such a file is refused, naming each setting; with it they are
+    /// ignored with a warning.
+    #[arg(long, env = "HEIMDALL_ALLOW_UNSUPPORTED_CONFIG")]
+    pub allow_unsupported_config: bool,
 }
 
 /// A positive number of seconds, fractions allowed (`0.5`).

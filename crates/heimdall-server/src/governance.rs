@@ -91,7 +91,7 @@ impl GovernanceService {
             Some(r) => {
                 let ledger = RedisLedger::connect(r)
                     .await
-                    .context("connecting to Redis (redis.url) for the governance counters")?;
+                    .context("redis.url for the governance counters")?;
                 tracing::info!("governance counters in Redis, shared by every instance");
                 (Arc::new(ledger), None)
             }
@@ -135,6 +135,30 @@ impl GovernanceService {
             writes: tokio::sync::Mutex::new(()),
             revision: Mutex::new(revision),
         }))
+    }
+
+    /// The config store, when there is one (the admin API's providers and settings live there
+    /// too).
+    pub fn store(&self) -> Option<&Store> {
+        self.store.as_ref()
+    }
+
+    /// Client settings changed through the admin API: `enforce_auth_on_inference` applies at
+    /// once; the entities stay as they are.
+    pub async fn settings_changed(&self, config: &Config) {
+        let g = &config.governance;
+        let _one = self.writes.lock().await;
+        let reading = Reading {
+            deny_empty: g.deny_empty_lists,
+            enforce_auth: g.enforce_auth,
+        };
+        *self.reading.lock().unwrap_or_else(|p| p.into_inner()) = reading;
+        match Catalog::build(self.policy.entities(), reading.deny_empty) {
+            Ok(catalog) => self.policy.replace(catalog, reading.enforce_auth),
+            // The running entities were built with the same settings, so this cannot refuse
+            // them; if it did, the running catalog stays.
+            Err(e) => tracing::error!(error = %e, "governance: settings not applied"),
+        }
     }
 
     fn reading(&self) -> Reading {

@@ -8,6 +8,7 @@ mod admin;
 mod api;
 mod cache_api;
 pub mod cli;
+mod config_service;
 mod edge;
 mod governance;
 mod governance_api;
@@ -15,8 +16,10 @@ mod jobs;
 mod logfmt;
 mod metrics;
 mod openapi;
+mod providers_api;
 mod reload;
 mod routes;
 pub mod run;
+mod settings_api;
 
 pub use routes::{App, router};

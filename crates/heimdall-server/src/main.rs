@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use heimdall_server::cli::Cli;
+use heimdall_server::cli::{Cli, LogFormat};
 use heimdall_server::run;
 
 // jemalloc by default, chosen by measurement (BENCHMARKS.md, "Performance work"): against
@@ -20,6 +20,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse_from_env();
+    let log_format = cli.log_format;
     if let Err(e) = run::init_logging(&cli) {
         eprintln!("heimdall: {e:#}");
         return ExitCode::from(2);
@@ -27,8 +28,7 @@ fn main() -> ExitCode {
     let loaded = match run::load_config(&cli) {
         Ok(loaded) => loaded,
         Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("heimdall: configuration error: {e:#}");
+            fatal(log_format, &format!("configuration error: {e:#}"));
             return ExitCode::from(78);
         }
     };
@@ -47,9 +47,17 @@ fn main() -> ExitCode {
         // EX_TEMPFAIL: the stop worked, but some requests had to be ended with an error.
         Ok(run::Stopped::GraceExceeded) => ExitCode::from(75),
         Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("heimdall: {e:#}");
+            fatal(log_format, &format!("{e:#}"));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A start-up error, printed once: as a log event in the JSON format (a collector reads
+/// it), as plain text otherwise (what a person at a terminal reads).
+fn fatal(format: LogFormat, message: &str) {
+    match format {
+        LogFormat::Json => tracing::error!("{message}"),
+        LogFormat::Pretty => eprintln!("heimdall: {message}"),
     }
 }

@@ -26,12 +26,16 @@ use crate::governance_api as gov;
 #[openapi(
     info(
         title = "Heimdall admin API",
-        description = "Request logs, governance, the semantic cache, metrics and this document. With `client.admin_auth` set in \
+        description = "Providers, client settings, request logs, governance, the semantic cache, metrics and this document. With `client.admin_auth` set in \
             config.json every operation needs its credentials (HTTP Basic or a bearer token, \
             whichever it configures); without it the API is open to anyone who can reach the \
             gateway's port.",
     ),
     tags(
+        (name = "providers", description = "Providers, their keys (values write-only), network \
+            and concurrency settings, kept in the config store"),
+        (name = "settings", description = "Client settings (`client_config`), kept in the \
+            config store"),
         (name = "logs", description = "Request logs from the logs store"),
         (name = "governance", description = "Virtual keys, teams, customers, budgets and \
             rate limits, kept in the config store"),
@@ -76,6 +80,19 @@ impl utoipa::Modify for SecuritySchemes {
 /// Every admin route, and with it the document.
 fn api() -> OpenApiRouter<App> {
     OpenApiRouter::with_openapi(Document::openapi())
+        .routes(routes!(
+            crate::providers_api::list,
+            crate::providers_api::create
+        ))
+        .routes(routes!(
+            crate::providers_api::get,
+            crate::providers_api::update,
+            crate::providers_api::delete
+        ))
+        .routes(routes!(
+            crate::settings_api::get,
+            crate::settings_api::update
+        ))
         .routes(routes!(crate::api::list_logs))
         .routes(routes!(crate::api::get_log))
         .routes(routes!(gov::virtual_keys::list, gov::virtual_keys::create))
@@ -203,6 +220,7 @@ mod tests {
                 "/api/cache/clear",
                 "/api/cache/clear-by-key/{key}",
                 "/api/cache/clear/{id}",
+                "/api/config",
                 "/api/governance/budgets",
                 "/api/governance/budgets/{id}",
                 "/api/governance/customers",
@@ -216,6 +234,8 @@ mod tests {
                 "/api/logs",
                 "/api/logs/{id}",
                 "/api/openapi.json",
+                "/api/providers",
+                "/api/providers/{provider}",
                 "/metrics"
             ]
         );
@@ -239,6 +259,9 @@ mod tests {
             "VirtualKeyView",
             "LimitUsage",
             "Cleared",
+            "Provider",
+            "ProviderSection",
+            "ClientConfig",
         ] {
             assert!(schemas.contains_key(name), "{name} missing");
         }

@@ -1,6 +1,8 @@
 //! Config reload without a restart: on SIGHUP, or when the config file's contents change
-//! (checked every `--config-poll-ms`). The new file is parsed and validated in full before it
-//! replaces the running configuration; requests under way finish on the one they started with.
+//! (checked every `--config-poll-ms`). The new file is parsed and validated in full, the
+//! config store's provider and client-setting changes are laid over it (`config_service`), and
+//! only then does it replace the running configuration; requests under way finish on the one
+//! they started with.
 //! An invalid file changes nothing: the running configuration stays and the log says why,
 //! with the JSON path.
 //!
@@ -13,7 +15,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use heimdall_core::Gateway;
 use tokio::task::JoinHandle;
 
 /// What the last load saw of the file, so an unchanged file is not parsed again.
@@ -34,8 +35,7 @@ impl Seen {
 /// a change made since then is applied at the first poll. The SIGHUP handler is in place when
 /// this returns, so a SIGHUP from then on reloads instead of ending the process.
 pub(crate) fn spawn(
-    gateway: Arc<Gateway>,
-    governance: Arc<crate::governance::GovernanceService>,
+    config: Arc<crate::config_service::ConfigService>,
     path: PathBuf,
     poll: Duration,
     mut seen: Seen,
@@ -60,24 +60,17 @@ pub(crate) fn spawn(
             }
             seen = now;
             let reason = if forced { "SIGHUP" } else { "file changed" };
-            let config = match crate::run::parse_config(&path, &text) {
-                Ok(config) => config,
-                Err(e) => {
-                    tracing::error!(reason, error = %e, "config reload refused: the file is invalid; the running configuration stays");
-                    continue;
-                }
-            };
-            let providers: Vec<_> = config.providers.iter().map(|p| p.name.clone()).collect();
-            if let Err(e) = governance.file_changed(&config).await {
-                tracing::error!(reason, error = %e, "config reload refused: governance is invalid; the running configuration stays");
-                continue;
-            }
-            match gateway.reload(config) {
-                Ok(()) => {
+            // The file with the config store's changes over it (see `config_service`).
+            match config.file_changed(&path, &text).await {
+                Ok(providers) => {
                     tracing::info!(path = %path.display(), reason, ?providers, "configuration reloaded")
                 }
                 Err(e) => {
-                    tracing::error!(reason, error = %e.message, "config reload failed; the running configuration stays")
+                    tracing::error!(
+                        reason,
+                        error = format!("{e:#}"),
+                        "config reload refused; the running configuration stays"
+                    )
                 }
             }
         }

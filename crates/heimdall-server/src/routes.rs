@@ -33,6 +33,8 @@ pub struct App {
     pub store: Option<Store>,
     /// Virtual keys, budgets and rate limits; `None` in an app built without them.
     pub governance: Option<Arc<GovernanceService>>,
+    /// Providers and client settings through the admin API; `None` in an app built without.
+    pub config: Option<Arc<crate::config_service::ConfigService>>,
 }
 
 impl App {
@@ -43,6 +45,7 @@ impl App {
             jobs: AsyncJobs::new(None, Duration::from_secs(30)),
             store: None,
             governance: None,
+            config: None,
         }
     }
 }
@@ -97,6 +100,8 @@ fn error_response(front: &dyn FrontDoor, err: &GatewayError, request_id: &str) -
     }
     let body = front.error_body(err.kind, &err.message, request_id);
     let mut res = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+    res.extensions_mut()
+        .insert(crate::edge::Cause(err.message.clone()));
     if let Some(ra) = &err.retry_after {
         res.headers_mut().insert(header::RETRY_AFTER, ra.clone());
     }
@@ -208,12 +213,13 @@ fn context(gateway: &Gateway, req: Request) -> (Arc<RequestContext>, Body) {
 
 fn context_of(gateway: &Gateway, req: Request) -> (RequestContext, Body) {
     let (mut parts, body) = req.into_parts();
-    let ctx = RequestContext::from_headers(
+    let mut ctx = RequestContext::from_headers(
         request_id(&mut parts.extensions),
         &ANTHROPIC,
         &parts.headers,
         gateway.config(),
     );
+    ctx.recorded = parts.extensions.remove();
     (ctx, body)
 }
 
@@ -227,7 +233,11 @@ fn request_id(extensions: &mut http::Extensions) -> String {
 async fn messages(State(app): State<App>, req: Request) -> Response {
     let gateway = &app.gateway;
     let (mut ctx, body) = context_of(gateway, req);
-    let asked = AsyncRequest::of(&ctx.async_headers);
+    let mut asked = AsyncRequest::of(&ctx.async_headers);
+    // A refused request is answered (and recorded) by the exchange, never queued or polled.
+    if ctx.refusal.is_some() {
+        asked = AsyncRequest::None;
+    }
     ctx.is_async = matches!(asked, AsyncRequest::Submit { .. });
     let ctx = Arc::new(ctx);
     let body = read_body(&ctx, body).await;

@@ -12,6 +12,7 @@ use heimdall_store::Store;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, LogFormat};
+use crate::config_service::ConfigService;
 use crate::edge::EdgeConfig;
 use crate::governance::GovernanceService;
 use crate::jobs::AsyncJobs;
@@ -42,12 +43,24 @@ pub fn config_path(cli: &Cli) -> PathBuf {
         .unwrap_or_else(|| cli.app_dir.join("config.json"))
 }
 
+/// `--allow-unsupported-config`, set once at start; read by every parse, reloads included
+/// (which run far from the flags).
+static ALLOW_UNSUPPORTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Parses the config file's text, logging its warnings; the error names the file and the
-/// JSON path.
+/// JSON path. Settings that change security or billing and that Heimdall does not implement
+/// refuse the file unless `--allow-unsupported-config` was given.
 pub(crate) fn parse_config(path: &Path, text: &str) -> anyhow::Result<Config> {
     let env = |var: &str| std::env::var(var).ok();
-    let config =
-        Config::from_json(text, &env).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let fail = |e| anyhow::anyhow!("{}: {e}", path.display());
+    let config = Config::from_json(text, &env).map_err(fail)?;
+    if ALLOW_UNSUPPORTED.load(std::sync::atomic::Ordering::Relaxed) {
+        for u in &config.unsupported {
+            tracing::warn!(path = %path.display(), "{u} (ignored: --allow-unsupported-config)");
+        }
+    } else {
+        config.check_supported().map_err(fail)?;
+    }
     for w in &config.warnings {
         tracing::warn!(path = %path.display(), "{w}");
     }
@@ -58,10 +71,16 @@ pub(crate) fn parse_config(path: &Path, text: &str) -> anyhow::Result<Config> {
 pub struct Loaded {
     pub config: Config,
     seen: crate::reload::Seen,
+    /// The file's text (`None`: no file), taken into the config store at start.
+    text: Option<String>,
 }
 
 /// Reads the config file if there is one; otherwise enables providers from the environment.
 pub fn load_config(cli: &Cli) -> anyhow::Result<Loaded> {
+    ALLOW_UNSUPPORTED.store(
+        cli.allow_unsupported_config,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let env = |var: &str| std::env::var(var).ok();
     let explicit = cli.config.is_some();
     let path = config_path(cli);
@@ -81,6 +100,7 @@ pub fn load_config(cli: &Cli) -> anyhow::Result<Loaded> {
             return Ok(Loaded {
                 config,
                 seen: crate::reload::Seen::of(None),
+                text: None,
             });
         }
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
@@ -91,6 +111,7 @@ pub fn load_config(cli: &Cli) -> anyhow::Result<Loaded> {
     Ok(Loaded {
         config,
         seen: crate::reload::Seen::of(Some(&text)),
+        text: Some(text),
     })
 }
 
@@ -205,9 +226,15 @@ pub async fn serve(cli: Cli, loaded: Loaded) -> anyhow::Result<Stopped> {
         None => None,
     };
     let governance = GovernanceService::start(&loaded.config, &cli.app_dir).await?;
+    // The providers and client settings the admin API changed, over the file's.
+    let (seeded, config) =
+        crate::config_service::load(governance.store(), loaded.text.as_deref(), loaded.config)
+            .await
+            .context("taking config.json into the config store (config_store)")?;
+    governance.settings_changed(&config).await;
     let gateway = Arc::new(
         Gateway::with_hooks(
-            loaded.config,
+            config,
             Arc::clone(&governance.policy) as Arc<dyn heimdall_core::Policy>,
             Arc::new(Sinks(sinks)),
         )
@@ -215,9 +242,9 @@ pub async fn serve(cli: Cli, loaded: Loaded) -> anyhow::Result<Stopped> {
     );
     // Watching starts before the gateway says it listens: a change or a SIGHUP from then on
     // is never lost.
+    let config_service = ConfigService::new(seeded, Arc::clone(&gateway), Arc::clone(&governance));
     let reloader = crate::reload::spawn(
-        Arc::clone(&gateway),
-        Arc::clone(&governance),
+        Arc::clone(&config_service),
         config_path(&cli),
         Duration::from_millis(cli.config_poll_ms),
         loaded.seen,
@@ -226,10 +253,16 @@ pub async fn serve(cli: Cli, loaded: Loaded) -> anyhow::Result<Stopped> {
     let (cache_journal, cache_purger) = start_cache(&gateway, store.as_ref()).await.unzip();
     let background = [
         jobs.spawn_lease_keeper(),
-        store
-            .as_ref()
-            .map(|s| s.spawn_maintenance(logging.retention, MAINTENANCE_EVERY)),
+        store.as_ref().map(|s| {
+            // Read on every round: the admin API may change it.
+            let gateway = Arc::clone(&gateway);
+            s.spawn_maintenance(
+                move || gateway.config().logging.retention,
+                MAINTENANCE_EVERY,
+            )
+        }),
         governance.spawn(),
+        config_service.spawn(),
         cache_purger,
     ];
     let app = crate::router(App {
@@ -237,6 +270,7 @@ pub async fn serve(cli: Cli, loaded: Loaded) -> anyhow::Result<Stopped> {
         jobs: Arc::clone(&jobs),
         store,
         governance: Some(Arc::clone(&governance)),
+        config: Some(config_service),
     });
     let edge = edge_config(&cli);
     #[cfg(unix)]

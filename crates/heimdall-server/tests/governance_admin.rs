@@ -347,7 +347,12 @@ async fn three_instances_share_one_budget_and_one_rate_limit() {
 /// A TCP relay to the local Redis; aborting its task closes it and every connection through
 /// it, which the gateway sees as Redis going away.
 async fn redis_relay() -> (String, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    redis_relay_on("127.0.0.1:0").await
+}
+
+/// The same relay on `addr`.
+async fn redis_relay_on(addr: &str) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     let url = format!("redis://{}/0", listener.local_addr().unwrap());
     let task = tokio::spawn(async move {
         // Owned by this task: aborting it drops the set, which aborts every connection.
@@ -409,6 +414,43 @@ async fn when_redis_goes_away_the_configured_policy_decides() {
             .any(|l| l.starts_with("heimdall_governance_ledger_failures_total{mode=\"open\"}")),
         "{metrics}"
     );
+}
+
+/// Redis down at start does not keep the gateway down: it starts, answers by `on_failure`
+/// (here `closed`: 503), and counts in Redis once Redis answers.
+#[tokio::test]
+async fn a_gateway_started_before_redis_uses_it_once_it_answers() {
+    let prefix = RedisPrefix(format!("heimdall-test:{}:late:", std::process::id()));
+    let mock = MockServer::start(MockOptions::default()).await.unwrap();
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = free.local_addr().unwrap().to_string();
+    drop(free);
+    let gw = start(&mock, |c: &mut Value| {
+        c["redis"] = json!({"url": format!("redis://{addr}/0"), "key_prefix": prefix.0,
+                            "on_failure": "closed", "timeout_ms": 300});
+        c["governance"] = json!({"virtual_keys": [{"id": "k", "value": "sk-bf-k",
+            "budgets": [{"max_limit": 1000, "reset_duration": "1d"}]}]});
+    })
+    .await;
+    let (s, v) = infer(gw.base_url(), "sk-bf-k").await;
+    assert_eq!(s, 503, "{v}");
+    assert_eq!(v["error"]["type"], "overloaded_error");
+
+    let (_, relay) = redis_relay_on(&addr).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (s, v) = infer(gw.base_url(), "sk-bf-k").await;
+        if s == 200 {
+            break;
+        }
+        assert_eq!(s, 503, "{v}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never used Redis: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    relay.abort();
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@
 //! (`migrations/<engine>`) and `LIKE` vs `ILIKE`.
 
 mod cache;
+mod config_entries;
 mod governance;
 mod jobs;
 mod query;
@@ -25,6 +26,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub use cache::{CACHE_QUEUE, CacheJournal};
+pub use config_entries::{ConfigEntry, ConfigKind, Reconciled, reconcile};
 pub use governance::{EntityKind, SavedCounter};
 pub use jobs::{Job, JobResult, JobState, NewJob};
 pub use query::{LogEntry, LogPage, LogQuery, LogStats, Pagination};
@@ -97,11 +99,12 @@ impl Store {
         }
     }
 
-    /// Deletes, every `every`, logs older than `retention` (when set) and expired jobs.
+    /// Deletes, every `every`, logs older than `retention()` (when set) and expired jobs.
+    /// `retention` is asked on every round, so a changed setting applies without a restart.
     /// Errors are logged and the loop goes on; the task ends only when aborted.
     pub fn spawn_maintenance(
         &self,
-        retention: Option<Duration>,
+        retention: impl Fn() -> Option<Duration> + Send + 'static,
         every: Duration,
     ) -> tokio::task::JoinHandle<()> {
         let store = self.clone();
@@ -111,7 +114,7 @@ impl Store {
             loop {
                 tick.tick().await;
                 let now = SystemTime::now();
-                if let Some(cutoff) = retention.and_then(|r| now.checked_sub(r)) {
+                if let Some(cutoff) = retention().and_then(|r| now.checked_sub(r)) {
                     match store.prune_logs(cutoff).await {
                         Ok(0) => {}
                         Ok(n) => tracing::info!(deleted = n, "pruned old request logs"),

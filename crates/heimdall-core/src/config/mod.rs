@@ -22,6 +22,7 @@ use crate::pricing::{Price, Pricing};
 mod admin;
 mod governance;
 mod observability;
+pub(crate) mod support;
 pub use admin::AdminAuth;
 pub use governance::{
     Budget, BudgetLine, Customer, FailMode, GovernanceConfig, GovernanceSettings, ProviderAccess,
@@ -253,11 +254,25 @@ pub struct Config {
     pub governance: GovernanceSettings,
     /// Human-readable notes about accepted-but-unsupported settings, logged once at start.
     pub warnings: Vec<String>,
+    /// Settings Heimdall does not implement that change security or billing, each naming its
+    /// path and what ignoring it would do: refused by [`Config::check_supported`] unless the
+    /// operator opts out.
+    pub unsupported: Vec<String>,
 }
 
 impl Config {
     pub fn provider(&self, name: &str) -> Option<&ProviderConfig> {
         self.providers.iter().find(|p| p.name == name)
+    }
+
+    /// `configured providers: a, b`, or that there is none: for errors about a provider a
+    /// request named.
+    pub fn configured_providers(&self) -> String {
+        if self.providers.is_empty() {
+            return "no provider is configured".into();
+        }
+        let names: Vec<&str> = self.providers.iter().map(|p| p.name.as_str()).collect();
+        format!("configured providers: {}", names.join(", "))
     }
 
     fn with_providers(providers: Vec<ProviderConfig>) -> Self {
@@ -284,7 +299,23 @@ impl Config {
                 ..GovernanceSettings::default()
             },
             warnings: Vec::new(),
+            unsupported: Vec::new(),
         }
+    }
+
+    /// Refuses a configuration with settings Heimdall would ignore although they change
+    /// security or billing (`unsupported`); the error names every one.
+    pub fn check_supported(&self) -> Result<(), ConfigError> {
+        if self.unsupported.is_empty() {
+            return Ok(());
+        }
+        Err(ConfigError {
+            path: "config".into(),
+            message: format!(
+                "settings that change security or billing are not supported by Heimdall yet:\n  - {}\nRemove them, or start with --allow-unsupported-config (HEIMDALL_ALLOW_UNSUPPORTED_CONFIG=true) to run without them",
+                self.unsupported.join("\n  - ")
+            ),
+        })
     }
 
     /// Carries the running state of `old` (key circuits, provider slots) over to keys and
@@ -345,11 +376,19 @@ impl Config {
         Self::with_providers(providers)
     }
 
-    /// Parses a Bifrost-layout `config.json`. `env` resolves `"env.VAR"` values.
+    /// Parses a Bifrost-layout `config.json`. `env` resolves `"env.VAR"` values. Errors speak
+    /// JSON's words for types (`a number`, not `f64`).
     pub fn from_json(
         text: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
+        Self::parse_json(text, env).map_err(|e| ConfigError {
+            message: support::json_words(&e.message),
+            ..e
+        })
+    }
+
+    fn parse_json(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let mut ignored = Vec::new();
         let de = &mut serde_json::Deserializer::from_str(text);
         let mut note_ignored = |path: serde_ignored::Path<'_>| ignored.push(path.to_string());
@@ -367,26 +406,40 @@ impl Config {
             }
         })?;
         let mut warnings: Vec<String> = Vec::new();
-        if !ignored.is_empty() {
-            warnings.push(format!(
-                "config fields accepted but not supported yet (ignored): {}",
-                ignored.join(", ")
-            ));
-        }
+        let mut unsupported: Vec<String> = Vec::new();
+        // The file again as plain JSON, to tell an ignored setting that is set from an empty
+        // one (Bifrost's exports carry `"mcp": null`, `"routing_rules": []`).
+        let tree: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+        sort_ignored(
+            "config fields",
+            ignored,
+            &tree,
+            &mut warnings,
+            &mut unsupported,
+        );
         let deny_empty_models = raw.version.unwrap_or(1) >= 2;
         let mut providers = Vec::new();
         let mut ignored = Vec::new();
         for (name, section) in raw.providers {
             // A custom provider is named at run time and clones a registered family.
-            let family = section
-                .pointer("/custom_provider_config/base_provider_type")
-                .and_then(serde_json::Value::as_str)
-                .unwrap_or(&name);
+            let custom = section.pointer("/custom_provider_config/base_provider_type");
+            let family = custom.and_then(serde_json::Value::as_str).unwrap_or(&name);
             let Some(factory) = heimdall_providers::factory(family) else {
-                warnings.push(format!(
-                    "provider `{name}` (family `{family}`) is not supported yet; ignored"
-                ));
-                continue;
+                let path = if custom.is_some() {
+                    format!("providers.{name}.custom_provider_config.base_provider_type")
+                } else {
+                    format!("providers.{name}")
+                };
+                if support::is_bifrost_only_provider(family) {
+                    unsupported.push(format!(
+                        "{path}: provider `{family}` is not supported yet; requests for it would fail"
+                    ));
+                    continue;
+                }
+                return Err(ConfigError {
+                    path,
+                    message: support::unknown_provider(family, &known_providers()),
+                });
             };
             if family != name && section.pointer("/network_config/base_url").is_none() {
                 return Err(ConfigError {
@@ -404,12 +457,13 @@ impl Config {
                 &mut ignored,
             )?);
         }
-        if !ignored.is_empty() {
-            warnings.push(format!(
-                "provider fields accepted but not supported yet (ignored): {}",
-                ignored.join(", ")
-            ));
-        }
+        sort_ignored(
+            "provider fields",
+            ignored,
+            &tree,
+            &mut warnings,
+            &mut unsupported,
+        );
         // Registry order, then custom providers by name, so listings and logs are stable.
         let order = |p: &ProviderConfig| {
             let position = heimdall_providers::factories()
@@ -502,14 +556,17 @@ impl Config {
         )?;
         config.pricing = Pricing::new(raw.pricing);
         config.admin_auth = admin::parse(client.admin_auth, env, &mut warnings)?;
-        let plugins = observability::plugins(raw.plugins, env, &mut warnings)?;
+        let mut plugins = observability::plugins(raw.plugins, env, &mut warnings)?;
+        unsupported.append(&mut plugins.unsupported);
         config.otel = plugins.otel;
         config.cache = plugins
             .cache
             .map(|(i, cache)| config.check_cache(i, cache))
             .transpose()?;
         config.check_fallbacks(&mut warnings)?;
+        config.check_access_providers()?;
         config.warnings = warnings;
+        config.unsupported = unsupported;
         Ok(config)
     }
 }
@@ -538,6 +595,33 @@ impl Config {
             }
         }
         Ok(cache)
+    }
+
+    /// Every provider a virtual key names is one Heimdall knows (a misspelt name would allow
+    /// nothing, silently).
+    fn check_access_providers(&self) -> Result<(), ConfigError> {
+        for (i, vk) in self.governance.entities.virtual_keys.iter().enumerate() {
+            for (j, access) in vk.provider_configs.iter().enumerate() {
+                let name = access.provider.as_str();
+                if heimdall_providers::factory(name).is_some()
+                    || self.provider(name).is_some()
+                    || support::is_bifrost_only_provider(name)
+                {
+                    continue;
+                }
+                let mut known = known_providers();
+                for p in &self.providers {
+                    if !known.contains(&p.name.as_str()) {
+                        known.push(&p.name);
+                    }
+                }
+                return Err(ConfigError {
+                    path: format!("governance.virtual_keys[{i}].provider_configs[{j}].provider"),
+                    message: support::unknown_provider(name, &known),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Every configured fallback names a model the gateway can route; one whose provider is
@@ -602,6 +686,41 @@ impl Default for MediaFetchConfig {
             timeout: Duration::from_secs(10),
             max_redirects: 3,
         }
+    }
+}
+
+/// The provider families Heimdall implements, in registry order.
+pub(crate) fn known_providers() -> Vec<&'static str> {
+    heimdall_providers::factories()
+        .iter()
+        .map(|f| f.name)
+        .collect()
+}
+
+/// Splits the settings the reader ignored into those harmless to ignore (one warning) and
+/// those that change security or billing (`unsupported`, each with the reason). An empty
+/// value (`null`, `false`, `[]`, `{}`, `""`) asks for nothing, so ignoring it is harmless.
+fn sort_ignored(
+    what: &str,
+    ignored: Vec<String>,
+    tree: &serde_json::Value,
+    warnings: &mut Vec<String>,
+    unsupported: &mut Vec<String>,
+) {
+    let mut harmless = Vec::new();
+    for path in ignored {
+        let why =
+            support::security_or_billing(&path).filter(|_| !support::is_empty_at(tree, &path));
+        match why {
+            Some(why) => unsupported.push(format!("{path}: {why}")),
+            None => harmless.push(path),
+        }
+    }
+    if !harmless.is_empty() {
+        warnings.push(format!(
+            "{what} accepted but not supported yet (ignored): {}",
+            harmless.join(", ")
+        ));
     }
 }
 
@@ -1086,6 +1205,112 @@ mod tests {
     }
 
     #[test]
+    fn settings_that_change_security_or_billing_are_unsupported_unless_empty() {
+        let cfg = Config::from_json(
+            r#"{"mcp": {"client_configs": [{"name": "fs"}]}, "routing_rules": [],
+                "encryption_key": "", "websocket": {"enabled": true},
+                "client": {"allowed_origins": ["https://a.example"], "prometheus_labels": ["x"]},
+                "providers": {"openai": {"keys": [{"value": "k"}],
+                                         "proxy_config": {"type": "http", "url": "http://p"}}},
+                "plugins": [{"name": "guardrails", "enabled": true, "config": {}},
+                            {"name": "telemetry", "enabled": true, "config": {}},
+                            {"name": "maxim", "enabled": false, "config": {}}]}"#,
+            &env,
+        )
+        .unwrap();
+        let refused = cfg.unsupported.join("\n");
+        for path in [
+            "mcp",
+            "client.allowed_origins",
+            "providers.openai.proxy_config",
+            "plugin `guardrails`",
+        ] {
+            assert!(refused.contains(path), "{path} not in {refused}");
+        }
+        let warned = cfg.warnings.join("\n");
+        for path in [
+            "routing_rules",
+            "encryption_key",
+            "websocket",
+            "client.prometheus_labels",
+            "plugin `telemetry`",
+        ] {
+            assert!(
+                warned.contains(path) && !refused.contains(path),
+                "{path}: {warned} / {refused}"
+            );
+        }
+        let err = cfg.check_supported().unwrap_err().to_string();
+        assert!(
+            err.contains("mcp") && err.contains("--allow-unsupported-config"),
+            "{err}"
+        );
+        let plain = Config::from_json(r#"{"routing_rules": []}"#, &env).unwrap();
+        assert!(plain.check_supported().is_ok());
+    }
+
+    #[test]
+    fn a_misspelt_provider_is_refused_with_the_nearest_name() {
+        let err = Config::from_json(
+            r#"{"providers": {"opnai": {"keys": [{"value": "k"}]}}}"#,
+            &env,
+        )
+        .unwrap_err();
+        assert_eq!(err.path, "providers.opnai");
+        assert!(err.message.contains("did you mean `openai`?"), "{err}");
+        assert!(err.message.contains("known: anthropic, openai"), "{err}");
+        let err = Config::from_json(
+            r#"{"providers": {"mine": {"keys": [{"value": "k"}], "network_config": {"base_url": "http://x"},
+                "custom_provider_config": {"base_provider_type": "antropic"}}}}"#,
+            &env,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.path,
+            "providers.mine.custom_provider_config.base_provider_type"
+        );
+        assert!(err.message.contains("did you mean `anthropic`?"), "{err}");
+        let err = Config::from_json(
+            r#"{"governance": {"virtual_keys": [{"id": "k", "value": "sk-bf-k",
+                "provider_configs": [{"provider": "opnai"}]}]}}"#,
+            &env,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.path,
+            "governance.virtual_keys[0].provider_configs[0].provider"
+        );
+        assert!(err.message.contains("did you mean `openai`?"), "{err}");
+        // Bifrost's own providers that Heimdall lacks are unsupported, not typos.
+        let cfg = Config::from_json(
+            r#"{"providers": {"cohere": {"keys": [{"value": "k"}]}}}"#,
+            &env,
+        )
+        .unwrap();
+        assert!(cfg.unsupported.join("").contains("providers.cohere"));
+    }
+
+    #[test]
+    fn type_errors_speak_json() {
+        let err = Config::from_json(
+            r#"{"providers": {"openai": {"keys": [{"value": "k", "weight": "heavy"}]}}}"#,
+            &env,
+        )
+        .unwrap_err();
+        assert_eq!(err.path, "providers.openai.keys[0].weight");
+        assert!(err.message.ends_with("expected a number"), "{err}");
+        let err =
+            Config::from_json(r#"{"client": {"max_request_body_size_mb": -1}}"#, &env).unwrap_err();
+        assert!(
+            err.message.contains("expected a whole number of 0 or more"),
+            "{err}"
+        );
+        let err =
+            Config::from_json(r#"{"providers": {"openai": {"keys": {}}}}"#, &env).unwrap_err();
+        assert!(err.message.contains("object, expected an array"), "{err}");
+    }
+
+    #[test]
     fn bifrost_governance_fields_heimdall_does_not_use_are_named_not_fatal() {
         let cfg = Config::from_json(
             r#"{"governance": {
@@ -1100,10 +1325,12 @@ mod tests {
         for field in [
             "governance.routing_rules",
             "governance.virtual_keys.0.mcp_configs",
-            "access_profile_id",
         ] {
             assert!(all.contains(field), "{field} not in {all}");
         }
+        // Set, it would restrict the key: refused unless the operator opts out.
+        let refused = cfg.unsupported.join("\n");
+        assert!(refused.contains("access_profile_id"), "{refused}");
     }
 
     #[test]

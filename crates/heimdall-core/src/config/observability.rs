@@ -232,6 +232,9 @@ pub(super) struct Plugins {
     pub otel: Option<OtelConfig>,
     /// With its place in the list, for errors found once providers are known.
     pub cache: Option<(usize, heimdall_cache::CacheConfig)>,
+    /// Enabled plugins Heimdall does not implement whose absence changes what is allowed or
+    /// billed (see `support`).
+    pub unsupported: Vec<String>,
 }
 
 /// Reads `plugins`: the `otel` and `semantic_cache` plugins' settings; other plugins are
@@ -259,10 +262,14 @@ pub(super) fn plugins(
             continue;
         }
         if plugin.name != "otel" {
-            warnings.push(format!(
+            let note = format!(
                 "plugins[{i}]: plugin `{}` is not supported yet; ignored",
                 plugin.name
-            ));
+            );
+            match super::support::unsupported_plugin(&plugin.name) {
+                Some(why) => found.unsupported.push(format!("{note} ({why})")),
+                None => warnings.push(note),
+            }
             continue;
         }
         let at = |field: &str| format!("plugins[{i}].config.{field}");

@@ -256,13 +256,19 @@ fn error_response(status: StatusCode, message: &str, request_id: &str) -> Respon
         message,
         Some(request_id),
     );
-    (
+    let mut res = (
         status,
         [(header::CONTENT_TYPE, "application/json")],
         Body::from(body),
     )
-        .into_response()
+        .into_response();
+    res.extensions_mut().insert(Cause(message.to_owned()));
+    res
 }
+
+/// Why a request failed, carried on its error answer to the edge's log line.
+#[derive(Clone)]
+pub(crate) struct Cause(pub(crate) String);
 
 /// The same answer as raw HTTP/1.1 bytes, to replace hyper's own bare error answers.
 fn error_bytes(status: StatusCode, message: &str) -> Bytes {

@@ -17,8 +17,8 @@ use axum::body::Body;
 use axum::response::Response;
 use axum::routing::future::RouteFuture;
 use bytes::Bytes;
-use heimdall_core::Gateway;
-use http::{HeaderValue, Method, Request, StatusCode, Version, header};
+use heimdall_core::{Gateway, RecordedFlag};
+use http::{HeaderValue, Method, Request, StatusCode, Uri, Version, header};
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use tokio::time::{Instant, Sleep};
 
@@ -80,6 +80,8 @@ impl hyper::service::Service<Request<Incoming>> for EdgeService {
         let request_id = Gateway::new_request_id();
         let id_header = HeaderValue::from_str(&request_id).ok();
         let method = req.method().clone();
+        let uri = req.uri().clone();
+        let recorded = RecordedFlag::default();
         let stage = match self.refusal(&req, &request_id) {
             Some(res) => Stage::Refused { res },
             None => {
@@ -96,6 +98,7 @@ impl hyper::service::Service<Request<Incoming>> for EdgeService {
                     })
                 });
                 req.extensions_mut().insert(RequestId(request_id));
+                req.extensions_mut().insert(recorded.clone());
                 // The router is an `Arc`; the clone is how tower services are called by
                 // shared reference (hyper-util's own adapter does the same).
                 let mut app = self.app.clone();
@@ -111,6 +114,44 @@ impl hyper::service::Service<Request<Incoming>> for EdgeService {
             guard: Some(guard),
             method,
             id_header,
+            line: UnrecordedLine {
+                uri,
+                recorded,
+                started: Instant::now(),
+            },
+        }
+    }
+}
+
+/// What the edge needs for the log line of a request that got no record (refused before
+/// routing, an unknown route, a model listing, an async poll): records write their own.
+struct UnrecordedLine {
+    uri: Uri,
+    recorded: RecordedFlag,
+    started: Instant,
+}
+
+impl UnrecordedLine {
+    fn write(&self, method: &Method, res: &Response, request_id: Option<&str>) {
+        if self.recorded.is_raised() {
+            return;
+        }
+        let status = res.status().as_u16();
+        let path = self.uri.path();
+        let elapsed_ms = self.started.elapsed().as_secs_f64() * 1e3;
+        let error = res.extensions().get::<super::Cause>().map(|c| c.0.as_str());
+        let request_id = request_id.unwrap_or("-");
+        macro_rules! emit {
+            ($level:ident, $msg:literal) => {
+                tracing::$level!(request_id, %method, path, status, elapsed_ms, error, $msg)
+            };
+        }
+        // Probes and scrapes arrive every few seconds; they would drown the requests.
+        let routine = matches!(path, "/health" | "/metrics") && status < 400;
+        match (routine, status >= 400) {
+            (true, _) => emit!(debug, "request completed"),
+            (false, false) => emit!(info, "request completed"),
+            (false, true) => emit!(info, "request failed"),
         }
     }
 }
@@ -124,6 +165,7 @@ pin_project_lite::pin_project! {
         guard: Option<ActiveGuard>,
         method: Method,
         id_header: Option<HeaderValue>,
+        line: UnrecordedLine,
     }
 }
 
@@ -164,6 +206,11 @@ impl Future for EdgeFuture {
                 StageProj::Shaping { fut } => break ready!(fut.as_mut().poll(cx)),
             }
         };
+        this.line.write(
+            this.method,
+            &res,
+            this.id_header.as_ref().and_then(|v| v.to_str().ok()),
+        );
         if let Some(id) = this.id_header.take() {
             // A name built at compile time; a `&str` name is parsed on every insert.
             const REQUEST_ID: http::HeaderName = http::HeaderName::from_static("request-id");

@@ -1,0 +1,495 @@
+//! Providers and client settings through the admin API (`/api/providers`, `/api/config`):
+//! changes apply to the running gateway at once, key values never come back, changes persist
+//! in the config store across a restart (SQLite and PostgreSQL), config.json's reload keeps
+//! the API's edits of what the file did not change, and an open stream outlives a change.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{CLAUDE, GPT, PgDatabase, bin, config, request, terminate};
+use heimdall_testkit::{GatewayProcess, MockOptions, MockServer};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+/// Long enough to be redacted with a head and a tail; never to appear in an answer.
+const SECRET: &str = "sk-admin-api-0123456789abcdef";
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Anthropic from the file; OpenAI left to the API.
+fn anthropic_only(mock: &MockServer, tweak: impl FnOnce(&mut Value)) -> Value {
+    config(&mock.base_url(), |c| {
+        c["providers"].as_object_mut().unwrap().remove("openai");
+        tweak(c);
+    })
+}
+
+async fn start(cfg: &Value) -> GatewayProcess {
+    GatewayProcess::start(
+        bin(),
+        Some(cfg),
+        &[],
+        &["--shutdown-grace-seconds", "2", "--config-poll-ms", "100"],
+    )
+    .await
+    .unwrap()
+}
+
+/// Calls the admin API; answers the status and the body's text (every answer is checked for
+/// the secret by the callers through [`no_secret`]).
+async fn call(method: Method, base: &str, path: &str, body: Option<Value>) -> (u16, String) {
+    let mut req = heimdall_testkit::http_client().request(method, format!("{base}{path}"));
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let res = req.send().await.unwrap();
+    (res.status().as_u16(), res.text().await.unwrap())
+}
+
+fn no_secret(text: &str) -> Value {
+    assert!(!text.contains(SECRET), "the key value came back: {text}");
+    assert!(!text.contains("0123456789abcdef"), "{text}");
+    serde_json::from_str(text).unwrap_or(Value::Null)
+}
+
+async fn api(method: Method, base: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let (s, text) = call(method, base, path, body).await;
+    (s, no_secret(&text))
+}
+
+fn openai(mock: &MockServer) -> Value {
+    json!({"provider": "openai",
+           "keys": [{"name": "api", "value": SECRET, "models": ["*"], "weight": 1}],
+           "network_config": {"base_url": mock.base_url(), "max_retries": 1},
+           "concurrency_and_buffer_size": {"concurrency": 4, "buffer_size": 8}})
+}
+
+/// Sends `model` a request with an `anthropic-beta` header; answers its status and what the
+/// mock received.
+async fn infer(
+    base: &str,
+    mock: &MockServer,
+    model: &str,
+) -> (u16, Option<heimdall_testkit::RecordedRequest>) {
+    let tag = format!(
+        "tag-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let res = heimdall_testkit::http_client()
+        .post(format!("{base}/anthropic/v1/messages"))
+        .header("anthropic-version", "2023-06-01")
+        .header("anthropic-beta", "test-beta-2025-01-01")
+        .json(&request(model, &tag, false))
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let seen = mock
+        .requests()
+        .into_iter()
+        .find(|r| r.body.to_string().contains(&tag));
+    (status, seen)
+}
+
+#[tokio::test]
+async fn a_provider_created_through_the_api_serves_at_once_and_its_key_never_shows() {
+    let mock = MockServer::start(MockOptions::default()).await.unwrap();
+    let gw = start(&anthropic_only(&mock, |_| {})).await;
+    let base = gw.base_url();
+
+    let (s, _) = infer(base, &mock, GPT).await;
+    assert_ne!(s, 200, "openai is not configured yet");
+
+    let (s, created) = api(Method::POST, base, "/api/providers", Some(openai(&mock))).await;
+    assert_eq!(s, 201, "{created}");
+    assert_eq!(created["name"], "openai");
+    assert_eq!(created["keys"][0]["value"], "sk-…cdef");
+    assert_eq!(created["concurrency_and_buffer_size"]["concurrency"], 4);
+
+    let (s, seen) = infer(base, &mock, GPT).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        seen.unwrap().header("authorization"),
+        Some(format!("Bearer {SECRET}").as_str())
+    );
+
+    let (s, list) = api(Method::GET, base, "/api/providers", None).await;
+    assert_eq!(s, 200);
+    assert_eq!(list["total"], 2, "{list}");
+    let (s, one) = api(Method::GET, base, "/api/providers/openai", None).await;
+    assert_eq!(s, 200);
+    assert_eq!(one["keys"][0]["name"], "api");
+
+    // What was read goes back changed elsewhere: the redacted value keeps the stored key.
+    let mut changed = one.clone();
+    changed["keys"][0]["weight"] = json!(3);
+    changed["network_config"]["max_retries"] = json!(2);
+    let (s, updated) = api(Method::PUT, base, "/api/providers/openai", Some(changed)).await;
+    assert_eq!(s, 200, "{updated}");
+    assert_eq!(updated["keys"][0]["weight"], 3);
+    let (s, seen) = infer(base, &mock, GPT).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        seen.unwrap().header("authorization"),
+        Some(format!("Bearer {SECRET}").as_str())
+    );
+
+    // Refusals: each says what and where.
+    let (s, e) = api(Method::POST, base, "/api/providers", Some(openai(&mock))).await;
+    assert_eq!(s, 409, "{e}");
+    let mut bad = openai(&mock);
+    bad["provider"] = json!("groq");
+    bad["keys"][0]["weight"] = json!(-1);
+    let (s, e) = api(Method::POST, base, "/api/providers", Some(bad)).await;
+    assert_eq!(s, 400, "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("providers.groq.keys[0].weight"),
+        "{e}"
+    );
+    let (s, e) = api(
+        Method::POST,
+        base,
+        "/api/providers",
+        Some(json!({"provider": "no-such-family", "keys": []})),
+    )
+    .await;
+    assert_eq!(s, 400, "{e}");
+    let (s, e) = api(
+        Method::PUT,
+        base,
+        "/api/providers/openai",
+        Some(json!({"keys": [{"name": "new-key-without-value"}]})),
+    )
+    .await;
+    assert_eq!(s, 400, "{e}");
+    // A setting Heimdall would ignore although it changes security is refused.
+    let mut proxied = openai(&mock);
+    proxied["provider"] = json!("groq");
+    proxied["proxy_config"] = json!({"type": "http", "url": "http://127.0.0.1:9"});
+    let (s, e) = api(Method::POST, base, "/api/providers", Some(proxied)).await;
+    assert_eq!(s, 400, "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("proxy_config"),
+        "{e}"
+    );
+    for method in [Method::GET, Method::PUT, Method::DELETE] {
+        let body = (method == Method::PUT).then(|| json!({"keys": []}));
+        let (s, e) = api(method.clone(), base, "/api/providers/mistral", body).await;
+        assert_eq!(s, 404, "{method} {e}");
+    }
+
+    let (s, doc) = api(Method::GET, base, "/api/openapi.json", None).await;
+    assert_eq!(s, 200);
+    for path in ["/api/providers", "/api/providers/{provider}", "/api/config"] {
+        assert!(doc["paths"][path].is_object(), "{path}");
+    }
+
+    let (s, _) = api(Method::DELETE, base, "/api/providers/openai", None).await;
+    assert_eq!(s, 204);
+    let (s, _) = infer(base, &mock, GPT).await;
+    assert_ne!(s, 200);
+    let (s, _) = infer(base, &mock, CLAUDE).await;
+    assert_eq!(s, 200);
+    assert!(!gw.output().contains(SECRET), "the key value was logged");
+}
+
+#[tokio::test]
+async fn an_allowlist_set_through_the_api_forwards_anthropic_beta() {
+    let mock = MockServer::start(MockOptions::default()).await.unwrap();
+    let gw = start(&anthropic_only(&mock, |_| {})).await;
+    let base = gw.base_url();
+    let (_, seen) = infer(base, &mock, CLAUDE).await;
+    assert_eq!(seen.unwrap().header("anthropic-beta"), None);
+
+    let (s, settings) = api(
+        Method::PUT,
+        base,
+        "/api/config",
+        Some(json!({"client_config": {
+            "header_filter_config": {"allowlist": ["anthropic-beta"]},
+            "log_retention_days": 7
+        }})),
+    )
+    .await;
+    assert_eq!(s, 200, "{settings}");
+    let c = &settings["client_config"];
+    assert_eq!(
+        c["header_filter_config"]["allowlist"],
+        json!(["anthropic-beta"])
+    );
+    assert_eq!(c["log_retention_days"], 7);
+    assert_eq!(c["max_request_body_size_mb"], 100);
+
+    let (s, seen) = infer(base, &mock, CLAUDE).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        seen.unwrap().header("anthropic-beta"),
+        Some("test-beta-2025-01-01")
+    );
+    let (_, now) = api(Method::GET, base, "/api/config", None).await;
+    assert_eq!(now, settings);
+
+    for (body, needle) in [
+        (
+            json!({"client_config": {"max_request_body_size_mb": 0}}),
+            "client.max_request_body_size_mb",
+        ),
+        (
+            json!({"client_config": {"header_filter_config": {"allowlist": ["bad header"]}}}),
+            "client.header_filter_config.allowlist[0]",
+        ),
+        (
+            json!({"client_config": {"no_such_setting": 1}}),
+            "no_such_setting",
+        ),
+        (
+            json!({"client_config": {"allow_direct_keys": "yes"}}),
+            "allow_direct_keys",
+        ),
+    ] {
+        let (s, e) = api(Method::PUT, base, "/api/config", Some(body.clone())).await;
+        assert_eq!(s, 400, "{body}: {e}");
+        assert!(
+            e["error"]["message"].as_str().unwrap().contains(needle),
+            "{body}: {e}"
+        );
+    }
+    // Nothing of a refused change applied.
+    let (_, after) = api(Method::GET, base, "/api/config", None).await;
+    assert_eq!(after, settings);
+
+    // A virtual key required on inference applies at once too.
+    let (s, _) = api(
+        Method::PUT,
+        base,
+        "/api/config",
+        Some(json!({"client_config": {"enforce_auth_on_inference": true}})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, _) = infer(base, &mock, CLAUDE).await;
+    assert_eq!(s, 401);
+}
+
+/// Sets settings and adds OpenAI through `first`, stops it, and checks that `second` (same
+/// config store) starts with both.
+async fn changes_survive_a_restart(mock: &MockServer, cfg: Value) {
+    let first = start(&cfg).await;
+    let (s, _) = api(
+        Method::POST,
+        first.base_url(),
+        "/api/providers",
+        Some(openai(mock)),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let (s, _) = api(
+        Method::PUT,
+        first.base_url(),
+        "/api/config",
+        Some(json!({"client_config": {
+            "header_filter_config": {"allowlist": ["anthropic-beta"]},
+            "drop_excess_requests": true
+        }})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    terminate(&first);
+    let mut first = first;
+    first.wait_exit(WAIT).await.unwrap();
+
+    let second = start(&cfg).await;
+    let base = second.base_url();
+    let (_, settings) = api(Method::GET, base, "/api/config", None).await;
+    assert_eq!(
+        settings["client_config"]["header_filter_config"]["allowlist"],
+        json!(["anthropic-beta"]),
+        "{settings}"
+    );
+    assert_eq!(settings["client_config"]["drop_excess_requests"], true);
+    let (s, seen) = infer(base, mock, GPT).await;
+    assert_eq!(s, 200);
+    let seen = seen.unwrap();
+    assert_eq!(
+        seen.header("authorization"),
+        Some(format!("Bearer {SECRET}").as_str())
+    );
+    let (_, seen) = infer(base, mock, CLAUDE).await;
+    assert_eq!(
+        seen.unwrap().header("anthropic-beta"),
+        Some("test-beta-2025-01-01")
+    );
+}
+
+#[tokio::test]
+async fn changes_survive_a_restart_on_sqlite() {
+    let mock = MockServer::start(MockOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = json!({"type": "sqlite", "config": {"path": dir.path().join("config.db")}});
+    let cfg = anthropic_only(&mock, |c| c["config_store"] = store);
+    changes_survive_a_restart(&mock, cfg).await;
+}
+
+#[tokio::test]
+async fn changes_survive_a_restart_on_postgres() {
+    let mock = MockServer::start(MockOptions::default()).await.unwrap();
+    let db = PgDatabase::create();
+    let cfg = anthropic_only(&mock, |c| c["config_store"] = db.logs_store());
+    changes_survive_a_restart(&mock, cfg).await;
+}
+
+/// Rewrites config.json the way editors do (a new file renamed over the old).
+fn replace_config(gw: &GatewayProcess, cfg: &Value) {
+    let tmp = gw.app_dir().join(".config.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(cfg).unwrap()).unwrap();
+    std::fs::rename(&tmp, gw.app_dir().join("config.json")).unwrap();
+}
+
+async fn wait_reloads(gw: &GatewayProcess, n: usize) {
+    let deadline = Instant::now() + WAIT;
+    while gw.output().matches("configuration reloaded").count() < n {
+        assert!(
+            Instant::now() < deadline,
+            "no reload; log:\n{}",
+            gw.output()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_file_reload_keeps_api_edits_and_takes_what_the_file_changed() {
+    let mock = MockServer::start(MockOptions::default()).await.unwrap();
+    let file = anthropic_only(&mock, |c| {
+        c["client"] = json!({"header_filter_config": {"allowlist": ["x-from-file"]}});
+    });
+    let gw = start(&file).await;
+    let base = gw.base_url();
+    let (s, _) = api(
+        Method::PUT,
+        base,
+        "/api/config",
+        Some(json!({"client_config": {"header_filter_config": {"allowlist": ["anthropic-beta"]}}})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, _) = api(Method::POST, base, "/api/providers", Some(openai(&mock))).await;
+    assert_eq!(s, 201);
+
+    // The file changes elsewhere: the API's allowlist and provider stay.
+    let mut edited = file.clone();
+    edited["client"]["drop_excess_requests"] = json!(true);
+    replace_config(&gw, &edited);
+    wait_reloads(&gw, 1).await;
+    let (_, settings) = api(Method::GET, base, "/api/config", None).await;
+    let c = &settings["client_config"];
+    assert_eq!(
+        c["header_filter_config"]["allowlist"],
+        json!(["anthropic-beta"])
+    );
+    assert_eq!(c["drop_excess_requests"], true);
+    assert_eq!(infer(base, &mock, GPT).await.0, 200);
+
+    // The file changes the allowlist itself: the file's now applies, and the log says so.
+    edited["client"]["header_filter_config"] = json!({"allowlist": ["x-file-again"]});
+    replace_config(&gw, &edited);
+    wait_reloads(&gw, 2).await;
+    let (_, settings) = api(Method::GET, base, "/api/config", None).await;
+    assert_eq!(
+        settings["client_config"]["header_filter_config"]["allowlist"],
+        json!(["x-file-again"])
+    );
+    assert!(
+        gw.output().contains("admin API had changed too"),
+        "{}",
+        gw.output()
+    );
+    assert_eq!(infer(base, &mock, GPT).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_stream_finishes_across_changes() {
+    let mock = MockServer::start(MockOptions::default()).await.unwrap();
+    let gw = start(&anthropic_only(&mock, |_| {})).await;
+    let base = gw.base_url().to_owned();
+    let res = heimdall_testkit::http_client()
+        .post(format!("{base}/anthropic/v1/messages"))
+        .header("anthropic-version", "2023-06-01")
+        .json(&request(CLAUDE, "a long one [[mock:hold_open 1500]]", true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    // The stream is open (its headers came); change providers and settings meanwhile.
+    let (s, _) = api(Method::POST, &base, "/api/providers", Some(openai(&mock))).await;
+    assert_eq!(s, 201);
+    let mut anthropic = api(Method::GET, &base, "/api/providers/anthropic", None)
+        .await
+        .1;
+    anthropic["network_config"]["max_retries"] = json!(3);
+    let (s, _) = api(
+        Method::PUT,
+        &base,
+        "/api/providers/anthropic",
+        Some(anthropic),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, _) = api(
+        Method::PUT,
+        &base,
+        "/api/config",
+        Some(json!({"client_config": {"drop_excess_requests": true}})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let events = common::stream_events(res).await;
+    common::assert_grammar(&events, false);
+}
+
+#[tokio::test]
+async fn instances_sharing_a_postgres_store_take_each_other_s_changes() {
+    let mock = MockServer::start(MockOptions::default()).await.unwrap();
+    let db = PgDatabase::create();
+    let cfg = anthropic_only(&mock, |c| c["config_store"] = db.logs_store());
+    let (a, b) = (start(&cfg).await, start(&cfg).await);
+    let (s, _) = api(
+        Method::POST,
+        a.base_url(),
+        "/api/providers",
+        Some(openai(&mock)),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let (s, _) = api(
+        Method::PUT,
+        a.base_url(),
+        "/api/config",
+        Some(json!({"client_config": {"header_filter_config": {"allowlist": ["anthropic-beta"]}}})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    // The other instance polls the store's revision.
+    let deadline = Instant::now() + WAIT;
+    while infer(b.base_url(), &mock, GPT).await.0 != 200 {
+        assert!(Instant::now() < deadline, "{}", b.output());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, seen) = infer(b.base_url(), &mock, CLAUDE).await;
+    assert_eq!(
+        seen.unwrap().header("anthropic-beta"),
+        Some("test-beta-2025-01-01")
+    );
+    assert!(b.output().contains("reloaded from the config store"));
+}
