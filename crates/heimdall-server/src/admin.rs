@@ -4,7 +4,7 @@
 //! it applies to the next request.
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use base64::Engine as _;
@@ -16,12 +16,19 @@ use crate::App;
 use crate::api::{ApiErrorKind, api_error};
 
 pub async fn require(State(app): State<App>, req: Request, next: Next) -> Response {
+    // Logging in is how a browser gets credentials: the handler checks them itself.
+    if req.method() == Method::POST && req.uri().path() == "/api/session" {
+        return next.run(req).await;
+    }
     let refused = {
         let config = app.gateway.config();
         config
             .admin_auth
             .as_ref()
-            .filter(|auth| !authorized(auth, req.headers().get(header::AUTHORIZATION)))
+            .filter(|auth| {
+                !authorized(auth, req.headers().get(header::AUTHORIZATION))
+                    && !ui_session(auth, req.headers())
+            })
             .map(challenge)
     };
     match refused {
@@ -33,14 +40,35 @@ pub async fn require(State(app): State<App>, req: Request, next: Next) -> Respon
                 ApiErrorKind::Authentication,
                 "the admin API needs valid credentials (client.admin_auth)",
             );
-            res.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static(challenge),
-            );
+            // A browser answers a `Basic` challenge with its own password dialog, even to
+            // a script's request: the web UI (which says so in `UI_HEADER`) gets the scheme
+            // in a header of its own instead, and shows its login page.
+            let (name, value) = if req.headers().contains_key(UI_HEADER) {
+                let scheme = challenge.split(' ').next().unwrap_or(challenge);
+                (HeaderName::from_static(UI_AUTH_HEADER), scheme)
+            } else {
+                (header::WWW_AUTHENTICATE, challenge)
+            };
+            res.headers_mut()
+                .insert(name, HeaderValue::from_static(value));
             res
         }
     }
 }
+
+/// Whether the request is the web UI's with a live session. The cookie counts only beside
+/// `UI_HEADER`: a page of another origin cannot add a custom header without the browser
+/// asking this server first (CORS), which it never allows, so no other page, not even one of
+/// the same site (another port of `127.0.0.1`, where `SameSite` does not apply), can act with
+/// the browser's session.
+fn ui_session(auth: &AdminAuth, headers: &axum::http::HeaderMap) -> bool {
+    headers.contains_key(UI_HEADER) && crate::ui::session::valid(auth, headers)
+}
+
+/// Sent by the web UI's requests.
+pub const UI_HEADER: &str = "x-heimdall-ui";
+/// The scheme of a refusal answered to the web UI (`Basic` or `Bearer`).
+pub const UI_AUTH_HEADER: &str = "x-heimdall-auth";
 
 fn challenge(auth: &AdminAuth) -> &'static str {
     match auth {

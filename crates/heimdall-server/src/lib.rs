@@ -21,5 +21,6 @@ mod reload;
 mod routes;
 pub mod run;
 mod settings_api;
+mod ui;
 
 pub use routes::{App, router};

@@ -2,7 +2,8 @@
 //! built from the one list in [`api`], so that neither can drift from the other: a route is
 //! added there as `.routes(routes!(handler))`, and its handler's `#[utoipa::path]` (path,
 //! parameters, answers) is its part of the document. Every route of the list is behind
-//! `client.admin_auth` (`crate::admin`), which the document states for each operation.
+//! `client.admin_auth` (`crate::admin`), which the document states for each operation, except
+//! the login itself (`POST /api/session`).
 
 use std::sync::LazyLock;
 
@@ -41,6 +42,8 @@ use crate::governance_api as gov;
             rate limits, kept in the config store"),
         (name = "cache", description = "The semantic cache's entries (`semantic_cache` plugin)"),
         (name = "meta", description = "Metrics and the API's own description"),
+        (name = "session", description = "Browser sessions of the web UI: log in with \
+            `client.admin_auth`'s credentials for a session cookie"),
     ),
     security(("basic" = []), ("bearer" = [])),
     modifiers(&SecuritySchemes),
@@ -95,6 +98,11 @@ fn api() -> OpenApiRouter<App> {
         ))
         .routes(routes!(crate::api::list_logs))
         .routes(routes!(crate::api::get_log))
+        .routes(routes!(crate::ui::timeseries::timeseries))
+        .routes(routes!(
+            crate::ui::session::create,
+            crate::ui::session::delete
+        ))
         .routes(routes!(gov::virtual_keys::list, gov::virtual_keys::create))
         .routes(routes!(
             gov::virtual_keys::get,
@@ -232,10 +240,12 @@ mod tests {
                 "/api/governance/virtual-keys",
                 "/api/governance/virtual-keys/{id}",
                 "/api/logs",
+                "/api/logs/timeseries",
                 "/api/logs/{id}",
                 "/api/openapi.json",
                 "/api/providers",
                 "/api/providers/{provider}",
+                "/api/session",
                 "/metrics"
             ]
         );
@@ -262,6 +272,11 @@ mod tests {
             "Provider",
             "ProviderSection",
             "ClientConfig",
+            "LogTimeSeries",
+            "Bucket",
+            "TopEntry",
+            "Login",
+            "SessionInfo",
         ] {
             assert!(schemas.contains_key(name), "{name} missing");
         }

@@ -67,6 +67,7 @@ pub fn router(app: App) -> Router {
     let routes = Router::new()
         .nest("/anthropic", anthropic)
         .merge(crate::openapi::router(&app))
+        .merge(crate::ui::router())
         .route("/health", get(health))
         .fallback(not_found)
         .with_state(app);

@@ -13,6 +13,7 @@ mod config_entries;
 mod governance;
 mod jobs;
 mod query;
+mod timeseries;
 mod writer;
 
 use std::path::Path;
@@ -30,6 +31,7 @@ pub use config_entries::{ConfigEntry, ConfigKind, Reconciled, reconcile};
 pub use governance::{EntityKind, SavedCounter};
 pub use jobs::{Job, JobResult, JobState, NewJob};
 pub use query::{LogEntry, LogPage, LogQuery, LogStats, Pagination};
+pub use timeseries::{Bucket, SeriesQuery, TimeSeries, TopEntry};
 pub use writer::{Closed, DEFAULT_QUEUE, DEFAULT_QUEUE_CONTENT_BYTES, LogWriter, WriterHandle};
 
 /// Runs `$body` against the store's database with `$DB` naming the engine's sqlx database
