@@ -332,10 +332,11 @@ pub(crate) fn api_error(status: StatusCode, kind: ApiErrorKind, message: &str) -
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    /// Query pairs as the handlers take them (shared with the other query readers' tests).
+    pub(crate) fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))

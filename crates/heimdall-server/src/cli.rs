@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -26,6 +26,13 @@ pub struct Cli {
     /// Config file to read instead of APP_DIR/config.json.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Try it out without any provider key: every provider is answered by a built-in mock
+    /// upstream that echoes the message; no request leaves this machine. APP_DIR/config.json
+    /// is not read; request logs are kept in APP_DIR as usual.
+    // Boolish: `HEIMDALL_DEMO=1` (or yes/on) works, as people write it in a shell.
+    #[arg(long, env = "HEIMDALL_DEMO", conflicts_with = "config",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub demo: bool,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
@@ -113,8 +120,117 @@ const SINGLE_DASH: &[(&str, &str)] = &[
 
 impl Cli {
     pub fn parse_from_env() -> Self {
-        Self::parse_from(normalize(std::env::args_os()))
+        Self::parse_args(normalize(std::env::args_os()))
     }
+
+    /// Parses `args` (already [`normalize`]d) with [`Cli::command_with_help`]; prints the help
+    /// or the error and exits like clap's own `parse_from`.
+    pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Self {
+        let matches = Self::command_with_help().get_matches_from(args);
+        Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
+
+    /// The command with `--help`'s closing sections, built at run time from the flags and the
+    /// provider registry so that a new flag or provider shows up by itself.
+    pub fn command_with_help() -> clap::Command {
+        let command = Self::command();
+        let long = long_help(&command);
+        command
+            .after_help(
+                "`--help` also lists the environment variables, providers, endpoints and files.",
+            )
+            .after_long_help(long)
+    }
+}
+
+/// The endpoints a client or an operator calls, with what each is for.
+const ENDPOINTS: &[(&str, &str)] = &[
+    (
+        "POST /anthropic/v1/messages",
+        "Anthropic Messages API, to any provider (`claude-…` or `PROVIDER/MODEL`)",
+    ),
+    (
+        "POST /anthropic/v1/messages/count_tokens",
+        "Token count of a Messages request",
+    ),
+    (
+        "GET  /anthropic/v1/models",
+        "Models of the configured providers (`…/models/ID`: one)",
+    ),
+    (
+        "     /api/*",
+        "Admin API: providers, config, logs, governance, cache (see /api/openapi.json)",
+    ),
+    ("GET  /metrics", "Prometheus metrics"),
+    ("GET  /health", "Liveness"),
+    ("GET  /ui/", "Web UI over the admin API (`/` leads there)"),
+];
+
+/// `--help`'s closing sections: environment variables, providers, endpoints, files.
+fn long_help(command: &clap::Command) -> String {
+    use std::fmt::Write as _;
+
+    let factories = heimdall_providers::factories();
+    let mut flags: Vec<(String, String)> = command
+        .get_arguments()
+        .filter_map(|arg| {
+            let var = arg.get_env()?.to_string_lossy().into_owned();
+            Some((var, format!("--{}", arg.get_long()?)))
+        })
+        .collect();
+    flags.push((
+        "TOKIO_WORKER_THREADS".into(),
+        "worker threads (default: one per core)".into(),
+    ));
+    let width = flags
+        .iter()
+        .map(|(var, _)| var.len())
+        .chain(factories.iter().map(|f| f.env_var.len()))
+        .max()
+        .unwrap_or(0);
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = writeln!(out, "Environment variables:");
+    for (var, meaning) in &flags {
+        let _ = writeln!(out, "  {var:width$}  {meaning}");
+    }
+    let _ = writeln!(
+        out,
+        "  Provider keys, read when there is no config file (one names its own as \"env.VAR\"):"
+    );
+    for f in factories {
+        let _ = writeln!(out, "  {:width$}  {}", f.env_var, f.name);
+    }
+
+    let name_width = factories.iter().map(|f| f.name.len()).max().unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "\nProviders (config.json `providers.NAME`, models `NAME/MODEL`) and their default URLs:"
+    );
+    for f in factories {
+        let url = match f.default_base_url {
+            "" => "(none: set in the key's config)",
+            url => url,
+        };
+        let _ = writeln!(out, "  {:name_width$}  {url}", f.name);
+    }
+
+    let path_width = ENDPOINTS.iter().map(|(p, _)| p.len()).max().unwrap_or(0);
+    let _ = writeln!(out, "\nEndpoints:");
+    for (path, meaning) in ENDPOINTS {
+        let _ = writeln!(out, "  {path:path_width$}  {meaning}");
+    }
+
+    let _ = write!(
+        out,
+        "\nFiles (in the app dir, --app-dir, default ./data):
+  config.json  Bifrost-layout configuration (--config FILE reads another); without one, the
+               providers whose key variable is set are enabled. Reloaded when it changes
+               and on SIGHUP.
+  logs.db      Request logs and async jobs (`logs_store`; SQLite unless configured otherwise).
+  config.db    Providers, settings and governance changed through /api (`config_store`)."
+    );
+    out
 }
 
 /// Rewrites `-port 8080` / `-port=8080` into their double-dash forms.
@@ -184,5 +300,12 @@ mod tests {
             );
         }
         assert!(Cli::try_parse_from(["heimdall", "--max-header-bytes", "100"]).is_err());
+    }
+
+    #[test]
+    fn demo_is_a_switch_and_excludes_config() {
+        assert!(parse(&["heimdall", "--demo"]).demo);
+        assert!(!parse(&["heimdall"]).demo);
+        assert!(Cli::try_parse_from(["heimdall", "--demo", "--config", "c.json"]).is_err());
     }
 }

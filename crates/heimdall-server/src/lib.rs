@@ -9,6 +9,7 @@ mod api;
 mod cache_api;
 pub mod cli;
 mod config_service;
+pub mod demo;
 mod edge;
 mod governance;
 mod governance_api;

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use heimdall_server::cli::{Cli, LogFormat};
-use heimdall_server::run;
+use heimdall_server::{demo, run};
 
 // jemalloc by default, chosen by measurement (BENCHMARKS.md, "Performance work"): against
 // glibc malloc, whose arena locks and consolidation took ~20 % of the gateway's CPU profile,
@@ -19,19 +19,12 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse_from_env();
+    let mut cli = Cli::parse_from_env();
     let log_format = cli.log_format;
     if let Err(e) = run::init_logging(&cli) {
         eprintln!("heimdall: {e:#}");
         return ExitCode::from(2);
     }
-    let loaded = match run::load_config(&cli) {
-        Ok(loaded) => loaded,
-        Err(e) => {
-            fatal(log_format, &format!("configuration error: {e:#}"));
-            return ExitCode::from(78);
-        }
-    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -40,6 +33,30 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("heimdall: could not start the runtime: {e}");
             return ExitCode::FAILURE;
+        }
+    };
+    // `--demo`: the mock must listen before the config naming its port exists; it runs
+    // until `serve` returns (dropping it stops it).
+    let _demo = if cli.demo {
+        match runtime.block_on(demo::Demo::start(&cli.app_dir)) {
+            Ok(demo) => {
+                // Like `--config FILE` (which `--demo` excludes): reloads read this file too.
+                cli.config = Some(demo.config_path().to_owned());
+                Some(demo)
+            }
+            Err(e) => {
+                fatal(log_format, &format!("{e:#}"));
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
+    let loaded = match run::load_config(&cli) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            fatal(log_format, &format!("configuration error: {e:#}"));
+            return ExitCode::from(78);
         }
     };
     match runtime.block_on(run::serve(cli, loaded)) {

@@ -159,13 +159,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
+    use crate::api::tests::params;
 
     #[test]
     fn reads_the_range_with_defaults_and_refuses_what_it_cannot_take() {
