@@ -263,7 +263,7 @@ impl utoipa::PartialSchema for LogTime {
 
 impl ToSchema for LogTime {}
 
-fn no_store() -> Response {
+pub(crate) fn no_store() -> Response {
     api_error(
         StatusCode::BAD_REQUEST,
         ApiErrorKind::InvalidRequest,
@@ -271,7 +271,7 @@ fn no_store() -> Response {
     )
 }
 
-fn store_failed(e: &anyhow::Error) -> Response {
+pub(crate) fn store_failed(e: &anyhow::Error) -> Response {
     tracing::error!(error = %e, "logs store query failed");
     api_error(
         StatusCode::INTERNAL_SERVER_ERROR,

@@ -14,7 +14,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::App;
-use crate::api::{ApiError, ApiErrorKind, api_error};
+use crate::api::{ApiError, ApiErrorKind, api_error, no_store, store_failed};
 
 const DAY_MS: i64 = 86_400_000;
 const DEFAULT_BUCKETS: u32 = 48;
@@ -63,9 +63,7 @@ pub async fn timeseries(
 ) -> Response {
     let bad = |m: &str| api_error(StatusCode::BAD_REQUEST, ApiErrorKind::InvalidRequest, m);
     let Some(store) = &app.store else {
-        return bad(
-            "request logs are not available: logs store not configured (logs_store.enabled is false)",
-        );
+        return no_store();
     };
     let query = match series_query(&params, now_ms()) {
         Ok(q) => q,
@@ -73,14 +71,7 @@ pub async fn timeseries(
     };
     let series = match store.timeseries(&query).await {
         Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "logs store time series query failed");
-            return api_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                ApiErrorKind::Api,
-                "the logs store could not answer; see the gateway's log",
-            );
-        }
+        Err(e) => return store_failed(&e),
     };
     let virtual_key_names = key_names(&app, &series);
     Json(LogTimeSeries {
