@@ -2,7 +2,7 @@
 //! clock that tests can move, and a journal that hears of every change so that a store can
 //! keep a copy (the index is rebuilt from it at start).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -258,14 +258,14 @@ impl Cache {
         Ok(entry)
     }
 
-    /// Entries read back from a store at start (not journaled again); expired ones are
-    /// skipped. Returns how many were taken.
+    /// Entries read back from a store, or stored by another instance sharing one (not
+    /// journaled again); expired ones are skipped. Returns how many were taken.
     pub fn restore(&self, entries: impl IntoIterator<Item = Entry>, max_bytes: u64) -> usize {
         let now = self.now_ms();
         entries
             .into_iter()
             .filter(|e| e.expires_ms > now)
-            .filter(|e| self.put(e.clone(), max_bytes).is_ok())
+            .filter_map(|e| self.put(e, max_bytes).ok())
             .count()
     }
 
@@ -302,39 +302,56 @@ impl Cache {
 
     /// Removes the entry `id`; whether there was one.
     pub fn remove_id(&self, id: &str) -> bool {
-        let removed = {
-            let mut inner = self.write();
-            match inner.ids.get(id).copied() {
-                Some(slot) => inner.remove_slot(slot, true).is_some(),
-                None => false,
-            }
-        };
+        let what = Removed::Id(id.to_owned());
+        let removed = self.forget(&what) > 0;
         if removed {
-            self.journal(&Removed::Id(id.to_owned()));
+            self.journal(&what);
         }
         removed
     }
 
     /// Removes every entry of `cache_key`; how many there were.
     pub fn remove_key(&self, cache_key: &str) -> usize {
-        let n = self.write().remove_where(|e| e.cache_key == cache_key);
-        self.journal(&Removed::Key(cache_key.to_owned()));
+        let what = Removed::Key(cache_key.to_owned());
+        let n = self.forget(&what);
+        self.journal(&what);
         n
     }
 
     /// Removes everything; how many entries there were.
     pub fn clear(&self) -> usize {
-        let n = {
-            let mut inner = self.write();
-            let n = inner.entries.len();
-            *inner = Inner {
-                next: inner.next,
-                ..Inner::default()
-            };
-            n
-        };
+        let n = self.forget(&Removed::All);
         self.journal(&Removed::All);
         n
+    }
+
+    /// Removes what `what` names without telling the journal: a removal another instance
+    /// sharing the store made (and journaled). How many entries went.
+    pub fn forget(&self, what: &Removed) -> usize {
+        let mut inner = self.write();
+        match what {
+            Removed::Id(id) => match inner.ids.get(id).copied() {
+                Some(slot) => usize::from(inner.remove_slot(slot, true).is_some()),
+                None => 0,
+            },
+            Removed::Key(key) => inner.remove_where(|e| e.cache_key == *key),
+            Removed::All => {
+                let n = inner.entries.len();
+                *inner = Inner {
+                    next: inner.next,
+                    ..Inner::default()
+                };
+                n
+            }
+        }
+    }
+
+    /// After a shared store was read whole: drops, without journaling, the entries it no
+    /// longer holds (not among `held` ids) that were created before `since_ms`, when the
+    /// reading began (a newer one may not have reached the store yet). How many went.
+    pub fn forget_all_but(&self, held: &HashSet<String>, since_ms: i64) -> usize {
+        self.write()
+            .remove_where(|e| e.created_ms < since_ms && !held.contains(&e.id))
     }
 
     /// Drops expired entries from memory (a store prunes its own copy by their expiry).
@@ -435,6 +452,32 @@ mod tests {
         assert_eq!(log.len(), 6);
         assert_eq!(log[3], format!("removed Id({:?})", a.id));
         assert_eq!(log[5], "removed All");
+    }
+
+    #[test]
+    fn changes_of_other_instances_are_not_journaled_again() {
+        let cache = Cache::new(Arc::new(ManualClock::new(1_000)));
+        let log = Arc::new(Log::default());
+        cache.set_journal(log.clone());
+        let far = i64::MAX;
+        let mut old = entry(1, "k1", Some(&[1.0, 0.0]), far);
+        old.created_ms = 500;
+        let mut new = entry(2, "k1", None, far);
+        new.created_ms = 2_000;
+        let gone = entry(3, "k2", None, far);
+        assert_eq!(cache.restore([old.clone(), new.clone(), gone], u64::MAX), 3);
+        assert_eq!(cache.forget(&Removed::Key("k2".into())), 1);
+        assert_eq!(cache.forget(&Removed::Id(new.id.clone())), 1);
+        cache.restore([new.clone()], u64::MAX);
+        // Read whole at 1,500 holding neither: the older entry goes, the newer stays.
+        assert_eq!(cache.forget_all_but(&HashSet::new(), 1_500), 1);
+        assert!(cache.direct(&old.direct).is_none());
+        assert!(cache.nearest(&[0; 32], &[1.0, 0.0], 0.5).is_none());
+        assert!(cache.direct(&new.direct).is_some());
+        let held = HashSet::from([new.id.clone()]);
+        assert_eq!(cache.forget_all_but(&held, 3_000), 0);
+        assert_eq!(cache.forget(&Removed::All), 1);
+        assert!(log.0.lock().unwrap().is_empty(), "nothing journaled");
     }
 
     #[test]

@@ -2,10 +2,11 @@
 //! it reads a request's [`RequestOptions`], computes its [`Keys`], asks the [`Cache`] for a
 //! direct hit and then, with an embedding of [`Keys::text`], for a semantic one, and stores
 //! complete answers. Nothing here does IO: the clock is a [`Clock`], a store keeps its copy
-//! of the entries through a [`Journal`].
+//! of the entries through a [`Journal`] (an entry as bytes: [`encoding`]).
 
 pub mod cache;
 pub mod config;
+pub mod encoding;
 pub mod index;
 pub mod options;
 pub mod request;

@@ -43,10 +43,10 @@
 //! the cause rather than each waiting out the timeout.
 //!
 //! **A server that is not there at start.** Only an invalid URL stops the gateway. When the
-//! first connection fails, the gateway starts anyway (a Redis restarted a moment later must
-//! not keep the gateway down with it): a background task tries again every
-//! [`RETRY_CONNECT`], and until one attempt succeeds every operation fails at once with the
-//! last attempt's cause, so admission follows `redis.on_failure` as for a server lost later.
+//! first connection fails, the gateway starts anyway and the connection is made in the
+//! background (`heimdall_redis`, shared with the semantic cache); until one attempt succeeds
+//! every operation fails at once with the last attempt's cause, so admission follows
+//! `redis.on_failure` as for a server lost later.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -55,8 +55,9 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use heimdall_core::config::RedisSettings;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{RedisResult, Script};
+use heimdall_redis::{Connection, Endpoint, Failure, RETRY_CONNECT, bounded, no_answer};
+use redis::Script;
+use redis::aio::ConnectionManager;
 use rmpv::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -76,9 +77,6 @@ const QUEUE: usize = 16_384;
 /// Operations in one script call: large enough that a batch is whatever queued, small enough
 /// that one call's argument and reply stay a few hundred kilobytes.
 const BATCH: usize = 512;
-
-/// Pause between attempts at a first connection that failed.
-const RETRY_CONNECT: Duration = Duration::from_secs(1);
 
 /// The script's names for operations and window kinds.
 const RESERVE: i64 = 1;
@@ -294,18 +292,15 @@ impl RedisLedger {
     /// with a warning in the log. The tasks end once the ledger is dropped and what it queued
     /// is sent.
     pub async fn connect(settings: &RedisSettings) -> Result<Self, LedgerError> {
-        // Errors of the client name the problem, never the URL, so no password can leak.
-        let client = redis::Client::open(settings.url.expose())
-            .map_err(|e| LedgerError(format!("redis.url: {e}")))?;
         let timeout = settings.timeout;
-        let first = establish(&client, timeout).await;
-        let (report, connected) = watch::channel(first);
+        let endpoint = Endpoint::new(settings.url.expose(), timeout)
+            .map_err(|e| LedgerError(format!("redis.url: {e}")))?;
+        let connected = endpoint.connect(Some(&*SCRIPT)).await;
         if let Err(e) = &*connected.borrow() {
             tracing::warn!(
                 "{e}; the gateway starts without Redis and connects once it answers (trying every {} s); until then redis.on_failure decides admission",
                 RETRY_CONNECT.as_secs()
             );
-            tokio::spawn(keep_connecting(client, timeout, report));
         }
         let (queue, waiting) = mpsc::channel(QUEUE);
         tokio::spawn(send_batches(waiting, connected.clone(), timeout));
@@ -362,59 +357,15 @@ impl RedisLedger {
                 Ok(Err(_)) => Err(LedgerError(format!(
                     "redis {what}: the batch task stopped before answering"
                 ))),
-                Err(_) => Err(no_answer(what, timeout)),
+                Err(_) => Err(no_answer(what, timeout).into()),
             }
         }
     }
 }
 
-/// The connection, or why there is none yet.
-type Connection = Result<ConnectionManager, LedgerError>;
-
-/// A connection with the script loaded, each step within `timeout`.
-async fn establish(client: &redis::Client, timeout: Duration) -> Connection {
-    // One attempt per reconnection, the next when a later operation finds the connection
-    // down, rather than retries with backoff that every operation would wait behind.
-    let config = ConnectionManagerConfig::new()
-        .set_number_of_retries(0)
-        .set_connection_timeout(Some(timeout))
-        .set_response_timeout(Some(timeout));
-    let mut conn = bounded(
-        timeout,
-        "connect",
-        ConnectionManager::new_with_config(client.clone(), config),
-    )
-    .await?;
-    // Loaded now, so that the first requests take one round trip too.
-    bounded(
-        timeout,
-        "loading the script",
-        SCRIPT.prepare_invoke().load_async(&mut conn),
-    )
-    .await?;
-    Ok(conn)
-}
-
-/// Tries to connect every [`RETRY_CONNECT`] until it works, reporting each attempt's
-/// outcome; ends early when the ledger is gone.
-async fn keep_connecting(
-    client: redis::Client,
-    timeout: Duration,
-    report: watch::Sender<Connection>,
-) {
-    loop {
-        tokio::time::sleep(RETRY_CONNECT).await;
-        if report.is_closed() {
-            return;
-        }
-        let attempt = establish(&client, timeout).await;
-        let done = attempt.is_ok();
-        if done {
-            tracing::info!("redis: connected");
-        }
-        if report.send(attempt).is_err() || done {
-            return;
-        }
+impl From<Failure> for LedgerError {
+    fn from(failure: Failure) -> Self {
+        LedgerError(failure.0)
     }
 }
 
@@ -453,14 +404,13 @@ async fn send_batches(
                 call.key(keys).arg(argument);
                 bounded(timeout, "batch", call.invoke_async::<Vec<u8>>(conn))
                     .await
+                    .map_err(LedgerError::from)
                     .and_then(|reply| decode(&reply, batch.len()))
             }
-            (None, _) => Err(connected
-                .borrow()
-                .as_ref()
-                .err()
-                .cloned()
-                .unwrap_or_else(|| LedgerError("redis: not connected yet".into()))),
+            (None, _) => Err(connected.borrow().as_ref().err().cloned().map_or_else(
+                || LedgerError("redis: not connected yet".into()),
+                LedgerError::from,
+            )),
             (_, Err(e)) => Err(e),
         };
         match replies {
@@ -520,26 +470,6 @@ fn decode(reply: &[u8], operations: usize) -> Result<Vec<Vec<Value>>, LedgerErro
             })
             .collect(),
         _ => Err(unexpected()),
-    }
-}
-
-fn no_answer(what: &str, timeout: Duration) -> LedgerError {
-    LedgerError(format!(
-        "redis {what}: no answer within {} ms",
-        timeout.as_millis()
-    ))
-}
-
-/// Runs one Redis call within `timeout`.
-async fn bounded<T>(
-    timeout: Duration,
-    what: &str,
-    op: impl Future<Output = RedisResult<T>>,
-) -> Result<T, LedgerError> {
-    match tokio::time::timeout(timeout, op).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => Err(LedgerError(format!("redis {what}: {e}"))),
-        Err(_) => Err(no_answer(what, timeout)),
     }
 }
 
@@ -707,19 +637,15 @@ impl Ledger for RedisLedger {
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Instant, SystemTime, UNIX_EPOCH};
+    use std::time::Instant;
 
     use heimdall_core::config::{FailMode, Secret};
+    use heimdall_redis::testing::{relay, server, unique_prefix};
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
 
     use super::*;
     use crate::ledger::{MemoryLedger, conformance};
-
-    /// The machine's Redis; `HEIMDALL_TEST_REDIS_URL` names another.
-    fn server() -> String {
-        std::env::var("HEIMDALL_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-    }
 
     fn settings(url: &str, key_prefix: &str, timeout: Duration) -> RedisSettings {
         RedisSettings {
@@ -728,15 +654,6 @@ mod tests {
             on_failure: FailMode::Closed,
             timeout,
         }
-    }
-
-    /// A key prefix no other test run shares.
-    fn unique_prefix(test: &str) -> String {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        format!("heimdall-test:{}:{nanos}:{test}:", std::process::id())
     }
 
     async fn ledger(prefix: &str) -> RedisLedger {
@@ -1000,21 +917,7 @@ mod tests {
             "nothing listens yet"
         );
 
-        let upstream = server()
-            .trim_start_matches("redis://")
-            .trim_end_matches('/')
-            .to_owned();
-        let relay = tokio::net::TcpListener::bind(addr).await.unwrap();
-        let relaying = tokio::spawn(async move {
-            while let Ok((mut client, _)) = relay.accept().await {
-                let upstream = upstream.clone();
-                tokio::spawn(async move {
-                    if let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    }
-                });
-            }
-        });
+        let relaying = relay(tokio::net::TcpListener::bind(addr).await.unwrap());
         let deadline = Instant::now() + RETRY_CONNECT * 5;
         loop {
             match l.reserve(0, &one_request()).await {

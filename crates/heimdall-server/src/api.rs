@@ -316,6 +316,8 @@ pub enum ApiErrorKind {
     NotFound,
     #[serde(rename = "conflict_error")]
     Conflict,
+    #[serde(rename = "rate_limit_error")]
+    RateLimit,
     #[serde(rename = "api_error")]
     Api,
 }

@@ -89,7 +89,7 @@ pub struct Cli {
     #[arg(long, env = "HEIMDALL_ALLOW_HALF_CLOSE")]
     pub allow_half_close: bool,
     /// Start (and reload) even when config.json holds settings Heimdall does not implement
-    /// that change security or billing (`mcp`, `routing_rules`, `encryption_key`, unknown
+    /// that change security or billing (`mcp`, `routing_rules`, `guardrails_config`, unknown
     /// plugins, …). Without it such a file is refused, naming each setting; with it they are
     /// ignored with a warning.
     #[arg(long, env = "HEIMDALL_ALLOW_UNSUPPORTED_CONFIG")]
@@ -182,6 +182,12 @@ fn long_help(command: &clap::Command) -> String {
         "TOKIO_WORKER_THREADS".into(),
         "worker threads (default: one per core)".into(),
     ));
+    for var in ["HEIMDALL_ENCRYPTION_KEY", "BIFROST_ENCRYPTION_KEY"] {
+        flags.push((
+            var.into(),
+            "encryption_key (the config store's secrets), when config.json names none".into(),
+        ));
+    }
     let width = flags
         .iter()
         .map(|(var, _)| var.len())

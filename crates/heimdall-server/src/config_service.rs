@@ -12,15 +12,19 @@
 //!
 //! Without a config store (`config_store.enabled: false`) the same entries live in memory:
 //! admin changes apply at once and last until the process ends.
+//!
+//! Without a config file, the providers enabled from environment variables run beside the
+//! entries' (an entry of the same name replaces one). The admin API sees them too, marked
+//! `"source": "env"`, so that every provider that serves is listed.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use heimdall_core::Gateway;
-use heimdall_core::config::{Config, ConfigError};
+use heimdall_core::config::{Config, ConfigError, ProviderConfig};
 use heimdall_store::{ConfigEntry, ConfigKind, Store, reconcile};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use crate::governance::{GovernanceService, Refused};
 
@@ -41,10 +45,17 @@ const SYNC_EVERY: Duration = Duration::from_secs(2);
 /// Bifrost's older name of `enforce_auth_on_inference`, still read from config.json.
 const OLD_ENFORCE_AUTH: &str = "enforce_governance_header";
 
+/// The field of a provider section the admin API sees that says where it comes from.
+pub const SOURCE: &str = "source";
+/// [`SOURCE`] of a provider enabled from its environment variable alone.
+pub const FROM_ENV: &str = "env";
+
 /// The entries as start-up left them, before the gateway exists.
 pub struct Seeded {
     file: Option<Value>,
     entries: Vec<ConfigEntry>,
+    /// The providers the environment enables, read once at start; used only without a file.
+    env: Vec<ProviderConfig>,
 }
 
 /// Takes config.json (`text`, `None` without a file) into the config store and builds the
@@ -69,13 +80,19 @@ pub async fn load(
     }
     note_replaced(&r.replaced_edits);
     let seeded = Seeded {
+        // Without a file, `file_config` is the environment's providers.
+        env: if file.is_none() {
+            file_config.providers.clone()
+        } else {
+            Vec::new()
+        },
         file,
         entries: r.entries,
     };
     let config = if from_file_alone(&seeded.entries, &stored) {
         file_config
     } else {
-        let config = build(seeded.file.as_ref(), &seeded.entries)
+        let config = build(seeded.file.as_ref(), &seeded.entries, &seeded.env)
             .map_err(|e| anyhow::anyhow!("config.json with the config store's changes: {e}"))?;
         for w in config
             .warnings
@@ -123,10 +140,11 @@ impl ConfigService {
         })
     }
 
-    /// The composed document: config.json with the store's providers and client settings.
+    /// The document the admin API reads: config.json with the store's providers and client
+    /// settings, and the environment's providers no entry replaces (see [`view`]).
     pub async fn document(&self) -> Value {
         let state = self.state.lock().await;
-        compose(state.file.as_ref(), &state.entries)
+        view(&state, &state.entries)
     }
 
     /// A reloaded config file (already read): taken into the store, composed, and swapped in.
@@ -138,7 +156,7 @@ impl ConfigService {
         let mut state = self.state.lock().await;
         let stored = self.stored(&state).await?;
         let r = reconcile(&stored, &file_entries(&file));
-        let config = build(Some(&file), &r.entries)
+        let config = build(Some(&file), &r.entries, &state.env)
             .map_err(|e| anyhow::anyhow!("with the config store's changes: {e}"))?;
         for w in config
             .warnings
@@ -161,10 +179,8 @@ impl ConfigService {
         self.gateway
             .reload(config)
             .map_err(|e| anyhow::anyhow!("{}", e.message))?;
-        *state = Seeded {
-            file: Some(file),
-            entries: r.entries,
-        };
+        state.file = Some(file);
+        state.entries = r.entries;
         Ok(providers)
     }
 
@@ -222,7 +238,7 @@ impl ConfigService {
         if entries == state.entries {
             return;
         }
-        let applied = build(state.file.as_ref(), &entries)
+        let applied = build(state.file.as_ref(), &entries, &state.env)
             .map_err(|e| e.to_string())
             .and_then(|config| {
                 self.gateway
@@ -255,10 +271,10 @@ impl ConfigService {
     ) -> Result<T, Refused> {
         let mut state = self.state.lock().await;
         let stored = self.stored(&state).await.map_err(Refused::Store)?;
-        let document = compose(state.file.as_ref(), &stored);
+        let document = view(&state, &stored);
         let (edit, out) = edit(&stored, &document)?;
         let entries = applied(&stored, &edit);
-        let config = build(state.file.as_ref(), &entries).map_err(Refused::Invalid)?;
+        let config = build(state.file.as_ref(), &entries, &state.env).map_err(Refused::Invalid)?;
         let running = self.gateway.config();
         // A setting Heimdall would ignore although it changes security or billing is refused
         // here whatever `--allow-unsupported-config` says: that flag is for the file.
@@ -372,19 +388,45 @@ fn compose(file: Option<&Value>, entries: &[ConfigEntry]) -> Value {
     Value::Object(doc)
 }
 
-/// Parses the composed document. Without a config file, providers enabled from the
-/// environment stay enabled beside the store's.
-fn build(file: Option<&Value>, entries: &[ConfigEntry]) -> Result<Config, ConfigError> {
-    let env = |var: &str| std::env::var(var).ok();
-    let mut config = Config::from_json(&compose(file, entries).to_string(), &env)?;
+/// Parses the composed document. Without a config file, the providers enabled from the
+/// environment (`env`) stay enabled beside the entries'; an entry of the same name wins.
+fn build(
+    file: Option<&Value>,
+    entries: &[ConfigEntry],
+    env: &[ProviderConfig],
+) -> Result<Config, ConfigError> {
+    let vars = |var: &str| std::env::var(var).ok();
+    let mut config = Config::from_json(&compose(file, entries).to_string(), &vars)?;
     if file.is_none() {
-        for p in Config::from_env(&env).providers {
+        for p in env {
             if config.provider(&p.name).is_none() {
-                config.providers.push(p);
+                config.providers.push(p.clone());
             }
         }
     }
     Ok(config)
+}
+
+/// The composed document as the admin API sees it: without a config file, each provider the
+/// environment enables and no entry replaces is added, marked `"source": "env"`, with its key
+/// as the reference to its variable (what a `PUT` of it sent back stores, so the key is still
+/// read from the environment). With a file the environment enables nothing.
+fn view(state: &Seeded, entries: &[ConfigEntry]) -> Value {
+    let mut doc = compose(state.file.as_ref(), entries);
+    if state.file.is_none()
+        && let Some(providers) = doc.get_mut("providers").and_then(Value::as_object_mut)
+    {
+        for p in &state.env {
+            providers.entry(p.name.clone()).or_insert_with(|| {
+                json!({
+                    "keys": [{"name": p.env_var, "value": format!("env.{}", p.env_var),
+                              "models": ["*"], "weight": 1}],
+                    SOURCE: FROM_ENV,
+                })
+            });
+        }
+    }
+    doc
 }
 
 /// `entries` with `edit` applied, in kind and name order.
@@ -507,6 +549,43 @@ mod tests {
         assert_eq!(
             doc["client"],
             json!({"enforce_auth_on_inference": false, "models_cache_ttl_seconds": 5})
+        );
+    }
+
+    #[test]
+    fn without_a_file_the_api_sees_the_environment_s_providers_until_an_entry_replaces_one() {
+        let env = Config::from_env(&|v| (v == "OPENAI_API_KEY").then(|| "sk-env".to_owned()));
+        let mut state = Seeded {
+            file: None,
+            entries: Vec::new(),
+            env: env.providers,
+        };
+        let doc = view(&state, &[]);
+        assert_eq!(
+            doc["providers"]["openai"],
+            json!({"keys": [{"name": "OPENAI_API_KEY", "value": "env.OPENAI_API_KEY",
+                             "models": ["*"], "weight": 1}], "source": "env"})
+        );
+        let stored = [ConfigEntry {
+            kind: ConfigKind::Provider,
+            name: "openai".into(),
+            body: Some(r#"{"keys":[]}"#.into()),
+            file_body: None,
+        }];
+        assert_eq!(
+            view(&state, &stored)["providers"]["openai"],
+            json!({"keys": []})
+        );
+        let built = build(None, &[], &state.env).unwrap();
+        assert!(built.provider("openai").is_some());
+        // With a file the environment enables nothing, in the view as in the gateway.
+        state.file = Some(json!({}));
+        assert_eq!(view(&state, &[])["providers"], json!({}));
+        assert!(
+            build(Some(&json!({})), &[], &state.env)
+                .unwrap()
+                .providers
+                .is_empty()
         );
     }
 

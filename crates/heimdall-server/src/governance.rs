@@ -68,7 +68,9 @@ impl GovernanceService {
             Some(c) => Some(
                 Store::open(c, app_dir)
                     .await
-                    .context("opening the config store (config_store)")?,
+                    .context("opening the config store (config_store)")?
+                    .with_encryption_key(config.encryption_key.as_ref())
+                    .await?,
             ),
             None => None,
         };

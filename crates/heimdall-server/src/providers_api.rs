@@ -8,6 +8,11 @@
 //! section (fields named like a key, secret, token, password, credential or auth). A
 //! replacement that sends back a redacted value, or a key without `value`, keeps the stored
 //! value of the key with the same name.
+//!
+//! Without a config file, the providers enabled from environment variables are listed too
+//! (`"source": "env"`, their key as `env.VAR`): a replacement stores one in the config store,
+//! where it then wins over the environment; a deletion is refused (409), since only unsetting
+//! the variable removes it.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -21,11 +26,12 @@ use utoipa::ToSchema;
 
 use crate::App;
 use crate::api::{ApiError, ApiErrorKind, api_error};
-use crate::config_service::{Edit, set_entry};
+use crate::config_service::{Edit, FROM_ENV, SOURCE, set_entry};
 use crate::governance::Refused;
 
-/// The JSON path a create is refused at when the name is taken (answered 409).
-const TAKEN: &str = "provider";
+/// The JSON path of a refusal answered 409: a create of a name that is taken, a delete of a
+/// provider only the environment enables.
+const CONFLICT: &str = "provider";
 
 /// A provider as config.json holds it: the documented fields; family-specific ones (Azure,
 /// Vertex, Bedrock key settings) pass through as they are.
@@ -86,13 +92,26 @@ pub struct ConcurrencyAndBufferSize {
     buffer_size: Option<u64>,
 }
 
-/// A provider as answered: its name and section, secrets redacted.
+/// A provider as answered: its name, where it comes from and its section, secrets redacted.
 #[derive(Deserialize, ToSchema)]
 #[allow(dead_code)] // As above.
 pub struct Provider {
     name: String,
+    /// `config`: config.json or the admin API (the config store). `env`: enabled by its
+    /// environment variable alone (`OPENAI_API_KEY`, …; only without a config file); a `PUT`
+    /// stores it in the config store (it is `config` from then on), a `DELETE` is refused
+    /// with 409 while the variable enables it. Read-only: ignored in a `PUT`.
+    source: ProviderSource,
     #[serde(flatten)]
     section: ProviderSection,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)] // As above.
+pub enum ProviderSource {
+    Config,
+    Env,
 }
 
 /// A provider to create: its name and section.
@@ -164,9 +183,12 @@ fn not_found(name: &str) -> Response {
 }
 
 /// Lists the providers.
+///
+/// Without a config file, the providers enabled from environment variables alone are listed
+/// too, with `source: env`.
 #[utoipa::path(get, path = "/api/providers", tag = "providers", operation_id = "listProviders",
     responses(
-        (status = 200, description = "Every configured provider, key values redacted", body = ProviderList),
+        (status = 200, description = "Every provider, key values redacted", body = ProviderList),
         (status = 400, description = "Configuration changes are not available", body = ApiError),
     ))]
 pub async fn list(State(app): State<App>) -> Response {
@@ -206,7 +228,8 @@ pub async fn get(State(app): State<App>, Path(name): Path<String>) -> Response {
     responses(
         (status = 201, description = "The provider as stored, key values redacted", body = Provider),
         (status = 400, description = "Not a valid provider; the message names the field", body = ApiError),
-        (status = 409, description = "A provider of this name exists", body = ApiError),
+        (status = 409, description = "A provider of this name exists (one the environment \
+            enables included: a `PUT` replaces that)", body = ApiError),
         (status = 415, description = "The body is not sent as `application/json`", body = ApiError),
         (status = 500, description = "The config store failed", body = ApiError),
     ))]
@@ -217,6 +240,8 @@ pub async fn create(State(app): State<App>, Json(body): Json<Value>) -> Response
     let Value::Object(mut section) = body else {
         return bad_request("a provider is a JSON object");
     };
+    // Read-only, as in a replacement.
+    section.remove(SOURCE);
     let name = match section.remove("provider") {
         Some(Value::String(n)) => n,
         _ => return bad_request("provider: the provider's name is required (a string)"),
@@ -226,26 +251,29 @@ pub async fn create(State(app): State<App>, Json(body): Json<Value>) -> Response
     }
     let section = Value::Object(section);
     let result = svc
-        .change(|entries, doc| {
-            if sections(doc).contains_key(&name) {
-                return Err(Refused::Invalid(ConfigError {
-                    path: TAKEN.into(),
-                    message: format!("a provider named `{name}` exists already"),
-                }));
-            }
-            Ok((provider_edit(entries, &name, Some(&section)), ()))
+        .change(|entries, doc| match sections(doc).get(&name) {
+            Some(old) if from_env(old) => Err(conflict(format!(
+                "a provider named `{name}` is enabled by {} (there is no config file); \
+                     PUT /api/providers/{name} replaces its settings",
+                env_var(&name)
+            ))),
+            Some(_) => Err(conflict(format!(
+                "a provider named `{name}` exists already"
+            ))),
+            None => Ok((provider_edit(entries, &name, Some(&section)), ())),
         })
         .await;
     match result {
         Ok(()) => (StatusCode::CREATED, Json(view(&name, &section))).into_response(),
-        Err(Refused::Invalid(e)) if e.path == TAKEN => {
-            api_error(StatusCode::CONFLICT, ApiErrorKind::Conflict, &e.message)
-        }
-        Err(e) => refusal(e, || not_found(&name)),
+        Err(e) => conflict_or_refusal(e, &name),
     }
 }
 
 /// Replaces a provider's section.
+///
+/// A provider the environment enables (`source: env`) is stored in the config store by this,
+/// and the stored one applies from then on; its key, sent back as `env.VAR` or without a
+/// value, is still read from the variable.
 #[utoipa::path(put, path = "/api/providers/{provider}", tag = "providers", operation_id = "updateProvider",
     params(("provider" = String, Path, description = "Its name under `providers`")),
     request_body = ProviderSection,
@@ -267,6 +295,8 @@ pub async fn update(
     let Value::Object(mut section) = body else {
         return bad_request("a provider is a JSON object");
     };
+    // Where it comes from is the gateway's to say; a view sent back carries it.
+    section.remove(SOURCE);
     // The name is the path's; a body may repeat it as a view has it.
     for field in ["provider", "name"] {
         match section.remove(field) {
@@ -296,12 +326,17 @@ pub async fn update(
 }
 
 /// Removes a provider.
+///
+/// Without a config file, deleting a provider stored through the API that the environment
+/// also enables leaves the environment's (listed again with `source: env`).
 #[utoipa::path(delete, path = "/api/providers/{provider}", tag = "providers", operation_id = "deleteProvider",
     params(("provider" = String, Path, description = "Its name under `providers`")),
     responses(
         (status = 204, description = "Deleted; requests under way finish"),
         (status = 400, description = "Something else needs it (the message says what)", body = ApiError),
         (status = 404, description = "No such provider", body = ApiError),
+        (status = 409, description = "Enabled by its environment variable alone (`source: env`): \
+            only unsetting the variable (and a restart) removes it", body = ApiError),
         (status = 500, description = "The config store failed", body = ApiError),
     ))]
 pub async fn delete(State(app): State<App>, Path(name): Path<String>) -> Response {
@@ -309,17 +344,46 @@ pub async fn delete(State(app): State<App>, Path(name): Path<String>) -> Respons
         return unavailable();
     };
     let result = svc
-        .change(|entries, doc| {
-            if !sections(doc).contains_key(&name) {
-                return Err(Refused::NotFound);
-            }
-            Ok((provider_edit(entries, &name, None), ()))
+        .change(|entries, doc| match sections(doc).get(&name) {
+            None => Err(Refused::NotFound),
+            Some(old) if from_env(old) => Err(conflict(format!(
+                "`{name}` is enabled by {} (there is no config file): unset it and \
+                 restart the gateway to remove the provider",
+                env_var(&name)
+            ))),
+            Some(_) => Ok((provider_edit(entries, &name, None), ())),
         })
         .await;
     match result {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => refusal(e, || not_found(&name)),
+        Err(e) => conflict_or_refusal(e, &name),
     }
+}
+
+fn conflict(message: String) -> Refused {
+    Refused::Invalid(ConfigError {
+        path: CONFLICT.into(),
+        message,
+    })
+}
+
+fn conflict_or_refusal(e: Refused, name: &str) -> Response {
+    match e {
+        Refused::Invalid(e) if e.path == CONFLICT => {
+            api_error(StatusCode::CONFLICT, ApiErrorKind::Conflict, &e.message)
+        }
+        e => refusal(e, || not_found(name)),
+    }
+}
+
+/// A section the environment alone enables (see `config_service::view`).
+fn from_env(section: &Value) -> bool {
+    section.get(SOURCE).and_then(Value::as_str) == Some(FROM_ENV)
+}
+
+/// The variable that enables provider `name` from the environment.
+fn env_var(name: &str) -> &'static str {
+    heimdall_providers::factory(name).map_or("an environment variable", |f| f.env_var)
 }
 
 /// The edit that sets provider `name`'s section to `section` (`None`: removes it).
@@ -362,12 +426,18 @@ fn check_name(name: &str, section: &Map<String, Value>) -> Result<(), String> {
     Ok(())
 }
 
-/// The provider as answered: `name` and its section with every secret redacted.
+/// The provider as answered: `name`, `source` and its section with every secret redacted.
 fn view(name: &str, section: &Value) -> Value {
     let mut out = section.clone();
     secrets(&mut out, None, &mut |s, _| *s = redact(s));
+    let source = if from_env(section) {
+        FROM_ENV
+    } else {
+        "config"
+    };
     if let Value::Object(map) = &mut out {
         map.insert("name".into(), Value::String(name.to_owned()));
+        map.insert(SOURCE.into(), Value::String(source.to_owned()));
     }
     out
 }
@@ -510,6 +580,10 @@ mod tests {
         assert_eq!(v["keys"][3]["bedrock_key_config"]["region"], "us-east-1");
         assert_eq!(v["network_config"]["extra_headers"]["x-team"], "t");
         assert_eq!(v["name"], "openai");
+        assert_eq!(v["source"], "config");
+        let env = json!({"keys": [{"name": "OPENAI_API_KEY", "value": "env.OPENAI_API_KEY"}],
+                         "source": "env"});
+        assert_eq!(view("openai", &env)["source"], "env");
     }
 
     #[test]

@@ -63,7 +63,7 @@ pub(crate) fn spawn(
             // The file with the config store's changes over it (see `config_service`).
             match config.file_changed(&path, &text).await {
                 Ok(providers) => {
-                    tracing::info!(path = %path.display(), reason, ?providers, "configuration reloaded")
+                    tracing::info!(path = %path.display(), reason, providers = ?crate::logfmt::JsonList(&providers), "configuration reloaded")
                 }
                 Err(e) => {
                     tracing::error!(

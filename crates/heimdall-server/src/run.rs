@@ -10,13 +10,14 @@ use heimdall_core::config::{Config, StoreConfig};
 use heimdall_core::{Gateway, LogSink, RecordSink, Sinks};
 use heimdall_store::Store;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::format::JsonFields;
 
 use crate::cli::{Cli, LogFormat};
 use crate::config_service::ConfigService;
 use crate::edge::EdgeConfig;
 use crate::governance::GovernanceService;
 use crate::jobs::AsyncJobs;
-use crate::logfmt::{EscapedFields, JsonStderr};
+use crate::logfmt::{EscapedFields, JsonEvents, JsonList, JsonStderr};
 use crate::routes::App;
 
 pub fn init_logging(cli: &Cli) -> anyhow::Result<()> {
@@ -26,7 +27,11 @@ pub fn init_logging(cli: &Cli) -> anyhow::Result<()> {
     // Client strings are escaped in both formats (see `logfmt`); colours only for a terminal,
     // never into a file or a log collector.
     match cli.log_format {
-        LogFormat::Json => builder.json().with_writer(JsonStderr).init(),
+        LogFormat::Json => builder
+            .fmt_fields(JsonFields::new())
+            .event_format(JsonEvents)
+            .with_writer(JsonStderr)
+            .init(),
         LogFormat::Pretty => builder
             .fmt_fields(EscapedFields)
             .with_ansi(std::io::stderr().is_terminal())
@@ -95,7 +100,7 @@ pub fn load_config(cli: &Cli) -> anyhow::Result<Loaded> {
                     "no config file and no provider key in the environment (ANTHROPIC_API_KEY, OPENAI_API_KEY); requests will fail until one is configured"
                 );
             } else {
-                tracing::info!(providers = ?names, "no config file; providers enabled from the environment");
+                tracing::info!(providers = ?JsonList(&names), "no config file; providers enabled from the environment");
             }
             return Ok(Loaded {
                 config,
@@ -107,7 +112,7 @@ pub fn load_config(cli: &Cli) -> anyhow::Result<Loaded> {
     };
     let config = parse_config(&path, &text)?;
     let names: Vec<_> = config.providers.iter().map(|p| p.name.as_str()).collect();
-    tracing::info!(path = %path.display(), providers = ?names, "configuration loaded");
+    tracing::info!(path = %path.display(), providers = ?JsonList(&names), "configuration loaded");
     Ok(Loaded {
         config,
         seen: crate::reload::Seen::of(Some(&text)),
@@ -135,54 +140,100 @@ const CACHE_FLUSH: Duration = Duration::from_secs(10);
 /// How often expired semantic-cache entries leave memory and the store.
 const CACHE_PURGE_EVERY: Duration = Duration::from_secs(30);
 
-/// The semantic cache's persistence: entries read back from the logs store into memory, the
-/// journal writing every change back (its writer runs until exit), and a task dropping
-/// expired entries. `None` without a logs store (entries then live in memory only).
+/// Where the semantic cache's entries are kept beyond this process's memory.
+enum CacheCopy {
+    /// The logs store: read back at start, written through its queue.
+    Store(Arc<heimdall_store::CacheJournal>),
+    /// Redis (`vector_store`): shared with every instance using it.
+    Shared(Arc<heimdall_redis::cache::SharedCache>),
+}
+
+impl CacheCopy {
+    /// Waits (at most `timeout`) until the queued changes are written.
+    async fn flush(&self, timeout: Duration) -> bool {
+        match self {
+            Self::Store(journal) => journal.flush(timeout).await,
+            Self::Shared(shared) => shared.flush(timeout).await,
+        }
+    }
+}
+
+/// The semantic cache's copy and its tasks. With `vector_store` (Redis) and the plugin on at
+/// start, entries are shared with every instance using that Redis, which is then their source
+/// of truth (the logs store keeps none); else the logs store keeps them (read back now);
+/// without either they live in memory only. A task drops expired entries from memory (and
+/// the store) in every case.
 async fn start_cache(
     gateway: &Arc<Gateway>,
     store: Option<&Store>,
-) -> Option<(
-    Arc<heimdall_store::CacheJournal>,
-    tokio::task::JoinHandle<()>,
-)> {
-    let store = store?;
-    let cache = gateway.cache();
-    let max_bytes = gateway
-        .config()
-        .cache
-        .as_ref()
-        .map_or(u64::MAX, |c| c.max_bytes);
-    match store.cache_entries(cache.now_ms()).await {
-        Ok(entries) => {
-            let n = cache.restore(entries, max_bytes);
-            if n > 0 {
-                tracing::info!(entries = n, "semantic cache entries restored");
-            }
+) -> anyhow::Result<(Option<CacheCopy>, Vec<tokio::task::JoinHandle<()>>)> {
+    let cache = Arc::clone(gateway.cache());
+    let config = gateway.config();
+    let mut tasks = Vec::new();
+    let copy = match (&config.vector_store, &config.cache, store) {
+        (Some(settings), Some(_), _) => {
+            let endpoint = heimdall_redis::Endpoint::new(settings.url.expose(), settings.timeout)
+                .map_err(|e| anyhow::anyhow!("vector_store.config.addr: {e}"))?;
+            // Read per entry another instance stored: a reload may change the bound.
+            let max_bytes: heimdall_redis::cache::MaxBytes = {
+                let gateway = Arc::clone(gateway);
+                Arc::new(move || gateway.config().cache.as_ref().map_or(0, |c| c.max_bytes))
+            };
+            let (shared, follower) = heimdall_redis::cache::SharedCache::start(
+                cache,
+                &endpoint,
+                &settings.key_prefix,
+                max_bytes,
+            )
+            .await;
+            tasks.push(follower);
+            Some(CacheCopy::Shared(shared))
         }
-        Err(e) => tracing::warn!(
-            error = format!("{e:#}"),
-            "semantic cache: reading stored entries failed; starting empty"
-        ),
+        (_, _, Some(store)) => {
+            let max_bytes = config.cache.as_ref().map_or(u64::MAX, |c| c.max_bytes);
+            match store.cache_entries(cache.now_ms()).await {
+                Ok(entries) => {
+                    let n = cache.restore(entries, max_bytes);
+                    if n > 0 {
+                        tracing::info!(entries = n, "semantic cache entries restored");
+                    }
+                }
+                Err(e) => tracing::warn!(
+                    error = format!("{e:#}"),
+                    "semantic cache: reading stored entries failed; starting empty"
+                ),
+            }
+            let (journal, _writer) = store.start_cache_journal();
+            cache.set_journal(Arc::clone(&journal) as Arc<dyn heimdall_cache::Journal>);
+            Some(CacheCopy::Store(journal))
+        }
+        (_, _, None) => None,
+    };
+    if config.vector_store.is_some() && config.cache.is_none() {
+        tracing::warn!(
+            "vector_store is configured but the semantic_cache plugin is not: nothing is shared (both are read at start)"
+        );
     }
     gateway.purge_cache();
-    let (journal, _writer) = store.start_cache_journal();
-    cache.set_journal(Arc::clone(&journal) as Arc<dyn heimdall_cache::Journal>);
-    let purger = {
-        let gateway = Arc::clone(gateway);
-        let store = store.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(CACHE_PURGE_EVERY);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                gateway.purge_cache();
-                if let Err(e) = store.prune_cache(gateway.cache().now_ms()).await {
-                    tracing::warn!(error = format!("{e:#}"), "pruning cache entries failed");
-                }
-            }
-        })
+    let pruned = match &copy {
+        Some(CacheCopy::Store(_)) => store.cloned(),
+        _ => None,
     };
-    Some((journal, purger))
+    let gateway = Arc::clone(gateway);
+    tasks.push(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(CACHE_PURGE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            gateway.purge_cache();
+            if let Some(store) = &pruned
+                && let Err(e) = store.prune_cache(gateway.cache().now_ms()).await
+            {
+                tracing::warn!(error = format!("{e:#}"), "pruning cache entries failed");
+            }
+        }
+    }));
+    Ok((copy, tasks))
 }
 
 /// Opens the logs store (creating the SQLite file, or connecting to PostgreSQL) and runs its
@@ -250,7 +301,7 @@ pub async fn serve(cli: Cli, loaded: Loaded) -> anyhow::Result<Stopped> {
         loaded.seen,
     );
     let jobs = AsyncJobs::new(store.clone(), cli.async_job_lease_seconds);
-    let (cache_journal, cache_purger) = start_cache(&gateway, store.as_ref()).await.unzip();
+    let (cache_copy, cache_tasks) = start_cache(&gateway, store.as_ref()).await?;
     let background = [
         jobs.spawn_lease_keeper(),
         store.as_ref().map(|s| {
@@ -263,7 +314,6 @@ pub async fn serve(cli: Cli, loaded: Loaded) -> anyhow::Result<Stopped> {
         }),
         governance.spawn(),
         config_service.spawn(),
-        cache_purger,
     ];
     let app = crate::router(App {
         gateway: Arc::clone(&gateway),
@@ -325,7 +375,7 @@ pub async fn serve(cli: Cli, loaded: Loaded) -> anyhow::Result<Stopped> {
     };
     signals.abort();
     reloader.abort();
-    for task in background.into_iter().flatten() {
+    for task in background.into_iter().flatten().chain(cache_tasks) {
         task.abort();
     }
     // Every request has settled by now: what it spent is saved.
@@ -339,8 +389,8 @@ pub async fn serve(cli: Cli, loaded: Loaded) -> anyhow::Result<Stopped> {
         let n = gateway.cache().clear();
         tracing::info!(entries = n, "semantic cache cleared (cleanup_on_shutdown)");
     }
-    if let Some(journal) = &cache_journal
-        && !journal.flush(CACHE_FLUSH).await
+    if let Some(copy) = &cache_copy
+        && !copy.flush(CACHE_FLUSH).await
     {
         tracing::warn!("semantic cache changes still queued at exit were not written");
     }

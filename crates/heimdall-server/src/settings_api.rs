@@ -1,7 +1,8 @@
 //! The admin API's client settings (`GET`/`PUT /api/config`, Bifrost's `client_config`): the
 //! header allowlist and denylist, direct keys, dropping excess requests, a virtual key required
 //! on inference, content logging, log retention and the largest request body. A change is
-//! checked like config.json, written to the config store and applied before the answer.
+//! checked like config.json, written to the config store and applied before the answer; in a
+//! change, `null` unsets a setting (its default applies), the way `DELETE` removes a provider.
 
 use std::time::Duration;
 
@@ -19,30 +20,33 @@ use crate::config_service::{CLIENT_SETTINGS, Edit, set_entry};
 use crate::providers_api::{bad_request, refusal, unavailable};
 
 /// The client settings the admin API manages, with config.json's names. In a change, a field
-/// left out stays as it is.
+/// left out stays as it is, and `null` unsets it: its default applies (shown in parentheses),
+/// also over a value config.json sets, until the file's value of it changes. Answers carry
+/// every field, never `null`.
 #[derive(Serialize, Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ClientSettings {
-    /// Which client headers go upstream (`anthropic-beta` needs the allowlist).
+    /// Which client headers go upstream (`anthropic-beta` needs the allowlist). (Both lists
+    /// empty.)
     #[serde(skip_serializing_if = "Option::is_none")]
     header_filter_config: Option<HeaderFilter>,
-    /// A client's own provider key is used for its request.
+    /// A client's own provider key is used for its request. (false)
     #[serde(skip_serializing_if = "Option::is_none")]
     allow_direct_keys: Option<bool>,
-    /// A provider whose queue is full answers 529 at once instead of waiting.
+    /// A provider whose queue is full answers 529 at once instead of waiting. (false)
     #[serde(skip_serializing_if = "Option::is_none")]
     drop_excess_requests: Option<bool>,
-    /// Inference needs a virtual key.
+    /// Inference needs a virtual key. (false)
     #[serde(skip_serializing_if = "Option::is_none")]
     enforce_auth_on_inference: Option<bool>,
-    /// Request logs keep no request or answer content.
+    /// Request logs keep no request or answer content. (false)
     #[serde(skip_serializing_if = "Option::is_none")]
     disable_content_logging: Option<bool>,
-    /// Days request logs are kept; 0: for ever.
+    /// Days request logs are kept; 0: for ever. (365)
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 0, maximum = 36500)]
     log_retention_days: Option<u64>,
-    /// The largest request body taken, in MiB.
+    /// The largest request body taken, in MiB. (100)
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 1, maximum = 65536)]
     max_request_body_size_mb: Option<u64>,
@@ -81,7 +85,7 @@ pub async fn get(State(app): State<App>) -> Response {
     Json(current(&app)).into_response()
 }
 
-/// Changes client settings; fields left out stay.
+/// Changes client settings; fields left out stay, `null` unsets one (its default applies).
 #[utoipa::path(put, path = "/api/config", tag = "settings", operation_id = "updateClientConfig",
     request_body = ClientConfig,
     responses(
@@ -94,22 +98,17 @@ pub async fn update(State(app): State<App>, Json(body): Json<Value>) -> Response
     let Some(svc) = app.config.as_deref() else {
         return unavailable();
     };
-    let change: ClientConfig = match serde_path_to_error::deserialize(body) {
-        Ok(c) => c,
-        Err(e) => {
-            return bad_request(&format!("{}: {}", e.path(), e.inner()));
-        }
-    };
-    let values = match serde_json::to_value(&change.client_config) {
-        Ok(Value::Object(map)) => map,
-        _ => return bad_request("not client settings"),
+    let values = match changes(&body) {
+        Ok(v) => v,
+        Err(message) => return bad_request(&message),
     };
     let result = svc
         .change(|entries, _| {
             let mut edit = Edit::default();
             for (name, value) in &values {
                 debug_assert!(CLIENT_SETTINGS.contains(&name.as_str()));
-                set_entry(entries, ConfigKind::Client, name, Some(value), &mut edit);
+                // No value removes the entry (or, over the file's value, holds that back).
+                set_entry(entries, ConfigKind::Client, name, value.as_ref(), &mut edit);
             }
             Ok((edit, ()))
         })
@@ -118,6 +117,27 @@ pub async fn update(State(app): State<App>, Json(body): Json<Value>) -> Response
         Ok(()) => Json(current(&app)).into_response(),
         Err(e) => refusal(e, || bad_request("no such setting")),
     }
+}
+
+/// The settings a change sends, each with its value as checked, or `None` when sent as `null`
+/// (unset); a refusal names the field.
+fn changes(body: &Value) -> Result<Vec<(String, Option<Value>)>, String> {
+    let change: ClientConfig = serde_path_to_error::deserialize(body)
+        .map_err(|e| format!("{}: {}", e.path(), e.inner()))?;
+    // A `null` reads as a field left out here; the body says which were sent so.
+    let Ok(Value::Object(checked)) = serde_json::to_value(&change.client_config) else {
+        return Err("not client settings".to_owned());
+    };
+    let unset = (body.get("client_config").and_then(Value::as_object))
+        .into_iter()
+        .flatten()
+        .filter(|(_, v)| v.is_null())
+        .map(|(name, _)| (name.clone(), None));
+    Ok(checked
+        .into_iter()
+        .map(|(name, v)| (name, Some(v)))
+        .chain(unset)
+        .collect())
 }
 
 /// The settings of the running configuration.
@@ -143,5 +163,30 @@ fn current(app: &App) -> ClientConfig {
             ),
             max_request_body_size_mb: Some((config.max_request_body_bytes / MIB) as u64),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn null_unsets_and_a_field_left_out_stays() {
+        let body = json!({"client_config": {"allow_direct_keys": null, "log_retention_days": 7}});
+        assert_eq!(
+            changes(&body).unwrap(),
+            [
+                ("log_retention_days".to_owned(), Some(json!(7))),
+                ("allow_direct_keys".to_owned(), None)
+            ]
+        );
+        for (wrong, field) in [
+            (json!({"allow_direct_keys": "yes"}), "allow_direct_keys"),
+            (json!({"no_such_setting": null}), "no_such_setting"),
+        ] {
+            let e = changes(&json!({"client_config": wrong})).unwrap_err();
+            assert!(e.contains(field), "{e}");
+        }
     }
 }

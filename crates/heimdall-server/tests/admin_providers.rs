@@ -1,7 +1,9 @@
 //! Providers and client settings through the admin API (`/api/providers`, `/api/config`):
 //! changes apply to the running gateway at once, key values never come back, changes persist
 //! in the config store across a restart (SQLite and PostgreSQL), config.json's reload keeps
-//! the API's edits of what the file did not change, and an open stream outlives a change.
+//! the API's edits of what the file did not change, an open stream outlives a change, `null`
+//! unsets a client setting, and without a config file the providers enabled from environment
+//! variables are listed and can be replaced but not deleted.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -280,6 +282,138 @@ async fn an_allowlist_set_through_the_api_forwards_anthropic_beta() {
     assert_eq!(s, 200);
     let (s, _) = infer(base, &mock, CLAUDE).await;
     assert_eq!(s, 401);
+}
+
+#[tokio::test]
+async fn null_puts_a_client_setting_back_to_its_default() {
+    let mock = MockServer::start(MockOptions::default()).await.unwrap();
+    // The file sets the allowlist: `null` unsets it over the file's value too.
+    let gw = start(&anthropic_only(&mock, |c| {
+        c["client"] = json!({"header_filter_config": {"allowlist": ["anthropic-beta"]}});
+    }))
+    .await;
+    let base = gw.base_url();
+    let (s, set) = api(
+        Method::PUT,
+        base,
+        "/api/config",
+        Some(json!({"client_config": {"log_retention_days": 7, "drop_excess_requests": true}})),
+    )
+    .await;
+    assert_eq!(s, 200, "{set}");
+    assert_eq!(set["client_config"]["log_retention_days"], 7);
+    let (_, seen) = infer(base, &mock, CLAUDE).await;
+    assert_eq!(
+        seen.unwrap().header("anthropic-beta"),
+        Some("test-beta-2025-01-01")
+    );
+
+    let (s, unset) = api(
+        Method::PUT,
+        base,
+        "/api/config",
+        Some(json!({"client_config": {"header_filter_config": null, "log_retention_days": null}})),
+    )
+    .await;
+    assert_eq!(s, 200, "{unset}");
+    let c = &unset["client_config"];
+    assert_eq!(
+        c["header_filter_config"],
+        json!({"allowlist": [], "denylist": []})
+    );
+    assert_eq!(c["log_retention_days"], 365, "the default: a year");
+    assert_eq!(c["drop_excess_requests"], true, "left out: stays");
+    let (_, now) = api(Method::GET, base, "/api/config", None).await;
+    assert_eq!(now, unset);
+    let (s, seen) = infer(base, &mock, CLAUDE).await;
+    assert_eq!(s, 200);
+    assert_eq!(seen.unwrap().header("anthropic-beta"), None);
+
+    // Unsetting what is unset changes nothing.
+    let (s, again) = api(
+        Method::PUT,
+        base,
+        "/api/config",
+        Some(json!({"client_config": {"log_retention_days": null}})),
+    )
+    .await;
+    assert_eq!((s, again), (200, unset));
+}
+
+/// Long enough to be redacted with a head and a tail; the only key the gateway has.
+const ENV_KEY: &str = "sk-ant-from-the-environment-0123456789abcdef";
+
+#[tokio::test]
+async fn without_a_config_file_the_environment_s_providers_are_listed_and_can_be_replaced() {
+    let mock = MockServer::start(MockOptions::default()).await.unwrap();
+    let gw = GatewayProcess::start(
+        bin(),
+        None,
+        &[("ANTHROPIC_API_KEY", ENV_KEY)],
+        &["--shutdown-grace-seconds", "2"],
+    )
+    .await
+    .unwrap();
+    let base = gw.base_url();
+    let get = |path: &'static str| async move {
+        let (s, text) = call(Method::GET, base, path, None).await;
+        assert!(!text.contains(ENV_KEY), "{text}");
+        (s, serde_json::from_str::<Value>(&text).unwrap())
+    };
+
+    let (s, list) = get("/api/providers").await;
+    assert_eq!(s, 200);
+    assert_eq!(list["total"], 1, "{list}");
+    let listed = &list["providers"][0];
+    assert_eq!(listed["name"], "anthropic");
+    assert_eq!(listed["source"], "env");
+    // The key is shown as where it is read from.
+    assert_eq!(listed["keys"][0]["name"], "ANTHROPIC_API_KEY");
+    assert_eq!(listed["keys"][0]["value"], "env.ANTHROPIC_API_KEY");
+    let (s, one) = get("/api/providers/anthropic").await;
+    assert_eq!((s, &one), (200, listed));
+
+    // Only unsetting the variable removes it; creating it again is a conflict too.
+    let (s, e) = api(Method::DELETE, base, "/api/providers/anthropic", None).await;
+    assert_eq!(s, 409, "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ANTHROPIC_API_KEY"),
+        "{e}"
+    );
+    let (s, e) = api(
+        Method::POST,
+        base,
+        "/api/providers",
+        Some(json!({"provider": "anthropic", "keys": []})),
+    )
+    .await;
+    assert_eq!(s, 409, "{e}");
+
+    // A replacement (the listing sent back, pointed at the mock) is stored and wins; its key
+    // is still read from the variable.
+    let mut changed = one.clone();
+    changed["network_config"] = json!({"base_url": mock.base_url()});
+    let (s, stored) = api(Method::PUT, base, "/api/providers/anthropic", Some(changed)).await;
+    assert_eq!(s, 200, "{stored}");
+    assert_eq!(stored["source"], "config");
+    assert_eq!(stored["keys"][0]["value"], "env.ANTHROPIC_API_KEY");
+    let (s, seen) = infer(base, &mock, CLAUDE).await;
+    assert_eq!(s, 200);
+    assert_eq!(seen.unwrap().header("x-api-key"), Some(ENV_KEY));
+    let (_, list) = get("/api/providers").await;
+    assert_eq!(list["total"], 1, "{list}");
+    assert_eq!(list["providers"][0]["source"], "config");
+
+    // Deleting the stored one leaves the environment's.
+    let (s, _) = api(Method::DELETE, base, "/api/providers/anthropic", None).await;
+    assert_eq!(s, 204);
+    let (_, one) = get("/api/providers/anthropic").await;
+    assert_eq!(one["source"], "env", "{one}");
+    assert!(one.get("network_config").is_none(), "{one}");
+    assert!(!gw.output().contains(ENV_KEY), "the key was logged");
 }
 
 /// Sets settings and adds OpenAI through `first`, stops it, and checks that `second` (same

@@ -9,7 +9,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{GPT, PgDatabase, bin, config, terminate};
+use common::{GPT, PgDatabase, RedisPrefix, bin, config, terminate};
 use heimdall_testkit::{GatewayProcess, MockOptions, MockServer};
 use serde_json::{Value, json};
 
@@ -219,21 +219,6 @@ async fn spending_survives_a_restart() {
     )
     .await;
     assert_eq!(view["usage"][0]["used"].as_f64(), Some(cost), "{view}");
-}
-
-/// Deletes the keys under a prefix from the local Redis when dropped.
-struct RedisPrefix(String);
-
-impl Drop for RedisPrefix {
-    fn drop(&mut self) {
-        let script = format!(
-            "redis-cli --scan --pattern '{}*' | xargs -r redis-cli del >/dev/null",
-            self.0
-        );
-        let _ = std::process::Command::new("sh")
-            .args(["-c", &script])
-            .status();
-    }
 }
 
 #[tokio::test]

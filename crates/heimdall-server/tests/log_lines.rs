@@ -12,21 +12,27 @@ use common::*;
 use heimdall_testkit::{GatewayProcess, MockOptions, MockServer};
 use serde_json::{Value, json};
 
-/// The JSON log records of `gw` whose `request_id` field is `id`, waiting for one to appear.
-async fn lines_of(gw: &GatewayProcess, id: &str) -> Vec<Value> {
+/// The JSON log records of `gw` whose `fields` have `value` under `name`, waiting for one to
+/// appear.
+async fn records(gw: &GatewayProcess, name: &str, value: &str) -> Vec<Value> {
     for _ in 0..100 {
         let found: Vec<Value> = gw
             .output()
             .lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|v| v["fields"]["request_id"] == id)
+            .filter(|v| v["fields"][name] == value)
             .collect();
         if !found.is_empty() {
             return found;
         }
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
-    panic!("no log line for {id}:\n{}", gw.output());
+    panic!("no log line with {name} {value}:\n{}", gw.output());
+}
+
+/// The JSON log records of `gw` for the request `id`.
+async fn lines_of(gw: &GatewayProcess, id: &str) -> Vec<Value> {
+    records(gw, "request_id", id).await
 }
 
 async fn send(gw: &GatewayProcess, path: &str, body: &str) -> (u16, String) {
@@ -129,4 +135,34 @@ async fn a_start_up_error_is_printed_once() {
             assert_eq!(v["level"], "ERROR");
         }
     }
+}
+
+#[tokio::test]
+async fn start_up_lines_list_the_providers_as_a_json_array() {
+    let mock = MockServer::start(MockOptions::default()).await.unwrap();
+    let gw = GatewayProcess::start(bin(), Some(&config(&mock.base_url(), |_| {})), &[], &[])
+        .await
+        .unwrap();
+    let line = &records(&gw, "message", "configuration loaded").await[0];
+    let mut providers: Vec<&str> = line["fields"]["providers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not an array: {line}"))
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    providers.sort_unstable();
+    assert_eq!(providers, ["anthropic", "openai"], "{line}");
+
+    // No config file: the providers the environment's keys enable.
+    let gw = GatewayProcess::start(bin(), None, &[("OPENAI_API_KEY", "sk-env")], &[])
+        .await
+        .unwrap();
+    let message = "no config file; providers enabled from the environment";
+    let line = &records(&gw, "message", message).await[0];
+    // Other providers' keys may be in the test's environment.
+    let providers = line["fields"]["providers"].as_array();
+    assert!(
+        providers.is_some_and(|p| p.contains(&json!("openai"))),
+        "{line}"
+    );
 }

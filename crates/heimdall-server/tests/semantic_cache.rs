@@ -6,6 +6,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::*;
 use heimdall_testkit::mock::embeddings::similarity;
 use serde_json::{Value, json};
@@ -30,9 +32,12 @@ fn with_cache(extra: Value) -> impl FnOnce(&mut Value) {
 }
 
 async fn send(h: &Harness, body: &Value, headers: &[(&str, &str)]) -> reqwest::Response {
-    let mut req = h
-        .http
-        .post(h.url("/anthropic/v1/messages"))
+    send_to(h.gateway.base_url(), body, headers).await
+}
+
+async fn send_to(base_url: &str, body: &Value, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut req = heimdall_testkit::http_client()
+        .post(format!("{base_url}/anthropic/v1/messages"))
         .header("anthropic-version", "2023-06-01");
     for (k, v) in headers {
         req = req.header(*k, *v);
@@ -46,7 +51,11 @@ fn header<'r>(res: &'r reqwest::Response, name: &str) -> Option<&'r str> {
 
 /// The answer's text, and whether the cache hit (and how).
 async fn ask(h: &Harness, text: &str, headers: &[(&str, &str)]) -> (String, Option<String>) {
-    let res = send(h, &request(CLAUDE, text, false), headers).await;
+    ask_on(h.gateway.base_url(), text, headers).await
+}
+
+async fn ask_on(base_url: &str, text: &str, headers: &[(&str, &str)]) -> (String, Option<String>) {
+    let res = send_to(base_url, &request(CLAUDE, text, false), headers).await;
     assert_eq!(res.status(), 200);
     let hit = match header(&res, "x-bf-cache-hit") {
         Some("true") => Some(header(&res, "x-bf-cache-hit-type").unwrap().to_owned()),
@@ -332,36 +341,17 @@ async fn entries_survive_a_restart_and_cleanup_on_shutdown_removes_them() {
             .await
             .unwrap()
     };
-    let ask_at = |gateway: &heimdall_testkit::GatewayProcess, text: &str| {
-        let url = format!("{}/anthropic/v1/messages", gateway.base_url());
-        let body = request(CLAUDE, text, false);
-        async move {
-            let res = heimdall_testkit::http_client()
-                .post(url)
-                .header("anthropic-version", "2023-06-01")
-                .header(KEY.0, KEY.1)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            res.headers()["x-bf-cache-hit"].to_str().unwrap().to_owned()
-        }
-    };
     for cleanup in [false, true] {
         let mut gateway = start(config(cleanup)).await;
-        ask_at(&gateway, QUESTION).await;
+        ask_on(gateway.base_url(), QUESTION, &[KEY]).await;
         terminate(&gateway);
         gateway
             .wait_exit(std::time::Duration::from_secs(20))
             .await
             .unwrap();
         let gateway = start(config(false)).await;
-        let hit = ask_at(&gateway, PARAPHRASE).await;
-        assert_eq!(
-            hit,
-            if cleanup { "false" } else { "true" },
-            "cleanup {cleanup}"
-        );
+        let (_, hit) = ask_on(gateway.base_url(), PARAPHRASE, &[KEY]).await;
+        assert_eq!(hit.is_some(), !cleanup, "cleanup {cleanup}");
         drop(gateway);
         if !cleanup {
             // Start the second round empty.
@@ -373,4 +363,87 @@ async fn entries_survive_a_restart_and_cleanup_on_shutdown_removes_them() {
                 .unwrap();
         }
     }
+}
+
+/// Asks `text` every 20 ms, without storing the answer, until the hit is `expected`; fails
+/// past `limit`.
+async fn until_hit(base_url: &str, text: &str, key: &str, expected: Option<&str>, limit: Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let headers = [("x-bf-cache-key", key), ("x-bf-cache-no-store", "true")];
+        let (answer, hit) = ask_on(base_url, text, &headers).await;
+        if hit.as_deref() == expected {
+            if expected.is_some() {
+                assert_eq!(answer, QUESTION, "the stored answer");
+            }
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{text}: still {hit:?} after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn two_instances_sharing_redis_answer_and_clear_each_others_entries() {
+    let prefix = RedisPrefix(format!(
+        "heimdall-test:{}:{}:cache:",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    let mock = heimdall_testkit::MockServer::start(heimdall_testkit::MockOptions::default())
+        .await
+        .unwrap();
+    let shared = config(&mock.base_url(), |c| {
+        with_cache(json!({}))(c);
+        c["vector_store"] = json!({"enabled": true, "type": "redis",
+            "config": {"addr": "127.0.0.1:6379", "db": 0, "key_prefix": prefix.0}});
+    });
+    let start = || heimdall_testkit::GatewayProcess::start(bin(), Some(&shared), &[], &[]);
+    let (first, other) = (start().await.unwrap(), start().await.unwrap());
+    let (a, b) = (first.base_url(), other.base_url());
+    let second = Duration::from_secs(1);
+
+    // Stored through A: a direct and a semantic hit on B within a second (B stores nothing
+    // itself: every request to it is `no-store`).
+    assert_eq!(
+        ask_on(a, QUESTION, &[KEY]).await,
+        (QUESTION.to_owned(), None)
+    );
+    until_hit(b, QUESTION, KEY.1, Some("direct"), second).await;
+    until_hit(b, PARAPHRASE, KEY.1, Some("semantic"), second).await;
+
+    // Cleared through A: B misses within a second.
+    let cleared: Value = heimdall_testkit::http_client()
+        .delete(format!("{a}/api/cache/clear-by-key/{}", KEY.1))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cleared, json!({"cleared": 1}));
+    until_hit(b, QUESTION, KEY.1, None, second).await;
+
+    // Stored through B for 2 s: a hit on A, then a miss once it expired.
+    let short = "short-lived";
+    let stored_at = std::time::Instant::now();
+    ask_on(
+        b,
+        QUESTION,
+        &[("x-bf-cache-key", short), ("x-bf-cache-ttl", "2s")],
+    )
+    .await;
+    until_hit(a, QUESTION, short, Some("direct"), second).await;
+    tokio::time::sleep(
+        (stored_at + Duration::from_millis(2300))
+            .saturating_duration_since(std::time::Instant::now()),
+    )
+    .await;
+    until_hit(a, QUESTION, short, None, Duration::ZERO).await;
 }

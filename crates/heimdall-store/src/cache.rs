@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use heimdall_cache::encoding::{vector_bytes, vector_of};
 use heimdall_cache::request::{from_hex, hex};
 use heimdall_cache::{Entry, Journal, Removed};
 use sqlx::QueryBuilder;
@@ -60,22 +61,6 @@ impl Journal for CacheJournal {
     fn removed(&self, what: &Removed) {
         self.send(Change::Removed(what.clone()));
     }
-}
-
-fn vector_bytes(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-fn vector_of(bytes: &[u8]) -> Option<Vec<f32>> {
-    let chunks = bytes.chunks_exact(4);
-    if !chunks.remainder().is_empty() {
-        return None;
-    }
-    Some(
-        chunks
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-    )
 }
 
 type EntryRow = (
@@ -205,17 +190,5 @@ impl Store {
             q.push_bind(now_ms);
             q.build().execute(pool).await?.rows_affected()
         }))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn vectors_round_trip_through_bytes() {
-        let v = vec![0.25f32, -1.5, 3.0];
-        assert_eq!(vector_of(&vector_bytes(&v)), Some(v));
-        assert_eq!(vector_of(&[1, 2, 3]), None);
     }
 }

@@ -11,7 +11,11 @@ use std::time::SystemTime;
 
 use sqlx::{QueryBuilder, Row};
 
+use crate::secrets::is_sealed;
 use crate::{Store, millis, on_engine};
+
+/// A row as stored: kind, name, body, file body (sealed or not).
+type EntryRow = (String, String, Option<String>, Option<String>);
 
 /// What an entry configures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -138,7 +142,29 @@ pub fn reconcile(stored: &[ConfigEntry], file: &[(ConfigKind, String, String)]) 
 impl Store {
     /// Every provider and client setting entry, by kind and name.
     pub async fn config_entries(&self) -> anyhow::Result<Vec<ConfigEntry>> {
-        let rows: Vec<(String, String, Option<String>, Option<String>)> = on_engine!(self, read, DB, pool => {
+        let mut entries = Vec::new();
+        for (kind, name, body, file_body) in self.entry_rows().await? {
+            let Some(kind) = ConfigKind::parse(&kind) else {
+                tracing::warn!(kind, name, "unknown config entry kind; skipped");
+                continue;
+            };
+            let what = || format!("stored {} `{name}`", kind.as_str());
+            let body = body.map(|b| self.unseal(b, what)).transpose()?;
+            let file_body = file_body.map(|b| self.unseal(b, what)).transpose()?;
+            entries.push(ConfigEntry {
+                kind,
+                name,
+                body,
+                file_body,
+            });
+        }
+        entries.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+        Ok(entries)
+    }
+
+    /// The rows as stored: kind, name, body, file body.
+    async fn entry_rows(&self) -> anyhow::Result<Vec<EntryRow>> {
+        Ok(on_engine!(self, read, DB, pool => {
             QueryBuilder::<DB>::new(
                 "SELECT kind, name, body, file_body FROM config_entries ORDER BY kind, name",
             )
@@ -148,24 +174,48 @@ impl Store {
             .into_iter()
             .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?)))
             .collect::<Result<_, sqlx::Error>>()?
+        }))
+    }
+
+    /// Seals the entries written before the store had a key (see `with_encryption_key`);
+    /// answers how many. An entry another instance rewrote meanwhile is left as it wrote it.
+    pub(crate) async fn seal_plain_entries(&self) -> anyhow::Result<u64> {
+        let plain = |v: &Option<String>| v.as_deref().is_some_and(|v| !is_sealed(v));
+        let seal = |v: &Option<String>| v.as_deref().map(|v| self.seal_stored(v)).transpose();
+        let mut rows = Vec::new();
+        for (kind, name, body, file_body) in self.entry_rows().await? {
+            if plain(&body) || plain(&file_body) {
+                let sealed = (seal(&body)?, seal(&file_body)?);
+                rows.push(((kind, name, body, file_body), sealed));
+            }
+        }
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut sealed = 0;
+        on_engine!(self, write, DB, pool => {
+            let mut tx = pool.begin().await?;
+            for ((kind, name, body, file_body), (new_body, new_file_body)) in &rows {
+                sealed += QueryBuilder::<DB>::new("UPDATE config_entries SET body = ")
+                    .push_bind(new_body.as_deref())
+                    .push(", file_body = ")
+                    .push_bind(new_file_body.as_deref())
+                    .push(" WHERE kind = ")
+                    .push_bind(kind.as_str())
+                    .push(" AND name = ")
+                    .push_bind(name.as_str())
+                    .push(" AND body IS NOT DISTINCT FROM ")
+                    .push_bind(body.as_deref())
+                    .push(" AND file_body IS NOT DISTINCT FROM ")
+                    .push_bind(file_body.as_deref())
+                    .build()
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            }
+            tx.commit().await?;
         });
-        let mut entries: Vec<ConfigEntry> = rows
-            .into_iter()
-            .filter_map(|(kind, name, body, file_body)| {
-                let Some(kind) = ConfigKind::parse(&kind) else {
-                    tracing::warn!(kind, name, "unknown config entry kind; skipped");
-                    return None;
-                };
-                Some(ConfigEntry {
-                    kind,
-                    name,
-                    body,
-                    file_body,
-                })
-            })
-            .collect();
-        entries.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
-        Ok(entries)
+        Ok(sealed)
     }
 
     /// Bumped by every write of the entries.
@@ -189,17 +239,25 @@ impl Store {
             return Ok(());
         }
         let now = millis(SystemTime::now());
+        let sealed = upserts
+            .iter()
+            .map(|e| {
+                let body = e.body.as_deref().map(|v| self.seal(v)).transpose()?;
+                let file_body = e.file_body.as_deref().map(|v| self.seal(v)).transpose()?;
+                Ok((e, body, file_body))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         on_engine!(self, write, DB, pool => {
             let mut tx = pool.begin().await?;
-            for e in upserts {
+            for (e, body, file_body) in &sealed {
                 QueryBuilder::<DB>::new("INSERT INTO config_entries (kind, name, body, file_body, updated_at) VALUES (")
                     .push_bind(e.kind.as_str())
                     .push(", ")
                     .push_bind(e.name.as_str())
                     .push(", ")
-                    .push_bind(e.body.as_deref())
+                    .push_bind(body.as_deref())
                     .push(", ")
-                    .push_bind(e.file_body.as_deref())
+                    .push_bind(file_body.as_deref())
                     .push(", ")
                     .push_bind(now)
                     .push(") ON CONFLICT (kind, name) DO UPDATE SET body = excluded.body, file_body = excluded.file_body, updated_at = excluded.updated_at")

@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::{QueryBuilder, Row};
 
+use crate::secrets::is_sealed;
 use crate::{Store, millis, on_engine};
 
 /// The kinds of governance entity, as stored.
@@ -59,17 +60,10 @@ fn to_json<T: Serialize>(value: &T) -> anyhow::Result<String> {
 impl Store {
     /// Every governance entity in the store, by kind, in id order.
     pub async fn governance(&self) -> anyhow::Result<GovernanceConfig> {
-        let rows: Vec<(String, String, String)> = on_engine!(self, read, DB, pool => {
-            QueryBuilder::<DB>::new("SELECT kind, id, body FROM governance_entities ORDER BY kind, id")
-                .build()
-                .fetch_all(pool)
-                .await?
-                .into_iter()
-                .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
-                .collect::<Result<_, sqlx::Error>>()?
-        });
+        let rows = self.entity_rows().await?;
         let mut g = GovernanceConfig::default();
         for (kind, id, body) in rows {
+            let body = self.unseal(body, || format!("stored {kind} `{id}`"))?;
             fn parse<T: DeserializeOwned>(kind: &str, id: &str, body: &str) -> anyhow::Result<T> {
                 serde_json::from_str(body)
                     .with_context(|| format!("stored {kind} `{id}` does not read"))
@@ -86,6 +80,54 @@ impl Store {
             }
         }
         Ok(g)
+    }
+
+    /// The rows as stored: kind, id, body (sealed or not).
+    async fn entity_rows(&self) -> anyhow::Result<Vec<(String, String, String)>> {
+        Ok(on_engine!(self, read, DB, pool => {
+            QueryBuilder::<DB>::new("SELECT kind, id, body FROM governance_entities ORDER BY kind, id")
+                .build()
+                .fetch_all(pool)
+                .await?
+                .into_iter()
+                .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+                .collect::<Result<_, sqlx::Error>>()?
+        }))
+    }
+
+    /// Seals the entities written before the store had a key (see `with_encryption_key`);
+    /// answers how many. An entity another instance rewrote meanwhile is left as it wrote it.
+    pub(crate) async fn seal_plain_entities(&self) -> anyhow::Result<u64> {
+        let mut rows = Vec::new();
+        for (kind, id, body) in self.entity_rows().await? {
+            if !is_sealed(&body) {
+                let sealed = self.seal_stored(&body)?;
+                rows.push((kind, id, body, sealed));
+            }
+        }
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut sealed = 0;
+        on_engine!(self, write, DB, pool => {
+            let mut tx = pool.begin().await?;
+            for (kind, id, body, new_body) in &rows {
+                sealed += QueryBuilder::<DB>::new("UPDATE governance_entities SET body = ")
+                    .push_bind(new_body.as_str())
+                    .push(" WHERE kind = ")
+                    .push_bind(kind.as_str())
+                    .push(" AND id = ")
+                    .push_bind(id.as_str())
+                    .push(" AND body = ")
+                    .push_bind(body.as_str())
+                    .build()
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            }
+            tx.commit().await?;
+        });
+        Ok(sealed)
     }
 
     /// Bumped by every change of the entities.
@@ -139,9 +181,13 @@ impl Store {
 
     async fn put_entities(&self, rows: &[(EntityKind, String, String)]) -> anyhow::Result<()> {
         let now = millis(SystemTime::now());
+        let rows = rows
+            .iter()
+            .map(|(kind, id, body)| Ok((kind, id, self.seal(body)?.into_owned())))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         on_engine!(self, write, DB, pool => {
             let mut tx = pool.begin().await?;
-            for (kind, id, body) in rows {
+            for (kind, id, body) in &rows {
                 QueryBuilder::<DB>::new("INSERT INTO governance_entities (kind, id, body, updated_at) VALUES (")
                     .push_bind(kind.as_str())
                     .push(", ")

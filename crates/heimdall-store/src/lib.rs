@@ -13,11 +13,13 @@ mod config_entries;
 mod governance;
 mod jobs;
 mod query;
+mod secrets;
 mod timeseries;
 mod writer;
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
@@ -60,6 +62,8 @@ pub(crate) use on_engine;
 #[derive(Clone)]
 pub struct Store {
     db: Db,
+    /// The config store's key (`encryption_key`); `None`: documents are written plain.
+    sealer: Option<Arc<secrets::Sealer>>,
 }
 
 #[derive(Clone)]
@@ -90,7 +94,7 @@ impl Store {
                 )
             })?,
         };
-        Ok(Store { db })
+        Ok(Store { db, sealer: None })
     }
 
     /// `"sqlite"` or `"postgres"`.

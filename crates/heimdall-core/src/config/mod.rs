@@ -23,6 +23,7 @@ mod admin;
 mod governance;
 mod observability;
 pub(crate) mod support;
+mod vector_store;
 pub use admin::AdminAuth;
 pub use governance::{
     Budget, BudgetLine, Customer, FailMode, GovernanceConfig, GovernanceSettings, ProviderAccess,
@@ -31,6 +32,7 @@ pub use governance::{
 use http::{HeaderMap, HeaderName, HeaderValue};
 pub use observability::{LoggingConfig, OtelConfig, OtlpProtocol, PostgresConfig, StoreConfig};
 use serde::Deserialize;
+pub use vector_store::VectorStoreSettings;
 
 /// A provider key. Its `Debug` never shows the value.
 #[derive(Clone, PartialEq, Eq)]
@@ -246,12 +248,18 @@ pub struct Config {
     pub otel: Option<OtelConfig>,
     /// The `semantic_cache` plugin, when configured.
     pub cache: Option<heimdall_cache::CacheConfig>,
+    /// `vector_store` (Redis): the semantic cache's entries shared by instances. Read at start.
+    pub vector_store: Option<VectorStoreSettings>,
     /// Model prices for the records' cost (Heimdall's `pricing` section over a list).
     pub pricing: Pricing,
     /// `client.admin_auth`: what the admin API asks of callers; `None`: open.
     pub admin_auth: Option<AdminAuth>,
     /// Virtual keys, budgets and rate limits, and where their state lives.
     pub governance: GovernanceSettings,
+    /// The passphrase the config store's documents are encrypted with (`encryption_key`, or
+    /// `HEIMDALL_ENCRYPTION_KEY` / `BIFROST_ENCRYPTION_KEY`); `None`: stored plain. Taken at
+    /// start only: the key a store was encrypted with cannot change under it.
+    pub encryption_key: Option<Secret>,
     /// Human-readable notes about accepted-but-unsupported settings, logged once at start.
     pub warnings: Vec<String>,
     /// Settings Heimdall does not implement that change security or billing, each naming its
@@ -290,6 +298,7 @@ impl Config {
             logging: LoggingConfig::default(),
             otel: None,
             cache: None,
+            vector_store: None,
             pricing: Pricing::default(),
             admin_auth: None,
             governance: GovernanceSettings {
@@ -298,6 +307,7 @@ impl Config {
                 }),
                 ..GovernanceSettings::default()
             },
+            encryption_key: None,
             warnings: Vec::new(),
             unsupported: Vec::new(),
         }
@@ -373,7 +383,10 @@ impl Config {
                 }
             })
             .collect();
-        Self::with_providers(providers)
+        Self {
+            encryption_key: encryption_key_from_env(env),
+            ..Self::with_providers(providers)
+        }
     }
 
     /// Parses a Bifrost-layout `config.json`. `env` resolves `"env.VAR"` values. Errors speak
@@ -548,6 +561,19 @@ impl Config {
             config_store: raw.config_store.validate("config_store", CONFIG_DB, env)?,
             redis: raw.redis.map(|r| r.validate(env)).transpose()?,
         };
+        config.encryption_key = match raw.encryption_key.filter(|k| !k.trim().is_empty()) {
+            Some(key) => Some(Secret::new(observability::resolve(
+                "encryption_key",
+                &key,
+                env,
+            )?)),
+            None => encryption_key_from_env(env),
+        };
+        if config.encryption_key.is_some() && config.governance.config_store.is_none() {
+            warnings.push(
+                "encryption_key: there is no config store (config_store.enabled is false), so nothing is encrypted".into(),
+            );
+        }
         config.logging.disable_content = client.disable_content_logging.unwrap_or(false);
         observability::lifetimes(
             &mut config.logging,
@@ -563,6 +589,10 @@ impl Config {
             .cache
             .map(|(i, cache)| config.check_cache(i, cache))
             .transpose()?;
+        config.vector_store = raw
+            .vector_store
+            .unwrap_or_default()
+            .validate(env, &mut warnings)?;
         config.check_fallbacks(&mut warnings)?;
         config.check_access_providers()?;
         config.warnings = warnings;
@@ -945,12 +975,26 @@ fn build_provider(
     Ok(p)
 }
 
+/// `encryption_key`'s environment variables, Heimdall's first: read when config.json names no
+/// key (as Bifrost reads its own).
+fn encryption_key_from_env(env: &dyn Fn(&str) -> Option<String>) -> Option<Secret> {
+    ["HEIMDALL_ENCRYPTION_KEY", "BIFROST_ENCRYPTION_KEY"]
+        .into_iter()
+        .filter_map(env)
+        .map(|v| v.trim().to_owned())
+        .find(|v| !v.is_empty())
+        .map(Secret::new)
+}
+
 #[derive(Deserialize)]
 struct RawConfig {
     #[serde(default)]
     version: Option<u32>,
     #[serde(default, rename = "$schema")]
     _schema: Option<String>,
+    /// A passphrase, or `env.VAR`; empty: none (the environment's, if any).
+    #[serde(default)]
+    encryption_key: Option<String>,
     #[serde(default)]
     /// Read per provider family (see `parse_section`).
     providers: BTreeMap<String, serde_json::Value>,
@@ -972,6 +1016,9 @@ struct RawConfig {
     /// Heimdall's own: shared counters for governance.
     #[serde(default)]
     redis: Option<governance::RawRedis>,
+    /// `null` in Bifrost's exports when unset.
+    #[serde(default)]
+    vector_store: Option<vector_store::RawVectorStore>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1230,7 +1277,6 @@ mod tests {
         let warned = cfg.warnings.join("\n");
         for path in [
             "routing_rules",
-            "encryption_key",
             "websocket",
             "client.prometheus_labels",
             "plugin `telemetry`",
@@ -1247,6 +1293,63 @@ mod tests {
         );
         let plain = Config::from_json(r#"{"routing_rules": []}"#, &env).unwrap();
         assert!(plain.check_supported().is_ok());
+    }
+
+    #[test]
+    fn the_encryption_key_comes_from_the_file_or_the_environment() {
+        let vars = |var: &str| match var {
+            "PASSPHRASE" => Some(" from-file-var ".to_owned()),
+            "HEIMDALL_ENCRYPTION_KEY" => Some("heimdall-var".to_owned()),
+            "BIFROST_ENCRYPTION_KEY" => Some("bifrost-var".to_owned()),
+            _ => None,
+        };
+        let bifrost_only = |var: &str| (var == "BIFROST_ENCRYPTION_KEY").then(|| "b".to_owned());
+        let key = |text: &str, env: &dyn Fn(&str) -> Option<String>| {
+            Config::from_json(text, env)
+                .unwrap()
+                .encryption_key
+                .map(|k| k.expose().to_owned())
+        };
+        assert_eq!(
+            key(r#"{"encryption_key": "literal"}"#, &vars).as_deref(),
+            Some("literal")
+        );
+        assert_eq!(
+            key(r#"{"encryption_key": "env.PASSPHRASE"}"#, &vars).as_deref(),
+            Some("from-file-var")
+        );
+        // None in the file (or an empty one): the environment's, Heimdall's name first.
+        assert_eq!(
+            key(r#"{"encryption_key": ""}"#, &vars).as_deref(),
+            Some("heimdall-var")
+        );
+        assert_eq!(key("{}", &bifrost_only).as_deref(), Some("b"));
+        assert_eq!(key("{}", &env), None);
+        assert_eq!(
+            Config::from_env(&bifrost_only)
+                .encryption_key
+                .map(|k| k.expose().to_owned())
+                .as_deref(),
+            Some("b")
+        );
+        let err = Config::from_json(r#"{"encryption_key": "env.NOT_SET"}"#, &env).unwrap_err();
+        assert_eq!(err.path, "encryption_key");
+        let cfg = Config::from_json(r#"{"encryption_key": "hunter22"}"#, &env).unwrap();
+        assert!(!format!("{cfg:?}").contains("hunter22"));
+        assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+        let storeless = Config::from_json(
+            r#"{"encryption_key": "hunter22", "config_store": {"enabled": false}}"#,
+            &env,
+        )
+        .unwrap();
+        assert!(
+            storeless
+                .warnings
+                .iter()
+                .any(|w| w.contains("encryption_key")),
+            "{:?}",
+            storeless.warnings
+        );
     }
 
     #[test]

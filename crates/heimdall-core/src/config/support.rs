@@ -33,10 +33,6 @@ pub(super) fn is_bifrost_only_provider(name: &str) -> bool {
 /// a pattern also matches everything below it), with what ignoring them would do.
 const SECURITY_OR_BILLING: &[(&str, &str)] = &[
     (
-        "encryption_key",
-        "secrets in the config store would be kept unencrypted",
-    ),
-    (
         "auth_config",
         "the admin API would not ask for these credentials (Heimdall reads client.admin_auth)",
     ),
@@ -254,7 +250,6 @@ mod tests {
         for path in [
             "mcp",
             "routing_rules",
-            "encryption_key",
             "client.allowed_origins",
             "governance.virtual_keys[0].mcp_configs",
             "providers.openai.proxy_config",
@@ -267,7 +262,7 @@ mod tests {
             "client.prometheus_labels",
             "websocket",
             "providers.openai.send_back_raw_response",
-            "vector_store",
+            "vector_store.config.pool_size",
         ] {
             assert!(security_or_billing(path).is_none(), "{path}");
         }

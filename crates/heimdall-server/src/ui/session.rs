@@ -8,16 +8,21 @@
 //! [`MAX_SESSIONS`] of them, each for [`LIFETIME`]. Each remembers a fingerprint of the
 //! credentials it was opened with, so changing or removing `client.admin_auth` (a reload, the
 //! admin API) ends every session opened before.
+//!
+//! Failed logins are limited ([`LoginLimiter`]): [`FAILURES_PER_CLIENT`] per client address
+//! and [`FAILURES_IN_ALL`] from all addresses together within [`WINDOW`]; past either, logins
+//! are answered 429 with `retry-after`, their credentials unchecked, until the window ends.
 
 use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{LazyLock, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use heimdall_core::config::AdminAuth;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -32,6 +37,15 @@ pub const LIFETIME: Duration = Duration::from_secs(12 * 3600);
 pub const MAX_SESSIONS: usize = 1024;
 /// A login body is a few short strings.
 const MAX_BODY: usize = 16 * 1024;
+/// Failed logins one client address may make within [`WINDOW`].
+pub const FAILURES_PER_CLIENT: u32 = 5;
+/// Failed logins all addresses together may make within [`WINDOW`]: one address per guess
+/// (a botnet, an IPv6 network) must not multiply the rate.
+pub const FAILURES_IN_ALL: u32 = 100;
+/// The window failures are counted in, from the first failure of a quiet spell.
+pub const WINDOW: Duration = Duration::from_secs(60);
+/// Client addresses counted at once: the limiter's memory bound (a few hundred KB).
+const MAX_CLIENTS: usize = 4096;
 
 struct Session {
     expires: Instant,
@@ -41,6 +55,137 @@ struct Session {
 
 static SESSIONS: LazyLock<Mutex<HashMap<String, Session>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
+
+static LOGINS: LazyLock<LoginLimiter> =
+    LazyLock::new(|| LoginLimiter::new(FAILURES_PER_CLIENT, FAILURES_IN_ALL, WINDOW));
+
+/// Failed logins in a fixed window that opens with the first of them.
+struct Window {
+    start: Instant,
+    failures: u32,
+}
+
+impl Window {
+    /// How long logins stay refused, if `limit` failures were reached in a window still open.
+    fn refused_for(&self, now: Instant, window: Duration, limit: u32) -> Option<Duration> {
+        let end = self.start + window;
+        (self.failures >= limit && end > now).then(|| end - now)
+    }
+
+    /// Counts a failure (in a new window when the last one ended); answers the count.
+    fn count(&mut self, now: Instant, window: Duration) -> u32 {
+        if now >= self.start + window {
+            *self = Window {
+                start: now,
+                failures: 0,
+            };
+        }
+        self.failures = self.failures.saturating_add(1);
+        self.failures
+    }
+}
+
+/// The failed logins per client and in all. A client is its IP address (an IPv6 one by its
+/// /64 network, which one host usually has whole); `None` when the connection's address is
+/// not known, all such logins then counting as one client's.
+pub struct LoginLimiter {
+    per_client: u32,
+    in_all: u32,
+    window: Duration,
+    tally: Mutex<Tally>,
+}
+
+struct Tally {
+    all: Window,
+    clients: HashMap<Option<IpAddr>, Window>,
+}
+
+impl LoginLimiter {
+    pub fn new(per_client: u32, in_all: u32, window: Duration) -> Self {
+        Self {
+            per_client,
+            in_all,
+            window,
+            tally: Mutex::new(Tally {
+                all: Window {
+                    start: Instant::now(),
+                    failures: 0,
+                },
+                clients: HashMap::new(),
+            }),
+        }
+    }
+
+    /// A login by `client` at `now`: `Err(wait)` while it (or everyone) is over the limit,
+    /// without calling `check`; otherwise what `check` (the credentials' comparison) says, a
+    /// `false` counted. One lock around both, so that logins sent at once cannot all pass
+    /// the limit before any of them is counted.
+    pub fn attempt(
+        &self,
+        client: Option<IpAddr>,
+        now: Instant,
+        check: impl FnOnce() -> bool,
+    ) -> Result<bool, Duration> {
+        let client = client.map(network);
+        // The counts stay meaningful whatever a panic elsewhere left them at.
+        let mut tally = self.tally.lock().unwrap_or_else(PoisonError::into_inner);
+        let wait = [
+            tally.all.refused_for(now, self.window, self.in_all),
+            (tally.clients.get(&client))
+                .and_then(|w| w.refused_for(now, self.window, self.per_client)),
+        ]
+        .into_iter()
+        .flatten()
+        .max();
+        if let Some(wait) = wait {
+            return Err(wait);
+        }
+        if check() {
+            return Ok(true);
+        }
+        if tally.all.count(now, self.window) == self.in_all {
+            tracing::warn!(
+                failures = self.in_all,
+                window_s = self.window.as_secs(),
+                "admin login: too many failed logins from all addresses; every login is refused until the window ends"
+            );
+        }
+        let window = self.window;
+        if tally.clients.len() >= MAX_CLIENTS && !tally.clients.contains_key(&client) {
+            tally.clients.retain(|_, w| now < w.start + window);
+        }
+        // Still full (more addresses failed within a window than are tracked): this one is
+        // bounded by the count in all alone.
+        if tally.clients.len() < MAX_CLIENTS || tally.clients.contains_key(&client) {
+            let failures = tally
+                .clients
+                .entry(client)
+                .or_insert(Window {
+                    start: now,
+                    failures: 0,
+                })
+                .count(now, window);
+            if failures == self.per_client {
+                let who = client.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+                tracing::warn!(
+                    client = %who,
+                    failures,
+                    window_s = window.as_secs(),
+                    "admin login: too many failed logins from one address; its logins are refused until the window ends"
+                );
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// The address a client is counted by: an IPv4 address, or an IPv6 address's /64 network.
+fn network(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        v4 => v4,
+    }
+}
 
 /// A digest of `auth` (not the secret itself): enough to tell that it changed.
 fn fingerprint(auth: &AdminAuth) -> String {
@@ -160,8 +305,17 @@ pub struct SessionInfo {
             SameSite=Strict); with no `client.admin_auth` nothing is set", body = SessionInfo),
         (status = 400, description = "The body is not a login", body = ApiError),
         (status = 415, description = "The body is neither JSON nor a form", body = ApiError),
+        (status = 429, description = "Too many failed logins: 5 from this address, or 100 from \
+            all, within a minute; logins are refused (not checked) until `retry-after` seconds \
+            have passed", body = ApiError,
+            headers(("retry-after" = u64, description = "Seconds until a login is taken again"))),
     ))]
-pub async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn create(
+    State(app): State<App>,
+    connection: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let login = match read_login(&headers, &body) {
         Ok(l) => l,
         Err(res) => return res,
@@ -174,12 +328,17 @@ pub async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> 
         })
         .into_response();
     };
-    if !matches(&auth, &login) {
-        return api_error(
-            StatusCode::UNAUTHORIZED,
-            ApiErrorKind::Authentication,
-            "wrong credentials",
-        );
+    let client = connection.map(|Extension(ConnectInfo(addr))| addr.ip());
+    match LOGINS.attempt(client, Instant::now(), || matches(&auth, &login)) {
+        Ok(true) => {}
+        Ok(false) => {
+            return api_error(
+                StatusCode::UNAUTHORIZED,
+                ApiErrorKind::Authentication,
+                "wrong credentials",
+            );
+        }
+        Err(wait) => return too_many(wait),
     }
     let Some(token) = open(&auth) else {
         return api_error(
@@ -213,6 +372,19 @@ pub async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> 
     }
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+/// The answer to a login refused by the limiter: `retry-after` in whole seconds, rounded up.
+fn too_many(wait: Duration) -> Response {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let mut res = api_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        ApiErrorKind::RateLimit,
+        &format!("too many failed logins; try again in {seconds} s"),
+    );
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     res
 }
 
@@ -373,6 +545,84 @@ mod tests {
             &auth,
             &headers("text/plain", Some("heimdall_session=nope"))
         ));
+    }
+
+    fn ip(s: &str) -> Option<IpAddr> {
+        Some(s.parse().unwrap())
+    }
+
+    #[test]
+    fn failed_logins_are_refused_per_address_until_the_window_ends() {
+        let limiter = LoginLimiter::new(5, 100, WINDOW);
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        for i in 0..5 {
+            assert_eq!(limiter.attempt(ip("192.0.2.1"), at(i), || false), Ok(false));
+        }
+        // Refused without looking at the credentials, the right ones included.
+        let refused = limiter.attempt(ip("192.0.2.1"), at(10), || panic!("checked"));
+        assert_eq!(refused, Err(Duration::from_secs(50)));
+        assert_eq!(
+            too_many(Duration::from_millis(50_001)).headers()[header::RETRY_AFTER],
+            "51"
+        );
+        // Another address logs in.
+        assert_eq!(limiter.attempt(ip("192.0.2.2"), at(10), || true), Ok(true));
+        // After the window, the first address does too, and has its 5 failures again.
+        assert_eq!(limiter.attempt(ip("192.0.2.1"), at(60), || true), Ok(true));
+        for i in 0..5 {
+            assert_eq!(
+                limiter.attempt(ip("192.0.2.1"), at(61 + i), || false),
+                Ok(false)
+            );
+        }
+        assert!(limiter.attempt(ip("192.0.2.1"), at(70), || true).is_err());
+        // Addresses of one IPv6 /64 network count as one client.
+        for i in 0..5 {
+            let addr = ip(&format!("2001:db8::{i}"));
+            assert_eq!(limiter.attempt(addr, at(i), || false), Ok(false));
+        }
+        assert!(
+            limiter
+                .attempt(ip("2001:db8::ffff"), at(6), || true)
+                .is_err()
+        );
+        assert_eq!(
+            limiter.attempt(ip("2001:db8:0:1::1"), at(6), || true),
+            Ok(true)
+        );
+    }
+
+    #[test]
+    fn a_spray_across_addresses_is_bounded_in_all() {
+        let limiter = LoginLimiter::new(5, 100, WINDOW);
+        let t0 = Instant::now();
+        for i in 0..100u32 {
+            let addr = Some(IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i)));
+            assert_eq!(limiter.attempt(addr, t0, || false), Ok(false));
+        }
+        let fresh = ip("192.0.2.9");
+        assert!(limiter.attempt(fresh, t0, || true).is_err());
+        let later = t0 + WINDOW;
+        assert_eq!(limiter.attempt(fresh, later, || true), Ok(true));
+    }
+
+    #[test]
+    fn the_limiter_s_memory_is_bounded() {
+        let limiter = LoginLimiter::new(5, u32::MAX, WINDOW);
+        let t0 = Instant::now();
+        for i in 0..(MAX_CLIENTS as u32 + 100) {
+            let addr = Some(IpAddr::from(std::net::Ipv4Addr::from(i)));
+            assert_eq!(limiter.attempt(addr, t0, || false), Ok(false));
+        }
+        let tally = limiter.tally.lock().unwrap();
+        assert_eq!(tally.clients.len(), MAX_CLIENTS);
+        drop(tally);
+        // Ended windows make room.
+        limiter
+            .attempt(ip("192.0.2.1"), t0 + WINDOW, || false)
+            .unwrap();
+        assert_eq!(limiter.tally.lock().unwrap().clients.len(), 1);
     }
 
     #[test]

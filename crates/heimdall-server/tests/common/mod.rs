@@ -239,6 +239,21 @@ impl Drop for PgDatabase {
     }
 }
 
+/// Deletes the keys under a prefix from the local Redis when dropped.
+pub struct RedisPrefix(pub String);
+
+impl Drop for RedisPrefix {
+    fn drop(&mut self) {
+        let script = format!(
+            "redis-cli --scan --pattern '{}*' | xargs -r redis-cli del >/dev/null",
+            self.0
+        );
+        let _ = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .status();
+    }
+}
+
 fn rand_suffix() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
