@@ -42,6 +42,9 @@ pub struct SuiteConfig {
     /// Also run the governance scenario: variants with a virtual key counted in memory and
     /// in Redis.
     pub governance: bool,
+    /// Also run the cache scenario: a gateway with the semantic cache on, its direct hits,
+    /// semantic hits and misses.
+    pub cache: bool,
     pub mock_latency_ms: u64,
     pub peers: bool,
     pub peers_dir: PathBuf,
@@ -116,6 +119,27 @@ pub fn governance_config(redis_prefix: Option<&str>) -> anyhow::Result<String> {
         ));
     }
     default_config_with(&sections)
+}
+
+/// The default config with the semantic cache on: embeddings from the mock's
+/// OpenAI-compatible endpoint (its trigram vectors, 1,536 dimensions like OpenAI's small
+/// embedding model's), threshold 0.8, entries kept an hour (longer than any run).
+pub fn cache_config() -> anyhow::Result<String> {
+    let plugin = serde_json::json!([{"enabled": true, "name": "semantic_cache", "config": {
+        "provider": "openai", "embedding_model": "trigram-1536", "dimension": 1536,
+        "threshold": 0.8, "ttl": "1h"
+    }}]);
+    default_config_with(&[("plugins", plugin)])
+}
+
+/// What the cache scenario's gateway counted over the run, read from its `/metrics` at the
+/// end: the hits of each kind and the misses tell that each row measured what it names.
+#[derive(Debug, Clone, Default)]
+pub struct CacheReport {
+    pub direct_hits: Option<u64>,
+    pub semantic_hits: Option<u64>,
+    pub misses: Option<u64>,
+    pub embedding_calls: Option<u64>,
 }
 
 /// The bench's own key prefix on the local Redis server (checked to answer `PING`); the
@@ -304,6 +328,8 @@ pub struct SuiteResult {
     pub logging: Vec<LoggingReport>,
     /// The governance scenario's variants, with their refusals and counter failures.
     pub governance: Vec<GovernanceReport>,
+    /// The cache scenario's gateway counts, when it ran.
+    pub cache: Option<CacheReport>,
     /// Peers or variants that could not be run, and why.
     pub notes: Vec<String>,
 }
@@ -464,6 +490,17 @@ pub async fn run_suite(cfg: &SuiteConfig) -> anyhow::Result<SuiteResult> {
             Err(e) => notes.push(format!("variant {name}: {e:#}")),
         }
     }
+    let mut cache_gateway = None;
+    if cfg.cache {
+        match start_cache_gateway(cfg, &mock_url).await {
+            Ok(p) => {
+                targets.extend(scenario::cache_targets(p.addr()?, Some(p.pid)));
+                cache_gateway = Some(p.addr()?);
+                keep.push(p);
+            }
+            Err(e) => notes.push(format!("cache: {e:#}")),
+        }
+    }
     if cfg.peers {
         match peers::install_litellm(&cfg.peers_dir).await {
             Ok(venv) => {
@@ -534,6 +571,19 @@ pub async fn run_suite(cfg: &SuiteConfig) -> anyhow::Result<SuiteResult> {
                 .map(|m| prometheus_counter(m, "heimdall_governance_ledger_failures_total")),
         });
     }
+    let cache = match cache_gateway {
+        Some(addr) => {
+            let metrics = load::get_text(addr, "/metrics").await;
+            let counter = |name: &str| metrics.as_deref().map(|m| prometheus_counter(m, name));
+            Some(CacheReport {
+                direct_hits: counter("bifrost_cache_hits_total{cache_type=\"direct\""),
+                semantic_hits: counter("bifrost_cache_hits_total{cache_type=\"semantic\""),
+                misses: counter("heimdall_cache_misses_total"),
+                embedding_calls: counter("heimdall_cache_embedding_requests_total"),
+            })
+        }
+        None => None,
+    };
 
     let mut open_streams = Vec::new();
     if cfg.open_streams > 0 {
@@ -568,8 +618,18 @@ pub async fn run_suite(cfg: &SuiteConfig) -> anyhow::Result<SuiteResult> {
         open_streams,
         logging,
         governance,
+        cache,
         notes,
     })
+}
+
+/// The cache scenario's gateway, its hits' answer already stored.
+async fn start_cache_gateway(cfg: &SuiteConfig, mock_url: &str) -> anyhow::Result<Proc> {
+    let gateway = start_gateway(cfg, &cache_config()?, mock_url).await?;
+    load::probe(gateway.addr()?, &scenario::cache_seed())
+        .await
+        .map_err(|e| anyhow::anyhow!("storing the hits' answer: {e}"))?;
+    Ok(gateway)
 }
 
 #[cfg(test)]
@@ -590,6 +650,25 @@ mod tests {
             let redis = g.redis.as_ref().map(|r| r.key_prefix.as_str());
             anyhow::ensure!(redis == prefix, "{redis:?}");
         }
+        Ok(())
+    }
+
+    #[test]
+    fn the_cache_scenario_config_is_read_and_its_paraphrase_is_a_semantic_hit() -> anyhow::Result<()>
+    {
+        let text = cache_config()?.replace("{{MOCK_URL}}", "http://127.0.0.1:1");
+        let config = Config::from_json(&text, &|_| None)?;
+        anyhow::ensure!(config.logging.store.is_none(), "logging must stay off");
+        anyhow::ensure!(config.cache.is_some(), "no semantic_cache plugin");
+        let similarity = heimdall_testkit::mock::embeddings::similarity(
+            scenario::PROMPT,
+            scenario::PARAPHRASE,
+            1536,
+        );
+        anyhow::ensure!(
+            (0.9..1.0).contains(&similarity),
+            "similarity {similarity}: the semantic rows need a paraphrase above 0.8 that is not the prompt"
+        );
         Ok(())
     }
 

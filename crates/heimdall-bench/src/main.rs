@@ -88,6 +88,10 @@ struct Args {
     /// `redis-cli -h 127.0.0.1 -p 6379 ping` for its half.
     #[arg(long)]
     no_governance: bool,
+    /// Skip the cache scenario (a gateway with the semantic cache on: direct hits, semantic
+    /// hits and misses beside the cache-off hops).
+    #[arg(long)]
+    no_cache: bool,
     /// `taskset -c` CPU list for the gateway (and peers).
     #[arg(long)]
     gateway_cpus: Option<String>,
@@ -222,6 +226,7 @@ async fn real_main(args: Args) -> anyhow::Result<()> {
         variants,
         logging: !args.no_logging && !args.quick,
         governance: !args.no_governance && !args.quick,
+        cache: !args.no_cache,
         mock_latency_ms: args.mock_latency_ms,
         peers: args.peers,
         peers_dir: args.peers_dir.clone().unwrap_or_else(peers::default_dir),
@@ -286,6 +291,10 @@ async fn real_main(args: Args) -> anyhow::Result<()> {
     if !governance.is_empty() {
         out.push('\n');
         out.push_str(&governance);
+    }
+    if let Some(cache) = &result.cache {
+        out.push('\n');
+        out.push_str(&report::cache(&result.reports, cache));
     }
     if !result.notes.is_empty() {
         out.push_str("\n### Notes\n\n");

@@ -141,14 +141,19 @@ fn header(name: &'static str, value: &'static str) -> (HeaderName, HeaderValue) 
     )
 }
 
-const PROMPT: &str = "Hello from the Heimdall benchmark. Please answer briefly.";
+pub(crate) const PROMPT: &str = "Hello from the Heimdall benchmark. Please answer briefly.";
 
 /// Anthropic Messages body for `model`, optionally streaming with `words` of reply.
 pub fn anthropic_body(model: &str, stream: bool, words: u32) -> Bytes {
+    anthropic_body_asking(PROMPT, model, stream, words)
+}
+
+/// [`anthropic_body`] with another prompt.
+fn anthropic_body_asking(prompt: &str, model: &str, stream: bool, words: u32) -> Bytes {
     let content = if stream {
-        format!("[[mock:words {words}]] {PROMPT}")
+        format!("[[mock:words {words}]] {prompt}")
     } else {
-        PROMPT.to_string()
+        prompt.to_string()
     };
     let body = serde_json::json!({
         "model": model,
@@ -387,6 +392,74 @@ pub fn heimdall_targets(
         }
     }
     out
+}
+
+/// The semantic cache's targets, on the translated path to OpenAI through a gateway with the
+/// plugin on (its config: [`crate::cache_config`]). Direct hits: the translated target's
+/// request under one cache key, so every request after the first is answered from memory
+/// (streams replayed). Semantic hits: a paraphrase of it, never stored (`x-bf-cache-no-store`),
+/// so each one is a direct miss, an embedding call and a vector search that finds the stored
+/// answer; the harness stores that answer before the runs ([`cache_seed`]). Misses: the same
+/// request under a key nothing is stored under, so both lookups run and the upstream answers.
+pub fn cache_targets(gateway: SocketAddr, pid: Option<u32>) -> Vec<Target> {
+    let path = "/anthropic/v1/messages";
+    let model = "openai/gpt-4o-mini";
+    let target = |kind: &str, request: RequestSpec, stream: Option<RequestSpec>| Target {
+        scenario: "cache".into(),
+        name: format!("Heimdall [cache] /anthropic → OpenAI (translated), {kind}"),
+        addr: gateway,
+        request,
+        stream_request: stream,
+        direct: false,
+        upstream: Upstream::OpenAi,
+        pid,
+    };
+    let with = |mut spec: RequestSpec, headers: &[(&'static str, &'static str)]| {
+        spec.headers
+            .extend(headers.iter().map(|(name, value)| header(name, value)));
+        spec
+    };
+    let stored = [("x-bf-cache-key", CACHE_KEY)];
+    let never_stored = [
+        ("x-bf-cache-key", CACHE_KEY),
+        ("x-bf-cache-no-store", "true"),
+    ];
+    let mut paraphrase = anthropic_request(path, model, false);
+    paraphrase.body = anthropic_body_asking(PARAPHRASE, model, false, STREAM_WORDS);
+    vec![
+        target(
+            "direct hit",
+            cache_seed(),
+            Some(with(anthropic_request(path, model, true), &stored)),
+        ),
+        target("semantic hit", with(paraphrase, &never_stored), None),
+        target(
+            "miss",
+            with(
+                anthropic_request(path, model, false),
+                &[
+                    ("x-bf-cache-key", "heimdall-bench-miss"),
+                    ("x-bf-cache-no-store", "true"),
+                ],
+            ),
+            None,
+        ),
+    ]
+}
+
+/// The cache key of the cache scenario's hits.
+const CACHE_KEY: &str = "heimdall-bench";
+
+/// A paraphrase of [`PROMPT`] whose trigram embedding (the mock's) is well above the cache
+/// scenario's threshold of 0.8 from the prompt's.
+pub(crate) const PARAPHRASE: &str = "Hello from the Heimdall benchmark! Please answer briefly.";
+
+/// The request whose answer the cache scenario's hits find: the translated target's, under
+/// the scenario's cache key. Sent once before the runs, it stores the entry.
+pub fn cache_seed() -> RequestSpec {
+    let mut spec = anthropic_request("/anthropic/v1/messages", "openai/gpt-4o-mini", false);
+    spec.headers.push(header("x-bf-cache-key", CACHE_KEY));
+    spec
 }
 
 fn log(msg: &str) {

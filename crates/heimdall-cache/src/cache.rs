@@ -21,8 +21,8 @@ pub struct Entry {
     pub direct: Digest,
     pub scope: Digest,
     /// The unit vector of the embedded text; `None` in direct-only mode or when embedding
-    /// failed.
-    pub vector: Option<Vec<f32>>,
+    /// failed. Shared with the scope's index.
+    pub vector: Option<Arc<[f32]>>,
     /// `body` is a stream's events (`text/event-stream`), not a JSON message.
     pub stream: bool,
     /// The answer exactly as the client got it.
@@ -386,7 +386,7 @@ mod tests {
             cache_key: key.into(),
             direct,
             scope: [0; 32],
-            vector: vector.and_then(normalized),
+            vector: vector.and_then(normalized).map(Arc::from),
             stream: false,
             body: Bytes::from(format!("answer {n}")),
             provider: "p".into(),

@@ -88,7 +88,7 @@ impl Entry {
         let model = r.text()?;
         let vector = match flags & VECTOR {
             0 => None,
-            _ => Some(vector_of(r.field()?)?),
+            _ => Some(vector_of(r.field()?)?.into()),
         };
         let body_len = r.u32_len()?;
         let start = r.at;
@@ -166,7 +166,7 @@ mod tests {
             cache_key: "tenant-é".into(),
             direct,
             scope: [9; 32],
-            vector,
+            vector: vector.map(Into::into),
             stream,
             body: Bytes::from_static(b"{\"content\":[]}"),
             provider: "anthropic".into(),

@@ -85,7 +85,7 @@ impl Pending {
             cache_key: self.cache_key,
             direct: self.keys.direct,
             scope: self.keys.scope,
-            vector: self.vector,
+            vector: self.vector.map(Into::into),
             stream: self.stream,
             body,
             provider: provider.to_owned(),

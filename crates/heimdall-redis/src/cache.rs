@@ -767,7 +767,7 @@ mod tests {
             cache_key: key.into(),
             direct,
             scope: [0; 32],
-            vector: vector.and_then(normalized),
+            vector: vector.and_then(normalized).map(Arc::from),
             stream: false,
             body: Bytes::from(format!("answer {n}")),
             provider: "p".into(),

@@ -122,7 +122,7 @@ impl Store {
                     direct: from_hex(&r.2)?,
                     scope: from_hex(&r.3)?,
                     vector: match r.4 {
-                        Some(b) => Some(vector_of(&b)?),
+                        Some(b) => Some(vector_of(&b)?.into()),
                         None => None,
                     },
                     stream: r.5,

@@ -135,7 +135,9 @@ pub fn measure(entries: usize, dimension: usize, queries: usize) -> Figures {
     for i in 0..entries {
         let v = corpus.member(i);
         let started = Instant::now();
-        index.insert(i as u64, i64::MAX, &v, Sketch::of(&v));
+        let sketch = Sketch::of(&v);
+        let v: std::sync::Arc<[f32]> = v.into();
+        index.insert(i as u64, i64::MAX, &v, sketch);
         inserts.push(started.elapsed());
         if i % stride == 0 && kept.len() < sources {
             kept.push(v);
