@@ -7,13 +7,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use heimdall_bench::scenario::{self, Options};
-use heimdall_bench::{DEFAULT_GATEWAY_CONFIG, load, report};
+use heimdall_bench::{CacheReport, DEFAULT_GATEWAY_CONFIG, cache_config, load, report};
 use heimdall_core::Gateway;
 use heimdall_core::config::Config;
 use heimdall_testkit::{MockOptions, MockServer};
 
 async fn start_gateway(mock_url: &str) -> SocketAddr {
-    let text = DEFAULT_GATEWAY_CONFIG.replace("{{MOCK_URL}}", mock_url);
+    start_gateway_with(DEFAULT_GATEWAY_CONFIG, mock_url).await
+}
+
+async fn start_gateway_with(template: &str, mock_url: &str) -> SocketAddr {
+    let text = template.replace("{{MOCK_URL}}", mock_url);
     let config = Config::from_json(&text, &|_| None).unwrap();
     let gateway = Arc::new(Gateway::new(config).unwrap());
     let app = heimdall_server::router(heimdall_server::App::without_store(gateway));
@@ -94,6 +98,72 @@ async fn harness_produces_figures() {
     assert!(table.contains("Concurrent open streams"), "{table}");
     let targets_table = report::targets(&reports, std::slice::from_ref(&streams));
     assert!(targets_table.contains("max req/s"), "{targets_table}");
+}
+
+/// The cache scenario's rows measure what they name: after the seed, the direct-hit target
+/// only hits, the semantic target only hits semantically, the miss target never hits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cache_scenario_measures_hits_and_misses() {
+    let mock = MockServer::start(MockOptions {
+        record: false,
+        ..MockOptions::default()
+    })
+    .await
+    .unwrap();
+    let plain = start_gateway(&mock.base_url()).await;
+    let cached = start_gateway_with(&cache_config().unwrap(), &mock.base_url()).await;
+    load::probe(cached, &scenario::cache_seed()).await.unwrap();
+    let me = Some(std::process::id());
+    let mut targets = scenario::heimdall_targets(plain, me, "Heimdall", true);
+    targets.truncate(2);
+    let cache_targets = scenario::cache_targets(cached, me);
+    let count = |name: &str| {
+        cache_targets
+            .iter()
+            .filter(|t| t.name.ends_with(name))
+            .count()
+    };
+    assert_eq!(
+        (count("direct hit"), count("semantic hit"), count("miss")),
+        (1, 1, 1)
+    );
+    targets.extend(cache_targets);
+    let reports = scenario::run(&targets, &Options::smoke()).await;
+    let text = load::get_text(cached, "/metrics").await.unwrap();
+    let counter = |name: &str| -> u64 {
+        text.lines()
+            .filter_map(|l| l.strip_prefix(name))
+            .filter_map(|rest| rest.rsplit(' ').next()?.parse::<f64>().ok())
+            .map(|v| v as u64)
+            .sum()
+    };
+    let direct = counter("bifrost_cache_hits_total{cache_type=\"direct\"}");
+    let semantic = counter("bifrost_cache_hits_total{cache_type=\"semantic\"}");
+    let misses = counter("heimdall_cache_misses_total");
+    let sent = |name: &str| -> u64 {
+        let r = reports
+            .iter()
+            .find(|r| r.target.name.ends_with(name))
+            .unwrap();
+        let max = r.max.as_ref().unwrap();
+        assert_eq!(max.errors, 0, "{name}: {:?}", max.first_error);
+        max.ok
+    };
+    assert!(direct >= sent("direct hit"), "{direct} direct hits");
+    assert!(semantic >= sent("semantic hit"), "{semantic} semantic hits");
+    assert!(misses >= sent("miss"), "{misses} misses");
+    let table = report::cache(
+        &reports,
+        &CacheReport {
+            direct_hits: Some(direct),
+            semantic_hits: Some(semantic),
+            misses: Some(misses),
+            embedding_calls: None,
+        },
+    );
+    for row in ["pass-through", "direct hit", "semantic hit", "miss"] {
+        assert!(table.contains(row), "{row} missing:\n{table}");
+    }
 }
 
 #[test]
