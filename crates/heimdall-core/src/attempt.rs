@@ -90,13 +90,37 @@ impl<'a> UsedKey<'a> {
 }
 
 /// A 2xx response, the key that produced it (needed to scrub later stream errors), the
-/// attempt's deadline (a non-streaming body must be read before it) and the provider slot
-/// the call holds until its answer is read or its stream ends.
+/// attempt's start and deadline (a non-streaming body must be read before it) and the
+/// provider slot the call holds until its answer is read or its stream ends.
 pub(crate) struct Answer<'a> {
     pub response: UpstreamResponse,
     pub key: UsedKey<'a>,
+    pub started: Instant,
     pub deadline: Instant,
     pub slot: Option<Slot>,
+}
+
+/// Counts a call's upstream requests and hears of each one that failed. A plain count for
+/// calls that leave no record; the exchange's tally also keeps the failures in its record.
+pub(crate) trait Tally {
+    /// An upstream request is being sent.
+    fn sent(&mut self);
+
+    /// The request just sent with `key` failed with `err` after `elapsed`.
+    fn failed(
+        &mut self,
+        _call: &Call<'_>,
+        _key: UsedKey<'_>,
+        _err: &ProviderError,
+        _elapsed: Duration,
+    ) {
+    }
+}
+
+impl Tally for u32 {
+    fn sent(&mut self) {
+        *self += 1;
+    }
 }
 
 /// Sends `call`, counting each upstream request in `tries`.
@@ -114,7 +138,7 @@ pub(crate) struct Answer<'a> {
 pub(crate) async fn send<'a>(
     client: &UpstreamClient,
     call: Call<'a>,
-    tries: &mut u32,
+    tries: &mut impl Tally,
 ) -> Result<Answer<'a>, GatewayError> {
     let p = call.provider;
     let model = call.model.unwrap_or_default();
@@ -252,7 +276,7 @@ async fn send_with_key<'a>(
     client: &UpstreamClient,
     call: &Call<'a>,
     key: UsedKey<'a>,
-    tries: &mut u32,
+    tries: &mut impl Tally,
 ) -> Result<Answer<'a>, GatewayError> {
     let p = call.provider;
     let mut retries = 0u32;
@@ -277,26 +301,32 @@ async fn send_with_key<'a>(
 }
 
 /// One upstream request with `key`: a provider slot, a fresh deadline, the call. The outer
-/// error is the slot's (none free); the inner one the upstream's. A failed call's slot is
-/// given back at once.
+/// error is the slot's (none free); the inner one the upstream's, told to `tries` here, the
+/// one place every upstream request passes. A failed call's slot is given back at once.
 async fn call_once<'a>(
     client: &UpstreamClient,
     call: &Call<'a>,
     key: UsedKey<'a>,
-    tries: &mut u32,
+    tries: &mut impl Tally,
 ) -> Result<Result<Answer<'a>, ProviderError>, GatewayError> {
-    let deadline = Instant::now() + call.provider.request_timeout;
+    let started = Instant::now();
+    let deadline = started + call.provider.request_timeout;
     let slot = acquire(call, deadline).await?;
-    *tries += 1;
+    tries.sent();
     let model = call.model.unwrap_or_default();
-    Ok(try_once(client, call, model, key, deadline)
-        .await
-        .map(|response| Answer {
+    match try_once(client, call, model, key, deadline).await {
+        Ok(response) => Ok(Ok(Answer {
             response,
             key,
+            started,
             deadline,
             slot,
-        }))
+        })),
+        Err(err) => {
+            tries.failed(call, key, &err, started.elapsed());
+            Ok(Err(err))
+        }
+    }
 }
 
 fn to_gateway(call: &Call<'_>, err: &ProviderError, secret: &str) -> GatewayError {

@@ -6,17 +6,21 @@
 //! miss carries a [`Pending`] entry that the answer fills once it is complete.
 
 use std::sync::{Arc, LazyLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use heimdall_cache::{Cache, CacheConfig, Entry, HitKind, Identity, Keys};
 use heimdall_protocol::canonical;
+use heimdall_protocol::dialect::Endpoint;
+use heimdall_protocol::error::ErrorType;
 use heimdall_providers::Operation;
 use http::HeaderMap;
 
 use crate::attempt::{self, Call, read_body};
 use crate::context::RequestContext;
-use crate::exchange::Snapshot;
+use crate::error::GatewayError;
+use crate::exchange::{Gateway, Snapshot};
+use crate::record::{Outcome, RecordSink, RequestRecord};
 
 /// Longest wait for an embedding: past it the semantic lookup is skipped, so a slow
 /// embedding provider delays a request by at most this much.
@@ -154,9 +158,11 @@ pub(crate) fn applies(live: &Snapshot, ctx: &RequestContext) -> bool {
         .is_some_and(|c| ctx.cache_options.cache_key.is_some() || c.default_cache_key.is_some())
 }
 
-/// Looks `request` up in `cache`: direct, then semantic.
+/// Looks `request` up in `cache`: direct, then semantic. An embedding call's record goes to
+/// `sink`.
 pub(crate) async fn lookup(
     cache: &Arc<Cache>,
+    sink: &Arc<dyn RecordSink>,
     live: &Snapshot,
     ctx: &RequestContext,
     request: &canonical::Request,
@@ -190,7 +196,7 @@ pub(crate) async fn lookup(
     }
     let mut vector = None;
     if options.kind.semantic() && !keys.text.is_empty() {
-        vector = embed(live, ctx, config, &keys.text).await;
+        vector = embed(live, sink, ctx, config, &keys.text).await;
         if let Some(hit) = vector
             .as_deref()
             .and_then(|v| cache.nearest(&keys.scope, v, threshold))
@@ -226,10 +232,12 @@ fn hit_of(hit: heimdall_cache::Hit, threshold: f32) -> Lookup {
 }
 
 /// The unit vector of `text` from the configured embedding provider; `None` (and a warning)
-/// when it cannot be had, which only skips the semantic lookup. Each call is logged and
-/// counted as a request of its own.
+/// when it cannot be had, which only skips the semantic lookup. Each call is a request of its
+/// own: it has its own id and record (log line, metrics, logs store, trace), besides the
+/// cache's embedding metrics.
 async fn embed(
     live: &Snapshot,
+    sink: &Arc<dyn RecordSink>,
     ctx: &RequestContext,
     config: &CacheConfig,
     text: &str,
@@ -237,8 +245,21 @@ async fn embed(
     let e = config.embedding.as_ref()?;
     let provider = live.provider(&e.provider)?;
     let wire = provider.provider.dialect(&e.model).embeddings()?;
+    // Under the front door of the request it was made for; no content: the text is the
+    // client's own, already in that request's record.
+    let mut record = RequestRecord::new(
+        Gateway::new_request_id(),
+        Endpoint::Embeddings,
+        ctx.front_door.dialect().0,
+    );
+    record.started_at = SystemTime::now();
+    record.provider = Some(provider.name.clone());
+    record.model = Some(e.model.clone());
+    // The client's trace: its span sits beside the request's own.
+    record.traceparent.clone_from(&ctx.traceparent);
     let started = Instant::now();
-    let mut tries = 0;
+    let mut tries = 0u32;
+    let mut key_name = None;
     let call = async {
         let answer = attempt::send(
             live.client(),
@@ -260,25 +281,34 @@ async fn embed(
             &mut tries,
         )
         .await?;
+        key_name = Some(answer.key.name());
         let body = read_body(answer, provider).await?;
-        wire.decode(&body).map_err(crate::error::GatewayError::from)
+        // An answer that holds no vector is the upstream's failure, not the client's.
+        wire.decode(&body)
+            .map_err(|err| GatewayError::bad_gateway(err.message()))
     };
     let result = match tokio::time::timeout(EMBEDDING_TIMEOUT, call).await {
-        Ok(r) => r.map_err(|e| e.message),
-        Err(_) => Err(format!(
-            "no answer within {} s",
-            EMBEDDING_TIMEOUT.as_secs()
+        Ok(r) => r,
+        Err(_) => Err(GatewayError::new(
+            ErrorType::TimeoutError,
+            format!("no answer within {} s", EMBEDDING_TIMEOUT.as_secs()),
         )),
     };
-    let result = result.and_then(|v| {
+    record.upstream_wait = started.elapsed();
+    let result = result.and_then(|answer| {
+        if let Some(tokens) = answer.input_tokens {
+            record.usage.input_tokens = tokens;
+            record.cost = live.pricing.cost(&provider.name, &e.model, &record.usage);
+        }
+        let v = answer.vector;
         if v.len() == config.dimension {
-            heimdall_cache::normalized(&v).ok_or_else(|| "a zero vector".to_owned())
+            heimdall_cache::normalized(&v).ok_or_else(|| GatewayError::bad_gateway("a zero vector"))
         } else {
-            Err(format!(
+            Err(GatewayError::bad_gateway(format!(
                 "a vector of {} values where `dimension` says {}",
                 v.len(),
                 config.dimension
-            ))
+            )))
         }
     });
     let elapsed = started.elapsed();
@@ -287,10 +317,15 @@ async fn embed(
         "provider" => provider.name.clone(), "outcome" => outcome)
     .increment(1);
     metrics::histogram!("heimdall_cache_embedding_seconds").record(elapsed.as_secs_f64());
-    match result {
+    record.key_name = key_name.map(str::to_owned);
+    record.attempts = tries;
+    record.latency = elapsed;
+    let vector = match result {
         Ok(v) => {
+            record.outcome = Outcome::Success;
             tracing::info!(
                 request_id = %ctx.request_id,
+                embedding_request_id = %record.request_id,
                 provider = %provider.name,
                 model = %e.model,
                 attempts = tries,
@@ -299,17 +334,26 @@ async fn embed(
             );
             Some(v)
         }
-        Err(message) => {
+        Err(err) => {
             tracing::warn!(
                 request_id = %ctx.request_id,
+                embedding_request_id = %record.request_id,
                 provider = %provider.name,
                 model = %e.model,
                 attempts = tries,
                 latency_ms = elapsed.as_millis(),
-                error = %message,
+                error = %err.message,
                 "semantic cache embedding failed; semantic lookup skipped"
             );
+            record.outcome = Outcome::Failed {
+                status: err.status,
+                kind: err.kind,
+            };
+            record.error_message = Some(err.message);
             None
         }
-    }
+    };
+    // A queue hand-over (the sinks never block): nothing awaited beyond the call itself.
+    sink.record(&Arc::new(record));
+    vector
 }

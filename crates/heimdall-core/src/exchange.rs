@@ -6,7 +6,7 @@
 
 use std::ops::Deref;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -16,12 +16,12 @@ use heimdall_protocol::dialect::{
     Endpoint, FrontDoor, RequestHead, ResponseContext, UpstreamCodec, UpstreamDialect,
 };
 use heimdall_protocol::ids;
-use heimdall_providers::{Operation, UpstreamClient};
+use heimdall_providers::{Operation, ProviderError, UpstreamClient};
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
 use crate::affinity::Affinity;
-use crate::attempt::{self, Answer, Call, read_body};
+use crate::attempt::{self, Answer, Call, Tally, UsedKey, read_body};
 use crate::cache::{self, CacheStatus, Lookup, Pending};
 use crate::config::{Config, ProviderConfig};
 use crate::context::RequestContext;
@@ -31,7 +31,7 @@ use crate::limits::Slot;
 use crate::media::MediaFetcher;
 use crate::models::ModelsCache;
 use crate::policy::{AllowAll, Plan, Policy};
-use crate::record::{Content, LogSink, Outcome, RecordSink};
+use crate::record::{AttemptRecord, Content, LogSink, Outcome, RecordSink};
 use crate::route;
 use crate::stream::{self, BodyStream, Mode, Pump};
 use crate::tokens;
@@ -173,10 +173,56 @@ enum Miss {
     Final(GatewayError),
 }
 
+impl Miss {
+    fn error(&self) -> &GatewayError {
+        match self {
+            Self::FailOver(e) | Self::Final(e) => e,
+        }
+    }
+}
+
 /// Whether a failure of one model lets the next one try: the upstream's or the gateway's
 /// trouble (5xx, timeouts, 408, 409, 429, overload), never the client's own mistake.
 fn fails_over(e: &GatewayError) -> bool {
     e.status >= 500 || matches!(e.status, 408 | 409 | 429)
+}
+
+/// A request's upstream requests over its whole fallback chain: counted, and each failed one
+/// kept in its record's trail.
+struct Trail<'r> {
+    tries: &'r mut u32,
+    /// The model of the chain being tried, as the client names it.
+    model: &'r str,
+    failed: &'r mut Vec<AttemptRecord>,
+}
+
+impl Tally for Trail<'_> {
+    fn sent(&mut self) {
+        *self.tries += 1;
+    }
+
+    fn failed(
+        &mut self,
+        call: &Call<'_>,
+        key: UsedKey<'_>,
+        err: &ProviderError,
+        elapsed: Duration,
+    ) {
+        let status = match err {
+            ProviderError::Status { status, .. }
+            | ProviderError::UnexpectedStatus { status, .. } => Some(*status),
+            _ => None,
+        };
+        let error = GatewayError::from_provider(err, key.secret(), None);
+        self.failed.push(AttemptRecord::new(
+            &call.provider.name,
+            self.model,
+            key,
+            status,
+            &error,
+            elapsed,
+        ));
+    }
 }
 
 impl Gateway {
@@ -377,6 +423,8 @@ impl Gateway {
             Endpoint::Messages if stream => provider.allowed.stream,
             Endpoint::Messages => provider.allowed.messages,
             Endpoint::CountTokens => provider.allowed.count_tokens,
+            // The cache stage sends its embedding calls itself, never through here.
+            Endpoint::Embeddings => false,
         };
         if !allowed {
             return Err(GatewayError::invalid_request(format!(
@@ -621,7 +669,7 @@ impl Gateway {
                     .map(|r| &*canonical.insert(r)),
             };
             let found = match request {
-                Some(r) => cache::lookup(&self.cache, live, ctx, r).await,
+                Some(r) => cache::lookup(&self.cache, &self.sink, live, ctx, r).await,
                 None => Lookup::Off,
             };
             if let Lookup::Hit(hit) = found {
@@ -674,7 +722,11 @@ impl Gateway {
                 drop_excess: live.drop_excess_requests,
                 has_fallback: candidate_has_next,
             },
-            tries,
+            &mut Trail {
+                tries,
+                model,
+                failed: &mut guard.record.failed_attempts,
+            },
         )
         .await;
         guard.record.upstream_wait += sending.elapsed();
@@ -683,8 +735,35 @@ impl Gateway {
             Err(e) if fails_over(&e) => return Err(Miss::FailOver(e)),
             Err(e) => return Err(Miss::Final(e)),
         };
-        let key = answer.key.name().to_owned();
-        guard.record.key_name = Some(key.clone());
+        let (key, status, started) = (answer.key, answer.response.status(), answer.started);
+        guard.record.key_name = Some(key.name().to_owned());
+        let taken = Self::take_answer(live, ctx, head, guard, &t, model, answer).await;
+        if let Err(miss) = &taken {
+            // The upstream answered, but not with anything the client can be given.
+            guard.record.failed_attempts.push(AttemptRecord::new(
+                &t.provider.name,
+                model,
+                key,
+                Some(status),
+                miss.error(),
+                started.elapsed(),
+            ));
+        }
+        taken.map(|exchanged| (exchanged, key.name().to_owned()))
+    }
+
+    /// A 2xx answer of `t`'s upstream for `model`, checked and read: a stream ready for the
+    /// pump, or the client's JSON.
+    async fn take_answer(
+        live: &Snapshot,
+        ctx: &RequestContext,
+        head: &RequestHead<'_>,
+        guard: &mut RecordGuard,
+        t: &Target<'_>,
+        model: &str,
+        answer: Answer<'_>,
+    ) -> Result<Exchanged, Miss> {
+        let front = ctx.front_door;
         check_answer_shape(&answer, head.stream, t.dialect).map_err(Miss::FailOver)?;
         // Only a translated answer needs a message id and the client's model name.
         let rctx = || ResponseContext {
@@ -716,7 +795,7 @@ impl Gateway {
                 idle: t.provider.stream_idle_timeout,
                 slot: answer.slot,
             };
-            return Ok((Exchanged::Stream(Box::new(parts)), key));
+            return Ok(Exchanged::Stream(Box::new(parts)));
         }
         let provider_name = &t.provider.name;
         let reading = Instant::now();
@@ -759,7 +838,7 @@ impl Gateway {
                 Bytes::from(front.encode_response(&response))
             }
         };
-        Ok((Exchanged::Json(json), key))
+        Ok(Exchanged::Json(json))
     }
 
     /// Count a request's input tokens: the upstream counts when it speaks the front door's
@@ -859,7 +938,11 @@ impl Gateway {
                 drop_excess: live.drop_excess_requests,
                 has_fallback: false,
             },
-            &mut tries,
+            &mut Trail {
+                tries: &mut tries,
+                model: &head.model,
+                failed: &mut guard.record.failed_attempts,
+            },
         )
         .await;
         guard.record.attempts = tries;

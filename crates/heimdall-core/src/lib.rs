@@ -33,6 +33,6 @@ pub use exchange::{Answered, Gateway, Reply, Served, Snapshot};
 pub use headers::HeaderRules;
 pub use models::ModelsQuery;
 pub use policy::{Admission, AllowAll, Plan, Policy};
-pub use record::{Content, LogSink, Outcome, RecordSink, RequestRecord, Sinks};
+pub use record::{AttemptRecord, Content, LogSink, Outcome, RecordSink, RequestRecord, Sinks};
 pub use stream::BodyStream;
 pub use tokens::{BYTES_PER_TOKEN, MAX_TOKENIZED_BYTES};

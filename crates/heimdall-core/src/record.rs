@@ -8,6 +8,9 @@ use heimdall_protocol::canonical::Usage;
 use heimdall_protocol::dialect::Endpoint;
 use heimdall_protocol::error::ErrorType;
 
+use crate::attempt::UsedKey;
+use crate::error::{GatewayError, scrub};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// Still running; at hand-over this means the client went away.
@@ -107,6 +110,60 @@ impl Content {
     }
 }
 
+/// One upstream request that failed: a retry, another key or the next model of the fallback
+/// chain followed it, or it ended its request with an error. Names only, never a key's value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptRecord {
+    /// The configured provider.
+    pub provider: String,
+    /// The model as the client names it (a fallback's own name when a fallback was tried).
+    pub model: String,
+    /// The key's name (`direct` for the client's own key).
+    pub key_name: String,
+    /// The upstream's HTTP status; `None` when none came (a timeout, a connection failure).
+    pub status: Option<u16>,
+    pub error_type: ErrorType,
+    /// At most [`AttemptRecord::MAX_MESSAGE_CHARS`] characters, the key scrubbed from it.
+    pub error_message: String,
+    /// From the attempt's start (its wait for a provider slot included) to its failure.
+    pub elapsed: Duration,
+}
+
+impl AttemptRecord {
+    /// An upstream's error text can be long (an HTML page, a huge message); the trail keeps
+    /// enough of it to tell what went wrong.
+    pub const MAX_MESSAGE_CHARS: usize = 500;
+
+    /// The attempt with `key` that failed with `err`. The key's value is scrubbed from the
+    /// message once more: not every error text went through the upstream scrubber, and a
+    /// record outlives its request in the logs store.
+    pub(crate) fn new(
+        provider: &str,
+        model: &str,
+        key: UsedKey<'_>,
+        status: Option<u16>,
+        err: &GatewayError,
+        elapsed: Duration,
+    ) -> Self {
+        let mut error_message = scrub(&err.message, key.secret());
+        // Where the limit's last character starts, and whether another follows it.
+        let mut starts = error_message.char_indices().map(|(i, _)| i);
+        if let (Some(cut), Some(_)) = (starts.nth(Self::MAX_MESSAGE_CHARS - 1), starts.next()) {
+            error_message.truncate(cut);
+            error_message.push('…');
+        }
+        Self {
+            provider: provider.to_owned(),
+            model: model.to_owned(),
+            key_name: key.name().to_owned(),
+            status,
+            error_type: err.kind,
+            error_message,
+            elapsed,
+        }
+    }
+}
+
 /// What happened to one request.
 #[derive(Debug, Clone)]
 pub struct RequestRecord {
@@ -134,6 +191,12 @@ pub struct RequestRecord {
     pub traceparent: Option<String>,
     /// Upstream requests sent for it: retries, other keys and fallbacks included.
     pub attempts: u32,
+    /// The upstream requests that failed, in order: each one a retry, another key or the next
+    /// model of the chain followed, and, when the request failed before its answer started,
+    /// those that ended it. What the client got is the record's own: who answered
+    /// (`provider`, `served_model`, `key_name`) or the error (`outcome`, `error_message`).
+    /// Empty, and so not allocated, for a request answered at its first attempt.
+    pub failed_attempts: Vec<AttemptRecord>,
     pub stream: bool,
     pub pass_through: bool,
     pub usage: Usage,
@@ -173,6 +236,7 @@ impl RequestRecord {
             is_async: false,
             traceparent: None,
             attempts: 0,
+            failed_attempts: Vec::new(),
             stream: false,
             pass_through: false,
             usage: Usage::default(),
@@ -265,6 +329,54 @@ impl RecordSink for LogSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_attempt_keeps_no_key_and_a_bounded_message() {
+        let secret = "sk-live-0123456789";
+        let long = format!("bad key {secret}: {}", "é".repeat(2000));
+        let err = GatewayError::bad_gateway(long);
+        let a = AttemptRecord::new(
+            "openai",
+            "openai/gpt-4o",
+            UsedKey::Direct {
+                value: secret,
+                index: 0,
+            },
+            Some(502),
+            &err,
+            Duration::from_millis(7),
+        );
+        assert!(!a.error_message.contains(secret), "{}", a.error_message);
+        assert!(a.error_message.starts_with("bad key ***: é"));
+        assert_eq!(
+            a.error_message.chars().count(),
+            AttemptRecord::MAX_MESSAGE_CHARS
+        );
+        assert!(a.error_message.ends_with('…'));
+        assert_eq!(
+            (a.key_name.as_str(), a.status, a.error_type),
+            ("direct", Some(502), ErrorType::ApiError)
+        );
+        let short_key = || UsedKey::Direct {
+            value: "",
+            index: 0,
+        };
+        let short = AttemptRecord::new(
+            "openai",
+            "m",
+            short_key(),
+            None,
+            &GatewayError::internal("timed out"),
+            Duration::ZERO,
+        );
+        assert_eq!(short.error_message, "timed out");
+        let exact = GatewayError::internal("x".repeat(AttemptRecord::MAX_MESSAGE_CHARS));
+        let kept = AttemptRecord::new("p", "m", short_key(), None, &exact, Duration::ZERO);
+        assert_eq!(
+            kept.error_message, exact.message,
+            "at the limit: kept whole"
+        );
+    }
 
     #[test]
     fn a_long_answer_is_kept_up_to_the_limit_then_marked_truncated() {

@@ -213,12 +213,13 @@ impl RecordSink for OtelSink {
     }
 }
 
-/// `gen_ai.operation.name`: `chat` for Messages; counting tokens has no well-known value, so it
-/// gets its own, named after the endpoint.
+/// `gen_ai.operation.name`: `chat` for Messages, `embeddings` for the semantic cache's calls;
+/// counting tokens has no well-known value, so it gets its own, named after the endpoint.
 fn operation(endpoint: Endpoint) -> &'static str {
     match endpoint {
         Endpoint::Messages => "chat",
         Endpoint::CountTokens => "count_tokens",
+        Endpoint::Embeddings => "embeddings",
     }
 }
 

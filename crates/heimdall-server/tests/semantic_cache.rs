@@ -84,6 +84,21 @@ fn embedding_calls(h: &Harness) -> usize {
 
 const KEY: (&str, &str) = ("x-bf-cache-key", "tenant-a");
 
+/// `/api/logs?{query}`'s records once it lists `count` (the log writer batches them).
+async fn logs_when(h: &Harness, query: &str, count: u64) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let page = h.get_json(&format!("/api/logs?{query}")).await;
+        let total = page["pagination"]["total_count"].as_u64().unwrap();
+        if total >= count {
+            assert_eq!(total, count, "{query}: {page}");
+            return page["logs"].as_array().unwrap().clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "{query}: {page}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
 async fn an_identical_request_is_a_direct_hit_with_the_same_answer() {
     let h = Harness::with_config(with_cache(json!({}))).await;
@@ -281,6 +296,104 @@ async fn an_embedding_provider_that_is_down_leaves_direct_caching_working() {
         "{}",
         h.gateway.output()
     );
+    // Each failed embedding (the two misses; the direct hit embeds nothing) is a failed
+    // request of its own; the client's three requests all succeeded.
+    logs_when(&h, "", 5).await;
+    logs_when(&h, "providers=anthropic&status=success", 3).await;
+    for log in logs_when(&h, "status=error", 2).await {
+        assert_eq!(log["endpoint"], "embeddings", "{log}");
+        assert_eq!(log["provider"], "openai", "{log}");
+        assert!(log["status_code"].as_u64().unwrap() >= 500, "{log}");
+        assert!(log["error_type"].is_string(), "{log}");
+        assert!(!log["error_message"].as_str().unwrap().is_empty(), "{log}");
+    }
+}
+
+#[tokio::test]
+async fn each_embedding_call_is_a_request_of_its_own_in_the_logs() {
+    let h = Harness::with_config(with_cache(json!({}))).await;
+    let res = send(&h, &request(CLAUDE, QUESTION, false), &[KEY]).await;
+    assert_eq!(res.status(), 200);
+    let asked = header(&res, "request-id").unwrap().to_owned();
+    assert_eq!(
+        ask(&h, PARAPHRASE, &[KEY]).await.1.as_deref(),
+        Some("semantic")
+    );
+    // Two requests to Anthropic's model (one answered by the cache), each embedded first.
+    logs_when(&h, "", 4).await;
+    logs_when(&h, "providers=anthropic", 2).await;
+    let embeddings = logs_when(&h, "providers=openai", 2).await;
+    for log in &embeddings {
+        assert_eq!(log["endpoint"], "embeddings", "{log}");
+        assert_eq!(log["model"], format!("trigram-{DIMENSION}"), "{log}");
+        assert_eq!(log["key_name"], "o", "{log}");
+        assert_eq!(log["status"], "success", "{log}");
+        assert_eq!(log["attempts"], 1, "{log}");
+        assert!(log["input_tokens"].as_u64().unwrap() > 0, "{log}");
+        assert!(log["id"].as_str().unwrap().starts_with("req_"), "{log}");
+        assert_ne!(log["id"], asked.as_str(), "an id of its own");
+    }
+    let one = h
+        .get_json(&format!(
+            "/api/logs/{}",
+            embeddings[0]["id"].as_str().unwrap()
+        ))
+        .await;
+    assert!(one["input"].is_null() && one["output"].is_null(), "{one}");
+    let user = h.get_json(&format!("/api/logs/{asked}")).await;
+    assert_eq!(user["endpoint"], "messages", "{user}");
+    assert_eq!(user["status"], "success", "{user}");
+}
+
+/// The paraphrase is a semantic hit with embeddings from `provider` (its config `section`,
+/// pointed at the mock), sent to the mock's `path` in that provider's shape; each call is
+/// recorded with `key_name`, and with its input tokens when the shape reports them.
+async fn a_semantic_hit_through(
+    provider: &'static str,
+    mut section: Value,
+    path: &str,
+    key_name: &str,
+    reports_usage: bool,
+) {
+    let h = Harness::with_config(move |c| {
+        section["network_config"] = c["providers"]["openai"]["network_config"].clone();
+        c["providers"][provider] = section;
+        with_cache(json!({"provider": provider}))(c);
+    })
+    .await;
+    assert_eq!(ask(&h, QUESTION, &[KEY]).await, (QUESTION.to_owned(), None));
+    let (answer, hit) = ask(&h, PARAPHRASE, &[KEY]).await;
+    assert_eq!(
+        (answer.as_str(), hit.as_deref()),
+        (QUESTION, Some("semantic"))
+    );
+    let calls = h.mock.requests().iter().filter(|r| r.path == path).count();
+    assert_eq!(calls, 2, "{path}");
+    assert_eq!(embedding_calls(&h), 0, "not in OpenAI's shape");
+    for log in logs_when(&h, &format!("providers={provider}"), 2).await {
+        assert_eq!(log["endpoint"], "embeddings", "{log}");
+        assert_eq!(log["status"], "success", "{log}");
+        assert_eq!(log["key_name"], key_name, "{log}");
+        assert_eq!(
+            log["input_tokens"].as_u64().unwrap() > 0,
+            reports_usage,
+            "{log}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn gemini_embed_content_gives_a_semantic_hit() {
+    let section = json!({"keys": [{"name": "g", "value": "mock-gemini-key", "models": ["*"],
+                                   "weight": 1}]});
+    let path = format!("/v1beta/models/trigram-{DIMENSION}:embedContent");
+    a_semantic_hit_through("gemini", section, &path, "g", false).await;
+}
+
+#[tokio::test]
+async fn ollama_api_embed_gives_a_semantic_hit() {
+    // A keyless server: its calls carry no credentials, under the key name `none`.
+    a_semantic_hit_through("ollama", json!({}), "/api/embed", "none", true).await;
 }
 
 #[tokio::test]

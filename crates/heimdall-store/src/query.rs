@@ -2,7 +2,7 @@
 
 use std::time::SystemTime;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::{Database, Encode, QueryBuilder, Type};
 use utoipa::ToSchema;
@@ -103,6 +103,11 @@ pub struct LogEntry {
     pub stream: bool,
     pub pass_through: bool,
     pub attempts: u32,
+    /// The upstream attempts that failed, in order (empty when none did): each one a retry,
+    /// another key or the next model of the fallback chain followed, and, when the request
+    /// failed before its answer started, those that ended it. Who answered, or the error the
+    /// client got, is the log's own fields.
+    pub attempt_trail: Vec<AttemptEntry>,
     pub is_async: bool,
     /// The request body: its JSON, or the body as a string when it is not JSON.
     pub input: Option<Value>,
@@ -112,12 +117,30 @@ pub struct LogEntry {
     pub content_truncated: bool,
 }
 
+/// One upstream attempt that failed, as the logs API shows it; also the shape of the stored
+/// `attempt_trail` column (a JSON array of these).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AttemptEntry {
+    pub provider: String,
+    /// The model as the client names it (a fallback's own name when a fallback was tried).
+    pub model: String,
+    /// The key's name, never its value (`direct`: the client's own key).
+    pub key_name: String,
+    /// The upstream's HTTP status; null when none came (a timeout, a connection failure).
+    pub status: Option<u16>,
+    pub error_type: String,
+    /// At most 500 characters.
+    pub error_message: String,
+    /// From the attempt's start to its failure.
+    pub elapsed_ms: f64,
+}
+
 /// Columns of a listing; a full log adds the content.
 const COLUMNS: &str = "id, started_at, front_door, endpoint, provider, model, served_model, \
      fallback_index, key_name, virtual_key, status, status_code, error_type, error_message, \
      latency_ms, first_byte_ms, overhead_ms, input_tokens, output_tokens, cache_read_tokens, \
-     cache_write_tokens, cost, stop_reason, stream, pass_through, attempts, is_async, \
-     content_truncated";
+     cache_write_tokens, cost, stop_reason, stream, pass_through, attempts, attempt_trail, \
+     is_async, content_truncated";
 
 #[derive(sqlx::FromRow)]
 struct LogRow {
@@ -147,6 +170,7 @@ struct LogRow {
     stream: bool,
     pass_through: bool,
     attempts: i64,
+    attempt_trail: Option<String>,
     is_async: bool,
     content_truncated: bool,
     #[sqlx(default)]
@@ -339,6 +363,18 @@ fn json_or_text(text: String) -> Value {
     serde_json::from_str(&text).unwrap_or(Value::String(text))
 }
 
+/// The stored trail back into its entries. The writer alone writes it, so it parses; if it
+/// somehow does not, the log is still shown, without its trail.
+fn trail(id: &str, text: Option<String>) -> Vec<AttemptEntry> {
+    let Some(text) = text else {
+        return Vec::new();
+    };
+    serde_json::from_str(&text).unwrap_or_else(|e| {
+        tracing::warn!(id, error = %e, "unreadable attempt trail in the logs store");
+        Vec::new()
+    })
+}
+
 /// RFC 3339 with milliseconds, UTC.
 fn timestamp(ms: i64) -> String {
     let secs = heimdall_protocol::time::rfc3339(ms.div_euclid(1000));
@@ -352,6 +388,7 @@ fn timestamp(ms: i64) -> String {
 impl LogRow {
     fn into_entry(self) -> LogEntry {
         let small = |v: i64| u32::try_from(v).unwrap_or(0);
+        let attempt_trail = trail(&self.id, self.attempt_trail);
         LogEntry {
             timestamp: timestamp(self.started_at),
             id: self.id,
@@ -379,6 +416,7 @@ impl LogRow {
             stream: self.stream,
             pass_through: self.pass_through,
             attempts: small(self.attempts),
+            attempt_trail,
             is_async: self.is_async,
             input: self.input.map(json_or_text),
             output: self.output.map(json_or_text),
@@ -394,6 +432,17 @@ mod tests {
     #[test]
     fn escapes_like_wildcards() {
         assert_eq!(escape_like(r"50%_a\b"), r"50\%\_a\\b");
+    }
+
+    #[test]
+    fn a_trail_reads_back_and_an_unreadable_one_is_left_out() {
+        assert!(trail("r", None).is_empty());
+        let text = r#"[{"provider":"openai","model":"openai/gpt-4o","key_name":"k1","status":null,
+            "error_type":"timeout_error","error_message":"slow","elapsed_ms":1.5}]"#;
+        let read = trail("r", Some(text.to_owned()));
+        assert_eq!(read.len(), 1);
+        assert_eq!((read[0].status, read[0].elapsed_ms), (None, 1.5));
+        assert!(trail("r", Some("[{".to_owned())).is_empty());
     }
 
     #[test]

@@ -12,6 +12,7 @@ use heimdall_protocol::dialect::{Endpoint, front_door};
 use sqlx::{PgPool, QueryBuilder, Sqlite, SqlitePool};
 use tokio::sync::mpsc;
 
+use crate::query::AttemptEntry;
 use crate::{Db, Store, duration_ms, millis};
 
 /// A queue size that absorbs several seconds of bursts at 10k requests/s.
@@ -21,7 +22,7 @@ pub const DEFAULT_QUEUE: usize = 65_536;
 /// it a record still queues, without its content (stored as truncated), and is counted in
 /// `heimdall_log_content_withheld_total`.
 pub const DEFAULT_QUEUE_CONTENT_BYTES: usize = 256 << 20;
-/// Rows per `INSERT` statement: far below SQLite's 32,766 bound parameters (30 per row).
+/// Rows per `INSERT` statement: far below SQLite's 32,766 bound parameters (31 per row).
 const ROWS_PER_INSERT: usize = 256;
 /// Records per transaction at most. A commit costs far more than a row (thread hand-offs,
 /// WAL frames, an fsync now and then), so the writer gathers records for up to [`LINGER`]
@@ -246,7 +247,7 @@ macro_rules! log_columns {
          key_name, virtual_key, status, status_code, error_type, error_message, latency_ms, \
          first_byte_ms, overhead_ms, input_tokens, output_tokens, cache_read_tokens, \
          cache_write_tokens, cost, stop_reason, stream, pass_through, attempts, is_async, \
-         input, output, content_truncated"
+         input, output, content_truncated, attempt_trail"
     };
 }
 
@@ -289,7 +290,8 @@ async fn insert_rows(pool: &SqlitePool, rows: Vec<Row>) -> anyhow::Result<()> {
                 .push_bind(r.is_async)
                 .push_bind(r.input)
                 .push_bind(r.output)
-                .push_bind(r.content_truncated);
+                .push_bind(r.content_truncated)
+                .push_bind(r.attempt_trail);
         });
         q.push(" ON CONFLICT (id) DO NOTHING");
         q.build().execute(&mut *tx).await?;
@@ -321,7 +323,7 @@ async fn insert_columns(pool: &PgPool, rows: Vec<Row>) -> anyhow::Result<()> {
          $12::int8[], $13::text[], $14::text[], $15::float8[], $16::float8[], $17::float8[], \
          $18::int8[], $19::int8[], $20::int8[], $21::int8[], $22::float8[], $23::text[], \
          $24::bool[], $25::bool[], $26::int8[], $27::bool[], $28::text[], $29::text[], \
-         $30::bool[]) ON CONFLICT (id) DO NOTHING"
+         $30::bool[], $31::text[]) ON CONFLICT (id) DO NOTHING"
     ))
     .bind(c.id)
     .bind(c.started_at)
@@ -353,6 +355,7 @@ async fn insert_columns(pool: &PgPool, rows: Vec<Row>) -> anyhow::Result<()> {
     .bind(c.input)
     .bind(c.output)
     .bind(c.content_truncated)
+    .bind(c.attempt_trail)
     .execute(pool)
     .await?;
     Ok(())
@@ -388,6 +391,7 @@ struct Columns {
     input: Vec<Option<String>>,
     output: Vec<Option<String>>,
     content_truncated: Vec<bool>,
+    attempt_trail: Vec<Option<String>>,
 }
 
 impl Columns {
@@ -421,6 +425,7 @@ impl Columns {
         self.input.push(r.input);
         self.output.push(r.output);
         self.content_truncated.push(r.content_truncated);
+        self.attempt_trail.push(r.attempt_trail);
     }
 }
 
@@ -527,6 +532,8 @@ struct Row {
     input: Option<String>,
     output: Option<String>,
     content_truncated: bool,
+    /// The failed attempts as a JSON array; `None` (NULL) when there were none.
+    attempt_trail: Option<String>,
 }
 
 impl Row {
@@ -563,6 +570,7 @@ impl Row {
             endpoint: match r.endpoint {
                 Endpoint::Messages => "messages",
                 Endpoint::CountTokens => "count_tokens",
+                Endpoint::Embeddings => "embeddings",
             },
             provider: text(&r.provider),
             model: text(&r.model),
@@ -596,8 +604,35 @@ impl Row {
             input,
             output,
             content_truncated,
+            attempt_trail: attempt_trail(r),
         }
     }
+}
+
+/// The record's failed attempts in the stored shape ([`AttemptEntry`]); `None` for the usual
+/// request, none of whose attempts failed. JSON escapes NUL, so unlike other text it needs no
+/// cleaning for PostgreSQL.
+fn attempt_trail(r: &RequestRecord) -> Option<String> {
+    if r.failed_attempts.is_empty() {
+        return None;
+    }
+    let entries: Vec<AttemptEntry> = r
+        .failed_attempts
+        .iter()
+        .map(|a| AttemptEntry {
+            provider: a.provider.clone(),
+            model: a.model.clone(),
+            key_name: a.key_name.clone(),
+            status: a.status,
+            error_type: a.error_type.as_str().to_owned(),
+            error_message: a.error_message.clone(),
+            // One correctly rounded division: 12.5 ms reads back as 12.5.
+            elapsed_ms: a.elapsed.as_nanos() as f64 / 1e6,
+        })
+        .collect();
+    // Serializing strings, numbers and options cannot fail; were it to, the log is written
+    // without its trail rather than not at all.
+    serde_json::to_string(&entries).ok()
 }
 
 /// Bytes as text: UTF-8 as it is, anything else with replacement characters; NUL removed.
@@ -616,5 +651,38 @@ fn clean(s: Cow<'_, str>) -> Cow<'_, str> {
         Cow::Owned(s.replace('\0', "\u{FFFD}"))
     } else {
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use heimdall_core::{AttemptRecord, RequestRecord};
+    use heimdall_protocol::dialect::Endpoint;
+    use heimdall_protocol::error::ErrorType;
+
+    use super::attempt_trail;
+
+    #[test]
+    fn no_failed_attempt_is_null_and_one_is_a_json_array() {
+        let mut r = RequestRecord::new("req_1".into(), Endpoint::Messages, "anthropic");
+        assert_eq!(attempt_trail(&r), None);
+        r.failed_attempts.push(AttemptRecord {
+            provider: "openai".into(),
+            model: "openai/gpt-4o".into(),
+            key_name: "k1".into(),
+            status: Some(429),
+            error_type: ErrorType::RateLimitError,
+            error_message: "slow down".into(),
+            elapsed: Duration::from_micros(1500),
+        });
+        let v: serde_json::Value = serde_json::from_str(&attempt_trail(&r).unwrap()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!([{"provider": "openai", "model": "openai/gpt-4o", "key_name": "k1",
+                "status": 429, "error_type": "rate_limit_error", "error_message": "slow down",
+                "elapsed_ms": 1.5}])
+        );
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use common::{TestDb, at, failed, record, with_content};
 use heimdall_core::config::{PostgresConfig, Secret, StoreConfig};
-use heimdall_core::{Outcome, RecordSink};
+use heimdall_core::{AttemptRecord, Outcome, RecordSink};
 use heimdall_protocol::error::ErrorType;
 use heimdall_store::{
     Closed, DEFAULT_QUEUE, DEFAULT_QUEUE_CONTENT_BYTES, JobResult, JobState, LogQuery, NewJob,
@@ -29,6 +29,7 @@ on_both_engines!(
     maintenance_prunes,
     full_queue_drops_and_counts,
     a_record_written_again_is_not_duplicated,
+    the_attempt_trail_round_trips,
     job_lifecycle,
     abandoned_jobs_fail_on_another_instance,
 );
@@ -89,6 +90,105 @@ async fn a_record_written_again_is_not_duplicated(db: TestDb) {
     assert_eq!(kept.cost, Some(0.25));
     let nul = store.log("req_nul").await.unwrap().unwrap();
     assert_eq!(nul.error_message.as_deref(), Some("bad\u{FFFD}byte"));
+}
+
+/// Two failed attempts (a 500, then a timeout on another key) before a fallback answered: both
+/// come back in order, in the full log and in a listing; a request with none has an empty trail.
+async fn the_attempt_trail_round_trips(db: TestDb) {
+    let store = db.open().await;
+    let mut retried = record("req_trail", 1_000);
+    retried.provider = Some("anthropic".to_owned());
+    retried.served_model = Some("claude-haiku-4-5".to_owned());
+    retried.fallback_index = 1;
+    retried.attempts = 3;
+    retried.failed_attempts = vec![
+        AttemptRecord {
+            provider: "openai".to_owned(),
+            model: "openai/gpt-5".to_owned(),
+            key_name: "k1".to_owned(),
+            status: Some(500),
+            error_type: ErrorType::ApiError,
+            // Text that JSON must escape, and a NUL that PostgreSQL's text could not hold raw.
+            error_message: "upstream said \"no\"\n\0 twice".to_owned(),
+            elapsed: Duration::from_micros(12_500),
+        },
+        AttemptRecord {
+            provider: "openai".to_owned(),
+            model: "openai/gpt-5".to_owned(),
+            key_name: "k2".to_owned(),
+            status: None,
+            error_type: ErrorType::TimeoutError,
+            error_message: "openai did not answer within 30 s".to_owned(),
+            elapsed: Duration::from_secs(30),
+        },
+    ];
+    assert_eq!(
+        write_all(&store, vec![retried, record("req_plain", 2_000)])
+            .await
+            .written,
+        2
+    );
+
+    let log = store.log("req_trail").await.unwrap().unwrap();
+    assert_eq!(log.attempts, 3);
+    let trail: Vec<_> = log
+        .attempt_trail
+        .iter()
+        .map(|a| {
+            (
+                a.provider.as_str(),
+                a.model.as_str(),
+                a.key_name.as_str(),
+                a.status,
+                a.error_type.as_str(),
+                a.error_message.as_str(),
+                a.elapsed_ms,
+            )
+        })
+        .collect();
+    assert_eq!(
+        trail,
+        [
+            (
+                "openai",
+                "openai/gpt-5",
+                "k1",
+                Some(500),
+                "api_error",
+                "upstream said \"no\"\n\0 twice",
+                12.5
+            ),
+            (
+                "openai",
+                "openai/gpt-5",
+                "k2",
+                None,
+                "timeout_error",
+                "openai did not answer within 30 s",
+                30_000.0
+            ),
+        ]
+    );
+    // The final attempt is the log's own.
+    assert_eq!(
+        (log.provider.as_deref(), log.key_name.as_deref()),
+        (Some("anthropic"), Some("main"))
+    );
+    let json = serde_json::to_value(&log).unwrap();
+    assert_eq!(json["attempt_trail"][1]["status"], json!(null), "{json}");
+    assert_eq!(json["attempt_trail"][0]["status"], 500, "{json}");
+
+    let plain = store.log("req_plain").await.unwrap().unwrap();
+    assert!(plain.attempt_trail.is_empty());
+    assert_eq!(
+        serde_json::to_value(&plain).unwrap()["attempt_trail"],
+        json!([])
+    );
+
+    // Listings carry the trail too.
+    let page = store.logs(&LogQuery::default()).await.unwrap();
+    let listed = page.logs.iter().find(|l| l.id == "req_trail").unwrap();
+    assert_eq!(listed.attempt_trail, log.attempt_trail);
 }
 
 async fn filters_pagination_and_totals(db: TestDb) {

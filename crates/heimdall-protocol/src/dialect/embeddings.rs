@@ -30,15 +30,21 @@ impl EmbeddingWire {
         serde_json::to_vec(&body).unwrap_or_default()
     }
 
-    /// The vector of an answer.
-    pub fn decode(self, body: &[u8]) -> Result<Vec<f32>, TranslateError> {
+    /// The vector of an answer, and the tokens its input counted when the upstream says
+    /// (OpenAI's `usage`, Ollama's `prompt_eval_count`; Gemini's `embedContent` reports none).
+    pub fn decode(self, body: &[u8]) -> Result<Embedding, TranslateError> {
         #[derive(Deserialize)]
         struct OpenAi {
             data: Vec<Item>,
+            usage: Option<OpenAiUsage>,
         }
         #[derive(Deserialize)]
         struct Item {
             embedding: Vec<f32>,
+        }
+        #[derive(Deserialize)]
+        struct OpenAiUsage {
+            prompt_tokens: Option<u64>,
         }
         #[derive(Deserialize)]
         struct Gemini {
@@ -51,33 +57,47 @@ impl EmbeddingWire {
         #[derive(Deserialize)]
         struct Ollama {
             embeddings: Vec<Vec<f32>>,
+            prompt_eval_count: Option<u64>,
         }
         let bad = |e: serde_json::Error| {
             TranslateError::invalid("embedding", format!("not an embedding answer: {e}"))
         };
-        let vector = match self {
-            Self::OpenAi => serde_json::from_slice::<OpenAi>(body)
-                .map_err(bad)?
-                .data
-                .into_iter()
-                .next()
-                .map(|i| i.embedding),
-            Self::Gemini => Some(
-                serde_json::from_slice::<Gemini>(body)
-                    .map_err(bad)?
-                    .embedding
-                    .values,
+        let (vector, input_tokens) = match self {
+            Self::OpenAi => {
+                let a = serde_json::from_slice::<OpenAi>(body).map_err(bad)?;
+                let tokens = a.usage.and_then(|u| u.prompt_tokens);
+                (a.data.into_iter().next().map(|i| i.embedding), tokens)
+            }
+            Self::Gemini => (
+                Some(
+                    serde_json::from_slice::<Gemini>(body)
+                        .map_err(bad)?
+                        .embedding
+                        .values,
+                ),
+                None,
             ),
-            Self::Ollama => serde_json::from_slice::<Ollama>(body)
-                .map_err(bad)?
-                .embeddings
-                .into_iter()
-                .next(),
+            Self::Ollama => {
+                let a = serde_json::from_slice::<Ollama>(body).map_err(bad)?;
+                (a.embeddings.into_iter().next(), a.prompt_eval_count)
+            }
         };
-        vector
+        let vector = vector
             .filter(|v| !v.is_empty())
-            .ok_or_else(|| TranslateError::invalid("embedding", "the answer holds no vector"))
+            .ok_or_else(|| TranslateError::invalid("embedding", "the answer holds no vector"))?;
+        Ok(Embedding {
+            vector,
+            input_tokens,
+        })
     }
+}
+
+/// One embedding answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embedding {
+    pub vector: Vec<f32>,
+    /// Tokens of the embedded text, when the upstream reports them.
+    pub input_tokens: Option<u64>,
 }
 
 #[cfg(test)]
@@ -88,21 +108,40 @@ mod tests {
     fn each_shape_round_trips_one_vector() {
         assert_eq!(
             EmbeddingWire::OpenAi
-                .decode(br#"{"data":[{"embedding":[0.5,1]}],"model":"m"}"#)
+                .decode(
+                    br#"{"data":[{"embedding":[0.5,1]}],"model":"m","usage":{"prompt_tokens":7}}"#
+                )
                 .unwrap(),
-            [0.5, 1.0]
+            Embedding {
+                vector: vec![0.5, 1.0],
+                input_tokens: Some(7)
+            }
         );
         assert_eq!(
             EmbeddingWire::Gemini
                 .decode(br#"{"embedding":{"values":[1,2]}}"#)
                 .unwrap(),
-            [1.0, 2.0]
+            Embedding {
+                vector: vec![1.0, 2.0],
+                input_tokens: None
+            }
         );
         assert_eq!(
             EmbeddingWire::Ollama
-                .decode(br#"{"model":"m","embeddings":[[3]]}"#)
+                .decode(br#"{"model":"m","embeddings":[[3]],"prompt_eval_count":2}"#)
                 .unwrap(),
-            [3.0]
+            Embedding {
+                vector: vec![3.0],
+                input_tokens: Some(2)
+            }
+        );
+        // A compatible server without `usage` still gives its vector.
+        assert_eq!(
+            EmbeddingWire::OpenAi
+                .decode(br#"{"data":[{"embedding":[1]}]}"#)
+                .unwrap()
+                .input_tokens,
+            None
         );
         assert!(EmbeddingWire::OpenAi.decode(br#"{"data":[]}"#).is_err());
         assert!(EmbeddingWire::Ollama.decode(b"<html>").is_err());

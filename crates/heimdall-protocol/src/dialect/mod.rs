@@ -30,6 +30,9 @@ pub struct DialectId(pub &'static str);
 pub enum Endpoint {
     Messages,
     CountTokens,
+    /// The semantic cache's own embedding calls: no front door takes them, but each is
+    /// recorded as a request of its own.
+    Embeddings,
 }
 
 /// What routing needs from a request, read without decoding the rest of it.

@@ -1,6 +1,7 @@
 // Request logs: filters and search over `GET /api/logs`, a live tail that polls for new
 // requests, and one request in full (`#/logs/<id>`): input, output, timings, cost and the
-// path it took (model asked, fallbacks, provider, key, attempts).
+// path it took (each upstream attempt that failed, then model asked, fallbacks, provider, key,
+// attempts).
 
 import { h, field, fmt, notice } from '../dom.js';
 import { get } from '../api.js';
@@ -119,6 +120,27 @@ function row(label, value) {
   return [h('dt', {}, label), h('dd', {}, value ?? '–')];
 }
 
+// The upstream attempts that failed (retried, moved to another key, fallen back from), one
+// row each in order; what finally happened follows them. Nothing when the first attempt served.
+function failedAttempts(log) {
+  const failed = log.attempt_trail || [];
+  if (!failed.length) return null;
+  return h('div', { class: 'table-wrap' }, h('table', { class: 'attempts' },
+    h('caption', { class: 'sr-only' }, 'Upstream attempts that failed, in order'),
+    h('thead', {}, h('tr', {}, ['#', 'Provider', 'Model', 'Key', 'Status', 'Error', 'Elapsed'].map((c) => h('th', { scope: 'col' }, c)))),
+    h('tbody', {}, failed.map((a, i) => h('tr', { class: 'error' },
+      h('td', { class: 'num' }, i + 1),
+      h('td', {}, a.provider),
+      h('td', {}, a.model),
+      h('td', {}, a.key_name),
+      // No status: the upstream never answered (a timeout, a connection failure).
+      h('td', { class: 'num' }, a.status ?? '–'),
+      h('td', { class: 'error-cell' }, `${a.error_type}: ${a.error_message}`),
+      h('td', { class: 'num' }, fmt.ms(a.elapsed_ms)),
+    ))),
+  ));
+}
+
 async function detail(main, id) {
   main.append(h('p', {}, h('a', { href: '#/logs' }, '← All logs')));
   let log;
@@ -154,7 +176,7 @@ async function detail(main, id) {
         row('First byte', fmt.ms(log.first_byte_ms)),
         row('Gateway overhead', fmt.ms(log.overhead_ms)),
         row('Pass-through', log.pass_through ? 'yes (bytes as the provider sent them)' : 'no (translated)'),
-      ), h('h3', {}, 'Attempt trail'), h('ol', { class: 'trail' }, trail.map((t) => h('li', {}, t)))),
+      ), h('h3', {}, 'Attempt trail'), failedAttempts(log), h('ol', { class: 'trail' }, trail.map((t) => h('li', {}, t)))),
     ),
     h('section', { class: 'panel' }, h('h2', {}, 'Input'), json(log.input, 'Not recorded (content logging is off, or was when this request came).')),
     h('section', { class: 'panel' }, h('h2', {}, 'Output'), json(log.output, log.status === 'success'

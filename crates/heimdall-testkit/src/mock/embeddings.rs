@@ -60,6 +60,11 @@ fn dimension(req: &Value) -> usize {
         .unwrap_or(DEFAULT_DIMENSION)
 }
 
+/// The tokens the mock says a text counted (OpenAI's `usage`, Ollama's `prompt_eval_count`).
+fn tokens(text: &str) -> usize {
+    text.len() / 4
+}
+
 fn failing(text: &str) -> Option<Response> {
     text.contains("[[mock:embed-error]]").then(|| {
         json_response(
@@ -102,7 +107,7 @@ pub(super) async fn openai(
             "data": [{"object": "embedding", "index": 0,
                       "embedding": trigram_vector(text, dimension(&req))}],
             "model": req["model"],
-            "usage": {"prompt_tokens": text.len() / 4, "total_tokens": text.len() / 4},
+            "usage": {"prompt_tokens": tokens(text), "total_tokens": tokens(text)},
         }),
     )
 }
@@ -125,7 +130,8 @@ pub(super) async fn ollama(
     }
     json_response(
         StatusCode::OK,
-        &json!({"model": req["model"], "embeddings": [trigram_vector(text, dimension(&req))]}),
+        &json!({"model": req["model"], "embeddings": [trigram_vector(text, dimension(&req))],
+                "prompt_eval_count": tokens(text)}),
     )
 }
 
