@@ -11,7 +11,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{CLAUDE, GPT, PgDatabase, bin, config, request, terminate};
+use common::{CLAUDE, GPT, PgDatabase, ask_and_find, bin, config, request, terminate};
 use heimdall_testkit::{GatewayProcess, MockOptions, MockServer};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -68,43 +68,13 @@ fn openai(mock: &MockServer) -> Value {
            "concurrency_and_buffer_size": {"concurrency": 4, "buffer_size": 8}})
 }
 
-/// Sends `model` a request with an `anthropic-beta` header; answers its status and what the
-/// mock received.
-async fn infer(
-    base: &str,
-    mock: &MockServer,
-    model: &str,
-) -> (u16, Option<heimdall_testkit::RecordedRequest>) {
-    let tag = format!(
-        "tag-{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
-    let res = heimdall_testkit::http_client()
-        .post(format!("{base}/anthropic/v1/messages"))
-        .header("anthropic-version", "2023-06-01")
-        .header("anthropic-beta", "test-beta-2025-01-01")
-        .json(&request(model, &tag, false))
-        .send()
-        .await
-        .unwrap();
-    let status = res.status().as_u16();
-    let seen = mock
-        .requests()
-        .into_iter()
-        .find(|r| r.body.to_string().contains(&tag));
-    (status, seen)
-}
-
 #[tokio::test]
 async fn a_provider_created_through_the_api_serves_at_once_and_its_key_never_shows() {
     let mock = MockServer::start(MockOptions::default()).await.unwrap();
     let gw = start(&anthropic_only(&mock, |_| {})).await;
     let base = gw.base_url();
 
-    let (s, _) = infer(base, &mock, GPT).await;
+    let (s, _) = ask_and_find(base, &mock, GPT).await;
     assert_ne!(s, 200, "openai is not configured yet");
 
     let (s, created) = api(Method::POST, base, "/api/providers", Some(openai(&mock))).await;
@@ -113,7 +83,7 @@ async fn a_provider_created_through_the_api_serves_at_once_and_its_key_never_sho
     assert_eq!(created["keys"][0]["value"], "sk-…cdef");
     assert_eq!(created["concurrency_and_buffer_size"]["concurrency"], 4);
 
-    let (s, seen) = infer(base, &mock, GPT).await;
+    let (s, seen) = ask_and_find(base, &mock, GPT).await;
     assert_eq!(s, 200);
     assert_eq!(
         seen.unwrap().header("authorization"),
@@ -134,7 +104,7 @@ async fn a_provider_created_through_the_api_serves_at_once_and_its_key_never_sho
     let (s, updated) = api(Method::PUT, base, "/api/providers/openai", Some(changed)).await;
     assert_eq!(s, 200, "{updated}");
     assert_eq!(updated["keys"][0]["weight"], 3);
-    let (s, seen) = infer(base, &mock, GPT).await;
+    let (s, seen) = ask_and_find(base, &mock, GPT).await;
     assert_eq!(s, 200);
     assert_eq!(
         seen.unwrap().header("authorization"),
@@ -199,9 +169,9 @@ async fn a_provider_created_through_the_api_serves_at_once_and_its_key_never_sho
 
     let (s, _) = api(Method::DELETE, base, "/api/providers/openai", None).await;
     assert_eq!(s, 204);
-    let (s, _) = infer(base, &mock, GPT).await;
+    let (s, _) = ask_and_find(base, &mock, GPT).await;
     assert_ne!(s, 200);
-    let (s, _) = infer(base, &mock, CLAUDE).await;
+    let (s, _) = ask_and_find(base, &mock, CLAUDE).await;
     assert_eq!(s, 200);
     assert!(!gw.output().contains(SECRET), "the key value was logged");
 }
@@ -211,7 +181,7 @@ async fn an_allowlist_set_through_the_api_forwards_anthropic_beta() {
     let mock = MockServer::start(MockOptions::default()).await.unwrap();
     let gw = start(&anthropic_only(&mock, |_| {})).await;
     let base = gw.base_url();
-    let (_, seen) = infer(base, &mock, CLAUDE).await;
+    let (_, seen) = ask_and_find(base, &mock, CLAUDE).await;
     assert_eq!(seen.unwrap().header("anthropic-beta"), None);
 
     let (s, settings) = api(
@@ -233,7 +203,7 @@ async fn an_allowlist_set_through_the_api_forwards_anthropic_beta() {
     assert_eq!(c["log_retention_days"], 7);
     assert_eq!(c["max_request_body_size_mb"], 100);
 
-    let (s, seen) = infer(base, &mock, CLAUDE).await;
+    let (s, seen) = ask_and_find(base, &mock, CLAUDE).await;
     assert_eq!(s, 200);
     assert_eq!(
         seen.unwrap().header("anthropic-beta"),
@@ -280,7 +250,7 @@ async fn an_allowlist_set_through_the_api_forwards_anthropic_beta() {
     )
     .await;
     assert_eq!(s, 200);
-    let (s, _) = infer(base, &mock, CLAUDE).await;
+    let (s, _) = ask_and_find(base, &mock, CLAUDE).await;
     assert_eq!(s, 401);
 }
 
@@ -302,7 +272,7 @@ async fn null_puts_a_client_setting_back_to_its_default() {
     .await;
     assert_eq!(s, 200, "{set}");
     assert_eq!(set["client_config"]["log_retention_days"], 7);
-    let (_, seen) = infer(base, &mock, CLAUDE).await;
+    let (_, seen) = ask_and_find(base, &mock, CLAUDE).await;
     assert_eq!(
         seen.unwrap().header("anthropic-beta"),
         Some("test-beta-2025-01-01")
@@ -325,7 +295,7 @@ async fn null_puts_a_client_setting_back_to_its_default() {
     assert_eq!(c["drop_excess_requests"], true, "left out: stays");
     let (_, now) = api(Method::GET, base, "/api/config", None).await;
     assert_eq!(now, unset);
-    let (s, seen) = infer(base, &mock, CLAUDE).await;
+    let (s, seen) = ask_and_find(base, &mock, CLAUDE).await;
     assert_eq!(s, 200);
     assert_eq!(seen.unwrap().header("anthropic-beta"), None);
 
@@ -400,7 +370,7 @@ async fn without_a_config_file_the_environment_s_providers_are_listed_and_can_be
     assert_eq!(s, 200, "{stored}");
     assert_eq!(stored["source"], "config");
     assert_eq!(stored["keys"][0]["value"], "env.ANTHROPIC_API_KEY");
-    let (s, seen) = infer(base, &mock, CLAUDE).await;
+    let (s, seen) = ask_and_find(base, &mock, CLAUDE).await;
     assert_eq!(s, 200);
     assert_eq!(seen.unwrap().header("x-api-key"), Some(ENV_KEY));
     let (_, list) = get("/api/providers").await;
@@ -452,14 +422,14 @@ async fn changes_survive_a_restart(mock: &MockServer, cfg: Value) {
         "{settings}"
     );
     assert_eq!(settings["client_config"]["drop_excess_requests"], true);
-    let (s, seen) = infer(base, mock, GPT).await;
+    let (s, seen) = ask_and_find(base, mock, GPT).await;
     assert_eq!(s, 200);
     let seen = seen.unwrap();
     assert_eq!(
         seen.header("authorization"),
         Some(format!("Bearer {SECRET}").as_str())
     );
-    let (_, seen) = infer(base, mock, CLAUDE).await;
+    let (_, seen) = ask_and_find(base, mock, CLAUDE).await;
     assert_eq!(
         seen.unwrap().header("anthropic-beta"),
         Some("test-beta-2025-01-01")
@@ -533,7 +503,7 @@ async fn a_file_reload_keeps_api_edits_and_takes_what_the_file_changed() {
         json!(["anthropic-beta"])
     );
     assert_eq!(c["drop_excess_requests"], true);
-    assert_eq!(infer(base, &mock, GPT).await.0, 200);
+    assert_eq!(ask_and_find(base, &mock, GPT).await.0, 200);
 
     // The file changes the allowlist itself: the file's now applies, and the log says so.
     edited["client"]["header_filter_config"] = json!({"allowlist": ["x-file-again"]});
@@ -549,7 +519,7 @@ async fn a_file_reload_keeps_api_edits_and_takes_what_the_file_changed() {
         "{}",
         gw.output()
     );
-    assert_eq!(infer(base, &mock, GPT).await.0, 200);
+    assert_eq!(ask_and_find(base, &mock, GPT).await.0, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -614,16 +584,21 @@ async fn instances_sharing_a_postgres_store_take_each_other_s_changes() {
     )
     .await;
     assert_eq!(s, 200);
-    // The other instance polls the store's revision.
+    // The other instance polls the store's revision; the two changes are two revisions, and
+    // it may take the first before the second is written.
     let deadline = Instant::now() + WAIT;
-    while infer(b.base_url(), &mock, GPT).await.0 != 200 {
+    while ask_and_find(b.base_url(), &mock, GPT).await.0 != 200 {
         assert!(Instant::now() < deadline, "{}", b.output());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (_, seen) = infer(b.base_url(), &mock, CLAUDE).await;
-    assert_eq!(
-        seen.unwrap().header("anthropic-beta"),
-        Some("test-beta-2025-01-01")
-    );
+    loop {
+        let (_, seen) = ask_and_find(b.base_url(), &mock, CLAUDE).await;
+        let beta = seen.and_then(|r| r.header("anthropic-beta").map(str::to_owned));
+        if beta.as_deref() == Some("test-beta-2025-01-01") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{beta:?}\n{}", b.output());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert!(b.output().contains("reloaded from the config store"));
 }

@@ -10,7 +10,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{ANTHROPIC_KEY, GPT, bin, config, request, terminate};
+use common::{ANTHROPIC_KEY, GPT, ask_and_find, bin, config, terminate};
 use heimdall_testkit::{GatewayProcess, MockOptions, MockServer, http_client};
 use serde_json::{Value, json};
 
@@ -41,26 +41,9 @@ async fn post(base: &str, path: &str, body: Value) -> u16 {
 /// Asks OpenAI's model through the gateway; answers the status and the `authorization` header
 /// the mock upstream received.
 async fn infer(base: &str, mock: &MockServer) -> (u16, Option<String>) {
-    let tag = format!(
-        "tag-{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
-    let res = http_client()
-        .post(format!("{base}/anthropic/v1/messages"))
-        .header("anthropic-version", "2023-06-01")
-        .json(&request(GPT, &tag, false))
-        .send()
-        .await
-        .unwrap();
-    let seen = mock
-        .requests()
-        .into_iter()
-        .find(|r| r.body.to_string().contains(&tag))
-        .and_then(|r| r.header("authorization").map(str::to_owned));
-    (res.status().as_u16(), seen)
+    let (status, seen) = ask_and_find(base, mock, GPT).await;
+    let auth = seen.and_then(|r| r.header("authorization").map(str::to_owned));
+    (status, auth)
 }
 
 /// The files under `dir` whose bytes hold `needle`.

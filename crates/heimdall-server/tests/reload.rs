@@ -9,7 +9,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -94,12 +94,6 @@ async fn wait_log(h: &Harness, needle: &str, n: usize) {
     }
 }
 
-/// A text no other request of the process carries, to find a request in the mock's record.
-fn tag() -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!("tag-{}", NEXT.fetch_add(1, Ordering::Relaxed))
-}
-
 /// What the mock recorded for the request whose text holds `tag`.
 fn recorded(mock: &MockServer, tag: &str) -> Vec<RecordedRequest> {
     mock.requests()
@@ -122,7 +116,7 @@ fn upstream_key(r: &RecordedRequest) -> String {
 /// Sends Claude a non-streaming request; asserts it succeeded with exactly one upstream
 /// request and returns the key that request carried.
 async fn key_used(h: &Harness) -> String {
-    let t = tag();
+    let t = unique_tag();
     let res = h.messages(&request(CLAUDE, &t, false)).await;
     let status = res.status();
     assert_eq!(status, 200, "{}", res.text().await.unwrap());
@@ -282,7 +276,7 @@ async fn a_deleted_file_keeps_the_running_config() {
 async fn a_header_allowlist_applies_to_the_next_request() {
     let h = start(100, |url| anthropic_only(url, "a", KEY_A)).await;
     let send = || async {
-        let t = tag();
+        let t = unique_tag();
         let res = h
             .http
             .post(h.url("/anthropic/v1/messages"))
@@ -406,7 +400,7 @@ async fn requests_in_flight_finish_on_the_config_they_started_with() {
             (key, attempts)
         })
     };
-    let (t1, t2, t3) = (tag(), tag(), tag());
+    let (t1, t2, t3) = (unique_tag(), unique_tag(), unique_tag());
     let plain = slow(format!("{t1} [[mock:delay 1500]]"), false);
     let streamed = slow(format!("{t2} [[mock:delay 1500]]"), true);
     // Fails once after 800 ms, then retried: the retry is sent after the reload.
@@ -427,7 +421,7 @@ async fn requests_in_flight_finish_on_the_config_they_started_with() {
         "the reload came too late to test anything"
     );
     // New requests take the new configuration at once.
-    let t = tag();
+    let t = unique_tag();
     let res = h.messages(&request(CLAUDE, &t, false)).await;
     assert_eq!(res.status(), 200);
     assert_eq!(header(&res, "x-bf-key-name"), "b");
@@ -462,7 +456,7 @@ async fn a_provider_added_by_reload_is_routable_and_removed_again() {
 
     replace_config(&h, &config(&h.mock.base_url(), |_| {}));
     wait_log(&h, RELOADED, 1).await;
-    let t = tag();
+    let t = unique_tag();
     let res = h.messages(&request(GPT, &t, false)).await;
     assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
     let seen = recorded(&h.mock, &t);

@@ -274,3 +274,36 @@ pub fn terminate(gateway: &GatewayProcess) {
         .unwrap();
     assert!(killed.success());
 }
+
+/// A text no other request of the process carries, to find a request in the mock's record
+/// (closed by `]`, so that no tag is a prefix of another).
+pub fn unique_tag() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    format!(
+        "[tag {}]",
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
+}
+
+/// Asks `model` through the gateway at `base` (with an `anthropic-beta` header the allowlist
+/// may pass); answers the status and the request the mock received for it, if any.
+pub async fn ask_and_find(
+    base: &str,
+    mock: &MockServer,
+    model: &str,
+) -> (u16, Option<heimdall_testkit::RecordedRequest>) {
+    let tag = unique_tag();
+    let res = heimdall_testkit::http_client()
+        .post(format!("{base}/anthropic/v1/messages"))
+        .header("anthropic-version", "2023-06-01")
+        .header("anthropic-beta", "test-beta-2025-01-01")
+        .json(&request(model, &tag, false))
+        .send()
+        .await
+        .unwrap();
+    let seen = mock
+        .requests()
+        .into_iter()
+        .find(|r| r.body.to_string().contains(&tag));
+    (res.status().as_u16(), seen)
+}
