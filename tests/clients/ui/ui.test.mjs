@@ -251,6 +251,12 @@ describe('web UI without admin auth', () => {
     await page.locator('.notice.error').waitFor();
     const detail = await page.locator('main').textContent();
     assert.match(detail, /Attempt trail/);
+    // The failed upstream attempt, with who answered it and how.
+    const attempt = page.locator('table.attempts tbody tr');
+    assert.equal(await attempt.count(), 1, 'one failed attempt');
+    const cells = await attempt.first().locator('td').allTextContents();
+    assert.deepEqual(cells.slice(0, 5), ['1', 'openai', 'openai/gpt-4o-mini', 'mock', '500']);
+    assert.match(cells[5], /mock error 500/);
     assert.match(detail, /Asked for openai\/gpt-4o-mini/);
     assert.match(detail, /please fail/, 'the input is shown');
     await shot(page, 'log-detail');
