@@ -247,9 +247,10 @@ pub struct LoggingReport {
     pub failed: Option<u64>,
 }
 
-/// The value of counter `name` in Prometheus text; a counter never incremented is not
-/// exported, so absent reads as 0.
-fn prometheus_counter(text: &str, name: &str) -> u64 {
+/// The value of counter `name` in Prometheus text (labelled series summed; `name` may include
+/// the start of a label set to pick one); a counter never incremented is not exported, so
+/// absent reads as 0.
+pub fn prometheus_counter(text: &str, name: &str) -> u64 {
     text.lines()
         .filter_map(|l| l.strip_prefix(name))
         .filter_map(|rest| {

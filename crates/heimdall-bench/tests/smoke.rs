@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use heimdall_bench::scenario::{self, Options};
-use heimdall_bench::{CacheReport, DEFAULT_GATEWAY_CONFIG, cache_config, load, report};
+use heimdall_bench::{
+    CacheReport, DEFAULT_GATEWAY_CONFIG, cache_config, load, prometheus_counter, report,
+};
 use heimdall_core::Gateway;
 use heimdall_core::config::Config;
 use heimdall_testkit::{MockOptions, MockServer};
@@ -130,13 +132,7 @@ async fn the_cache_scenario_measures_hits_and_misses() {
     targets.extend(cache_targets);
     let reports = scenario::run(&targets, &Options::smoke()).await;
     let text = load::get_text(cached, "/metrics").await.unwrap();
-    let counter = |name: &str| -> u64 {
-        text.lines()
-            .filter_map(|l| l.strip_prefix(name))
-            .filter_map(|rest| rest.rsplit(' ').next()?.parse::<f64>().ok())
-            .map(|v| v as u64)
-            .sum()
-    };
+    let counter = |name: &str| prometheus_counter(&text, name);
     let direct = counter("bifrost_cache_hits_total{cache_type=\"direct\"}");
     let semantic = counter("bifrost_cache_hits_total{cache_type=\"semantic\"}");
     let misses = counter("heimdall_cache_misses_total");
